@@ -1,0 +1,74 @@
+#ifndef RF_QUANT_H
+#define RF_QUANT_H
+/* Tensor types and their traits: one table row per type. Ids are GGUF's. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum rf_type {
+    RF_TYPE_F32 = 0,
+    RF_TYPE_F16 = 1,
+    RF_TYPE_Q4_0 = 2,
+    RF_TYPE_Q4_1 = 3,
+    RF_TYPE_Q5_0 = 6,
+    RF_TYPE_Q5_1 = 7,
+    RF_TYPE_Q8_0 = 8,
+    RF_TYPE_Q8_1 = 9,
+    RF_TYPE_Q2_K = 10,
+    RF_TYPE_Q3_K = 11,
+    RF_TYPE_Q4_K = 12,
+    RF_TYPE_Q5_K = 13,
+    RF_TYPE_Q6_K = 14,
+    RF_TYPE_Q8_K = 15,
+    RF_TYPE_IQ2_XXS = 16,
+    RF_TYPE_IQ2_XS = 17,
+    RF_TYPE_IQ3_XXS = 18,
+    RF_TYPE_IQ1_S = 19,
+    RF_TYPE_IQ4_NL = 20,
+    RF_TYPE_IQ3_S = 21,
+    RF_TYPE_IQ2_S = 22,
+    RF_TYPE_IQ4_XS = 23,
+    RF_TYPE_I8 = 24,
+    RF_TYPE_I16 = 25,
+    RF_TYPE_I32 = 26,
+    RF_TYPE_I64 = 27,
+    RF_TYPE_F64 = 28,
+    RF_TYPE_IQ1_M = 29,
+    RF_TYPE_BF16 = 30,
+    RF_TYPE_TQ1_0 = 34,
+    RF_TYPE_TQ2_0 = 35,
+    RF_TYPE_MXFP4 = 39,
+    RF_TYPE_COUNT = 40
+};
+
+/* x: one row of n weights of this type; y: n activations already converted to
+ * vec_dot_type. n is a multiple of both block sizes. *s = dot(x, y). */
+typedef void (*rf_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y);
+
+struct rf_type_traits {
+    const char *name;        /* "Q4_0", as llama.cpp prints it */
+    int64_t block_size;      /* elements per block */
+    size_t type_size;        /* bytes per block */
+    bool is_quantized;
+    /* n: multiple of block_size. NULL when the type cannot be dequantized. */
+    void (*to_float)(const void *x, float *y, int64_t n);
+    /* Reference quantizer; NULL when none. */
+    void (*from_float)(const float *x, void *y, int64_t n);
+    /* Fast weight-row dot product, or NULL: then callers dequantize the row and use
+     * an f32 dot. */
+    enum rf_type vec_dot_type;
+    rf_vec_dot_fn vec_dot;
+};
+
+/* NULL for ids that are not types (gaps, out of range). Known types whose data we
+ * cannot use still have a row (block size and bytes) with to_float NULL. */
+const struct rf_type_traits *rf_type_traits(uint32_t type);
+const char *rf_type_name(uint32_t type); /* "type 99" style text for unknown ids (static buffer) */
+/* Bytes of n elements; n must be a multiple of the block size. */
+size_t rf_row_size(enum rf_type type, int64_t n);
+
+/* Picks SIMD kernels for this CPU; called once (thread-safe, idempotent). */
+void rf_quant_init(void);
+bool rf_cpu_has_avx2(void);
+
+#endif
