@@ -1,0 +1,79 @@
+#ifndef RF_MODEL_H
+#define RF_MODEL_H
+/* A loaded model: immutable after rf_model_load and shared by every context. */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "gguf/gguf.h"
+#include "rocmforge.h"
+
+struct rf_vocab;
+
+enum rf_arch {
+    RF_ARCH_LLAMA,
+    RF_ARCH_MISTRAL,
+    RF_ARCH_QWEN2,
+    RF_ARCH_QWEN3,
+    RF_ARCH_COUNT
+};
+
+/* Hyper-parameters and architecture flags, read once from the GGUF metadata. */
+struct rf_hparams {
+    enum rf_arch arch;
+    int32_t n_vocab;
+    int32_t n_ctx_train;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim;    /* per head, for q, k and v */
+    int32_t n_ff;
+    int32_t n_rot;       /* rotated dimensions of each head */
+    float norm_eps;
+    float rope_base;
+    float rope_scale;    /* linear position scaling: pos * rope_scale */
+    bool rope_neox;
+    bool attn_bias;      /* q, k, v projections carry biases */
+    bool qk_norm;        /* per-head RMSNorm of q and k before RoPE */
+    bool tied_output;    /* output matrix is token_embd */
+};
+
+struct rf_layer {
+    struct rf_tensor attn_norm; /* (n_embd) */
+    struct rf_tensor wq;        /* (n_embd -> n_head*head_dim): ne = {n_embd, n_head*head_dim} */
+    struct rf_tensor wk;        /* ne = {n_embd, n_head_kv*head_dim} */
+    struct rf_tensor wv;        /* ne = {n_embd, n_head_kv*head_dim} */
+    struct rf_tensor wo;        /* ne = {n_head*head_dim, n_embd} */
+    struct rf_tensor bq, bk, bv; /* (n_head*head_dim), (n_head_kv*head_dim) x2; attn_bias only */
+    struct rf_tensor q_norm, k_norm; /* (head_dim); qk_norm only */
+    struct rf_tensor ffn_norm;  /* (n_embd) */
+    struct rf_tensor w_gate;    /* ne = {n_embd, n_ff} */
+    struct rf_tensor w_up;      /* ne = {n_embd, n_ff} */
+    struct rf_tensor w_down;    /* ne = {n_ff, n_embd} */
+};
+
+struct rf_model {
+    struct rf_gguf *gguf;
+    struct rf_hparams hp;
+    struct rf_tensor tok_embd;    /* ne = {n_embd, n_vocab} */
+    struct rf_tensor output_norm; /* (n_embd) */
+    struct rf_tensor output;      /* ne = {n_embd, n_vocab}; a copy of tok_embd when tied */
+    struct rf_layer *layers;      /* n_layer */
+    struct rf_vocab *vocab;
+    struct rf_backend backend;
+    int32_t n_threads;
+    uint64_t weight_bytes;
+    char *chat_template;          /* NUL-terminated copy, or NULL */
+};
+
+const char *rf_arch_name(enum rf_arch a);
+/* Reads hparams for the file's architecture; unknown architectures are an error
+ * naming the architecture and listing the supported ones. */
+rf_status rf_hparams_load(const struct rf_gguf *g, struct rf_hparams *hp);
+/* Binds every weight tensor, checking each shape against the hparams. */
+rf_status rf_model_bind_weights(struct rf_model *m);
+
+const char *rf_model_chat_template(const struct rf_model *m);
+
+#endif
