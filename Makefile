@@ -1,0 +1,89 @@
+# Entry points. The build itself is CMake; setup is scripts/setup.sh.
+#   make run     set up, build, generate text with the default model
+#   make test    set up, build, run the whole test suite (ctest)
+# Variables: BUILD JOBS MODELS MODEL PROMPT N THREADS FUZZ_TIME (see below).
+
+BUILD     ?= build
+JOBS      ?= $(shell nproc)
+MODELS    ?= $(or $(ROCMFORGE_MODELS),$(HOME)/.cache/rocmforge/models)
+MODEL     ?= $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf
+PROMPT    ?= What is the capital of France? Answer in one sentence, then name two famous sights there.
+N         ?= 64
+THREADS   ?= $(JOBS)
+SAN_BUILD ?= build-sanitize
+SAN_CC    ?= $(if $(shell command -v clang),clang,gcc)
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TIME ?= 600
+CTEST_TIMEOUT ?= 900
+
+SETUP := bash scripts/setup.sh
+export ROCMFORGE_MODELS := $(MODELS)
+
+.PHONY: all run build test test-sanitize fuzz-ci fuzz bench-cpu models setup clean distclean format tidy help
+
+all: build
+
+help:
+	@sed -n '1,/^$$/s/^# \{0,1\}//p' Makefile
+	@echo "targets: run build test test-sanitize fuzz-ci fuzz bench-cpu models setup clean distclean format tidy"
+
+run:
+	@$(SETUP) deps models
+	@$(MAKE) --no-print-directory build
+	./$(BUILD)/rocmforge run -m "$(MODEL)" --chat -p "$(PROMPT)" -n $(N) --temp 0
+
+build:
+	@$(SETUP) deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j$(JOBS)
+
+test:
+	@$(SETUP) all
+	@$(MAKE) --no-print-directory build
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) --timeout $(CTEST_TIMEOUT)
+
+# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, asserts on.
+test-sanitize:
+	@$(SETUP) deps
+	CC=$(SAN_CC) cmake -S . -B $(SAN_BUILD) -DRF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
+		-DCMAKE_C_FLAGS_DEBUG="-O1 -g"
+	cmake --build $(SAN_BUILD) -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --test-dir $(SAN_BUILD) -L unit --output-on-failure -j$(JOBS) --timeout $(CTEST_TIMEOUT)
+
+# Each fuzz target for one minute from its committed seeds (what CI runs).
+fuzz-ci:
+	@$(SETUP) deps
+	bash scripts/fuzz.sh -b $(FUZZ_BUILD) -t 60
+
+# Longer local fuzzing; the scratch corpus in $(FUZZ_BUILD)/corpus/ grows across runs.
+fuzz:
+	@$(SETUP) deps
+	bash scripts/fuzz.sh -b $(FUZZ_BUILD) -t $(FUZZ_TIME) -k
+
+# rocmforge vs llama-cpp-python on the same model and thread count (.venv-bench).
+bench-cpu: build
+	@$(SETUP) models bench
+	.venv-bench/bin/python bench/cpu_vs_llamacpp.py --bin ./$(BUILD)/rocmforge -m "$(MODEL)" -t $(THREADS)
+
+models:
+	@$(SETUP) models
+
+setup:
+	@$(SETUP) all
+
+clean:
+	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD)
+
+distclean: clean
+	rm -rf .venv .venv-bench
+
+FORMAT_FILES = $(shell find src include tests examples fuzz -name '*.[ch]' 2>/dev/null)
+
+format:
+	@command -v clang-format >/dev/null || $(SETUP) tools
+	clang-format -i $(FORMAT_FILES)
+
+tidy: build
+	@command -v clang-tidy >/dev/null || $(SETUP) tools
+	clang-tidy -p $(BUILD) --quiet $(filter %.c,$(FORMAT_FILES))
