@@ -38,7 +38,9 @@ enum rf_type {
     RF_TYPE_TQ1_0 = 34,
     RF_TYPE_TQ2_0 = 35,
     RF_TYPE_MXFP4 = 39,
-    RF_TYPE_COUNT = 40
+    RF_TYPE_NVFP4 = 40, /* sized only */
+    RF_TYPE_Q1_0 = 41,  /* sized only */
+    RF_TYPE_COUNT = 42
 };
 
 /* x: one row of n weights of this type; y: n activations already converted to
@@ -46,7 +48,7 @@ enum rf_type {
 typedef void (*rf_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y);
 
 struct rf_type_traits {
-    const char *name;        /* "Q4_0", as llama.cpp prints it */
+    const char *name;        /* "Q4_0": gguf-py's GGMLQuantizationType name */
     int64_t block_size;      /* elements per block */
     size_t type_size;        /* bytes per block */
     bool is_quantized;
@@ -63,8 +65,12 @@ struct rf_type_traits {
 /* NULL for ids that are not types (gaps, out of range). Known types whose data we
  * cannot use still have a row (block size and bytes) with to_float NULL. */
 const struct rf_type_traits *rf_type_traits(uint32_t type);
-const char *rf_type_name(uint32_t type); /* "type 99" style text for unknown ids (static buffer) */
-/* Bytes of n elements; n must be a multiple of the block size. */
+/* The reference row of a type: portable C kernels that define the numerics (the
+ * oracle for SIMD and device kernels); never swapped. NULL as rf_type_traits. */
+const struct rf_type_traits *rf_type_traits_ref(uint32_t type);
+const char *rf_type_name(uint32_t type); /* "type 99" style text for unknown ids (thread-local buffer) */
+/* Bytes of n elements; n must be a multiple of the block size. 0 for an unknown
+ * type, n < 0 or n not a multiple; SIZE_MAX when the size overflows size_t. */
 size_t rf_row_size(enum rf_type type, int64_t n);
 
 /* Picks SIMD kernels for this CPU; called once (thread-safe, idempotent). */
