@@ -60,6 +60,24 @@ struct rf_gguf_kv {
 
 #define RF_GGUF_MAX_DIMS 4
 
+/* Limits enforced at open (beyond "fits in the file"). The format allows keys of up to
+ * 65535 bytes and names tensors in at most 64 bytes; names up to 256 bytes are
+ * accepted. Arrays may nest (arrays of arrays) up to RF_GGUF_MAX_ARRAY_DEPTH levels,
+ * a top-level array being level 1. */
+#define RF_GGUF_MAX_KEY_LEN 65535
+#define RF_GGUF_MAX_NAME_LEN 256
+#define RF_GGUF_MAX_ARRAY_DEPTH 8
+#define RF_GGUF_MAX_KV (1u << 20)
+#define RF_GGUF_MAX_TENSORS (1u << 20)
+#define RF_GGUF_DEFAULT_ALIGNMENT 32
+
+/* Validation at open, besides bounds: keys are non-empty, unique and free of NUL bytes;
+ * tensor names likewise; bools are 0 or 1; every dimension is >= 1 and the element
+ * count fits int64; ne[0] is a multiple of the type's block size; each tensor's offset
+ * is a multiple of the alignment; tensor data ranges lie inside the file and do not
+ * overlap one another (no writer aliases tensors, so an overlap means a corrupt or
+ * hostile file). */
+
 struct rf_gguf_tensor {
     char *name;        /* NUL-terminated copy */
     uint32_t n_dims;
@@ -89,18 +107,24 @@ rf_status rf_gguf_open(const char *path, struct rf_gguf **out);
 rf_status rf_gguf_parse(const void *data, size_t size, struct rf_gguf **out);
 void rf_gguf_close(struct rf_gguf *g);
 
+/* Elements of a tensor (product of its dims; validated to fit int64 at open). */
+int64_t rf_gguf_tensor_nelements(const struct rf_gguf_tensor *t);
+
 const struct rf_gguf_kv *rf_gguf_find(const struct rf_gguf *g, const char *key);
 const struct rf_gguf_tensor *rf_gguf_find_tensor(const struct rf_gguf *g, const char *name);
 
-/* Typed getters: false when the key is absent. A present key of the wrong type is an
- * error: they return false and set rf_last_error, and *ok (when not NULL) is false. */
+/* Typed getters: false when the key is absent (rf_last_error untouched). A present key
+ * of the wrong type (or an integer that does not fit int64) is an error: they return
+ * false and set rf_last_error. Callers tell the two apart with rf_clear_error() before
+ * the call and rf_last_error()[0] after it, or with rf_gguf_find. */
 bool rf_gguf_get_int(const struct rf_gguf *g, const char *key, int64_t *out);   /* any integer */
 bool rf_gguf_get_float(const struct rf_gguf *g, const char *key, double *out);  /* f32/f64/int */
 bool rf_gguf_get_bool(const struct rf_gguf *g, const char *key, bool *out);
 bool rf_gguf_get_str(const struct rf_gguf *g, const char *key, struct rf_gguf_str *out);
 const struct rf_gguf_value *rf_gguf_get_arr(const struct rf_gguf *g, const char *key);
 
-/* Element i of a scalar array, converted. */
+/* Element i of a scalar array, converted (integers, bools and floats; float to int
+ * truncates). 0 when i is out of range or the elements are not scalars. */
 int64_t rf_gguf_arr_int(const struct rf_gguf_value *arr, uint64_t i);
 double rf_gguf_arr_float(const struct rf_gguf_value *arr, uint64_t i);
 
