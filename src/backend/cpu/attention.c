@@ -1,0 +1,227 @@
+/* RoPE, KV-cache stores and attention over the f16 cache.
+ *
+ * Cache layout: row r (a position) holds width = n_head_kv * head_dim halves, KV
+ * head h at r * width + h * head_dim. Attention tasks are (KV head, a group of the
+ * query heads that share it, token): each K and V row is loaded once per task and
+ * used by every query head of the group while it is in L1. */
+#include <math.h>
+
+#include "backend/cpu/cpu_internal.h"
+#include "core/fp16.h"
+#include "core/status.h"
+
+/* ---- rope ---- */
+
+#define ROPE_PAIRS 128 /* cos/sin table entries built at a time, on the stack */
+
+struct rope_job {
+    float *x;
+    const int32_t *pos;
+    int n_head, head_dim, n_rot;
+    float theta_scale, freq_scale;
+    bool neox;
+};
+
+static void rope_apply(const struct rope_job *j, float *xt, int i0, int n, const float *cs,
+                       const float *sn)
+{
+    const int half = j->n_rot / 2;
+    for (int h = 0; h < j->n_head; h++) {
+        float *xr = xt + (int64_t)h * j->head_dim;
+        for (int i = 0; i < n; i++) {
+            /* Normal: pairs (2i, 2i+1). NeoX: pairs (i, i + n_rot/2). */
+            float *a = j->neox ? xr + i0 + i : xr + 2 * (i0 + i);
+            float *b = j->neox ? a + half : a + 1;
+            const float x0 = *a, x1 = *b;
+            *a = x0 * cs[i] - x1 * sn[i];
+            *b = x0 * sn[i] + x1 * cs[i];
+        }
+    }
+}
+
+/* The angle of pair i is pos * freq_scale * base^(-2i/n_rot), built as ggml does
+ * (a running product in f32), so that the rotations match bit for bit. */
+static void rope_range(void *varg, int64_t t0, int64_t t1, int ith)
+{
+    (void)ith;
+    const struct rope_job *j = varg;
+    const int half = j->n_rot / 2;
+    float cs[ROPE_PAIRS], sn[ROPE_PAIRS];
+    for (int64_t t = t0; t < t1; t++) {
+        float theta = (float)j->pos[t];
+        float *xt = j->x + t * j->n_head * (int64_t)j->head_dim;
+        for (int i0 = 0; i0 < half; i0 += ROPE_PAIRS) {
+            const int n = half - i0 < ROPE_PAIRS ? half - i0 : ROPE_PAIRS;
+            for (int i = 0; i < n; i++) {
+                cs[i] = cosf(j->freq_scale * theta);
+                sn[i] = sinf(j->freq_scale * theta);
+                theta *= j->theta_scale;
+            }
+            rope_apply(j, xt, i0, n, cs, sn);
+        }
+    }
+}
+
+void rf_cpu_rope(void *ctx, float *x, int64_t n_tok, int n_head, int head_dim,
+                 const int32_t *pos, const struct rf_rope_params *p)
+{
+    /* n_rot beyond head_dim or odd cannot be meant; rotate what is well defined. */
+    const int n_rot = (p->n_rot < head_dim ? p->n_rot : head_dim) & ~1;
+    if (n_rot <= 0 || n_head <= 0 || n_tok <= 0) return;
+    struct rope_job j = {.x = x, .pos = pos, .n_head = n_head, .head_dim = head_dim,
+                         .n_rot = n_rot, .freq_scale = p->freq_scale, .neox = p->neox,
+                         .theta_scale = powf(p->freq_base, -2.0f / (float)n_rot)};
+    rf_cpu_parallel_for(ctx, n_tok, (int64_t)n_head * n_rot * 2 + n_rot * 20, rope_range, &j);
+}
+
+/* ---- kv_store ---- */
+
+struct kv_job {
+    const struct rf_cpu_kernels *k;
+    const float *ks, *vs;
+    int64_t width;
+    const int32_t *pos;
+    uint16_t *kc, *vc;
+};
+
+static void kv_range(void *varg, int64_t t0, int64_t t1, int ith)
+{
+    (void)ith;
+    const struct kv_job *j = varg;
+    for (int64_t t = t0; t < t1; t++) {
+        if (j->pos[t] < 0) continue; /* no row to write; the caller validates positions */
+        const size_t row = (size_t)j->pos[t] * (size_t)j->width;
+        j->k->to_f16(j->ks + t * j->width, j->kc + row, j->width);
+        j->k->to_f16(j->vs + t * j->width, j->vc + row, j->width);
+    }
+}
+
+void rf_cpu_kv_store(void *ctx, const float *k, const float *v, int64_t n_tok, int64_t width,
+                     const int32_t *pos, uint16_t *k_cache, uint16_t *v_cache)
+{
+    struct rf_cpu_ctx *c = ctx;
+    if (n_tok <= 0 || width <= 0) return;
+    struct kv_job j = {.k = c->k, .ks = k, .vs = v, .width = width, .pos = pos,
+                       .kc = k_cache, .vc = v_cache};
+    rf_cpu_parallel_for(c, n_tok, 2 * width, kv_range, &j);
+}
+
+/* ---- attention ---- */
+
+struct attn_job {
+    struct rf_cpu_ctx *c;
+    const struct rf_attn_params *p;
+    const float *q;
+    const uint16_t *kc, *vc;
+    float *out;
+    int n_rep;  /* query heads per KV head */
+    int gs;     /* query heads per task */
+    int n_sub;  /* tasks per KV head and token */
+    int64_t max_vis;
+};
+
+/* First cache row token t sees; it sees rows lo..pos. */
+static int64_t first_row(const struct rf_attn_params *p, int64_t t)
+{
+    const int64_t lo = p->window > 0 ? (int64_t)p->pos[t] - p->window + 1 : 0;
+    return lo > 0 ? lo : 0;
+}
+
+/* Scores s (ng, nvis) of the group's query heads against rows lo..lo+nvis-1. */
+static void attn_scores(const struct attn_job *j, const float *qf, int ng, int kvh, int64_t lo,
+                        int64_t nvis, float *s)
+{
+    const struct rf_attn_params *p = j->p;
+    const int hd = p->head_dim;
+    const size_t width = (size_t)p->n_head_kv * (size_t)hd;
+    for (int64_t r = 0; r < nvis; r++) {
+        const uint16_t *kr = j->kc + (size_t)(lo + r) * width + (size_t)kvh * hd;
+        for (int h = 0; h < ng; h++) s[h * nvis + r] = j->c->k->dot_f16(qf + h * hd, kr, hd) * p->scale;
+    }
+    if (p->softcap != 0.0f)
+        for (int64_t i = 0; i < ng * nvis; i++) s[i] = p->softcap * tanhf(s[i] / p->softcap);
+}
+
+static void attn_task(void *varg, int64_t id, int ith)
+{
+    const struct attn_job *j = varg;
+    const struct rf_attn_params *p = j->p;
+    const struct rf_cpu_kernels *k = j->c->k;
+    const int hd = p->head_dim;
+    const int64_t t = id % p->n_tok;
+    const int g = (int)(id / p->n_tok), kvh = g / j->n_sub;
+    const int h0 = kvh * j->n_rep + (g % j->n_sub) * j->gs;
+    const int h_end = (kvh + 1) * j->n_rep, ng = h0 + j->gs < h_end ? j->gs : h_end - h0;
+    const int64_t lo = first_row(p, t), nvis = p->pos[t] - lo + 1;
+
+    float *qf = rf_cpu_work_slice(j->c, ith); /* (gs, hd) q rounded to f16 */
+    float *acc = qf + (size_t)j->gs * hd;     /* (gs, hd) */
+    float *sum = acc + (size_t)j->gs * hd;    /* (gs) */
+    float *s = sum + j->gs;                   /* (gs, max_vis) scores, then weights */
+    const float *qt = j->q + (t * p->n_head + h0) * hd;
+    /* q goes through f16 as in ggml's CPU path, so q.k sees the same operands. */
+    for (int i = 0; i < ng * hd; i++) qf[i] = rf_fp16_to_fp32(rf_fp32_to_fp16(qt[i]));
+    attn_scores(j, qf, ng, kvh, lo, nvis, s);
+    for (int h = 0; h < ng; h++) {
+        float m = -INFINITY;
+        for (int64_t r = 0; r < nvis; r++) m = fmaxf(m, s[h * nvis + r]);
+        sum[h] = k->softmax_exp(s + h * nvis, m, nvis);
+    }
+    for (int i = 0; i < ng * hd; i++) acc[i] = 0;
+    const size_t width = (size_t)p->n_head_kv * (size_t)hd;
+    for (int64_t r = 0; r < nvis; r++) {
+        const uint16_t *vr = j->vc + (size_t)(lo + r) * width + (size_t)kvh * hd;
+        for (int h = 0; h < ng; h++) k->axpy_f16(acc + h * hd, s[h * nvis + r], vr, hd);
+    }
+    float *ot = j->out + (t * p->n_head + h0) * hd;
+    for (int h = 0; h < ng; h++) k->scale_mul(acc + h * hd, 1.0f / sum[h], NULL, ot + h * hd, hd);
+}
+
+static rf_status attn_check(const struct rf_attn_params *p)
+{
+    if (p->n_tok < 0 || p->n_head <= 0 || p->n_head_kv <= 0 || p->head_dim <= 0 || p->n_kv < 0 ||
+        p->window < 0 || p->n_head % p->n_head_kv || (p->n_tok > 0 && !p->pos))
+        return rf_fail(RF_STATUS_INVALID_ARG,
+                       "attention: bad parameters (n_tok %lld, n_head %d, n_head_kv %d, head_dim "
+                       "%d, n_kv %lld, window %d)",
+                       (long long)p->n_tok, p->n_head, p->n_head_kv, p->head_dim,
+                       (long long)p->n_kv, p->window);
+    for (int64_t t = 0; t < p->n_tok; t++)
+        if (p->pos[t] < 0 || p->pos[t] >= p->n_kv)
+            return rf_fail(RF_STATUS_INVALID_ARG,
+                           "attention: token %lld is at position %d but the cache holds %lld rows",
+                           (long long)t, p->pos[t], (long long)p->n_kv);
+    return RF_OK;
+}
+
+/* Splits each KV head's query group into sub-groups only when there are too few
+ * (token, KV head) pairs to keep every thread busy (decode with few KV heads). */
+static void attn_split(struct attn_job *j, int nth)
+{
+    const int64_t units = j->p->n_tok * j->p->n_head_kv;
+    int n_sub = units >= 2 * nth ? 1 : (int)((2 * nth + units - 1) / units);
+    if (n_sub > j->n_rep) n_sub = j->n_rep;
+    j->gs = (j->n_rep + n_sub - 1) / n_sub;
+    j->n_sub = (j->n_rep + j->gs - 1) / j->gs;
+}
+
+rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_cache,
+                           const uint16_t *v_cache, float *out, const struct rf_attn_params *p)
+{
+    struct rf_cpu_ctx *c = ctx;
+    RF_TRY(attn_check(p));
+    if (p->n_tok == 0) return RF_OK;
+    struct attn_job j = {.c = c, .p = p, .q = q, .kc = k_cache, .vc = v_cache, .out = out,
+                         .n_rep = p->n_head / p->n_head_kv};
+    attn_split(&j, c->nth);
+    for (int64_t t = 0; t < p->n_tok; t++) {
+        const int64_t nvis = p->pos[t] - first_row(p, t) + 1;
+        if (nvis > j.max_vis) j.max_vis = nvis;
+    }
+    const size_t floats = (size_t)j.gs * (2 * (size_t)p->head_dim + 1 + (size_t)j.max_vis);
+    RF_TRY(rf_cpu_work_reserve(c, floats * sizeof(float), "attention"));
+    const int64_t n_tasks = p->n_tok * p->n_head_kv * j.n_sub;
+    const bool serial = p->n_tok * p->n_head * j.max_vis * p->head_dim < RF_CPU_PAR_MIN_WORK;
+    rf_cpu_parallel_tasks(c, n_tasks, serial, attn_task, &j);
+    return RF_OK;
+}

@@ -1,0 +1,100 @@
+/* Portable inner loops: the fallback on CPUs without AVX2, and the arithmetic the
+ * SIMD versions are checked against. */
+#include <math.h>
+
+#include "backend/cpu/cpu_kernels.h"
+#include "core/fp16.h"
+
+#define GELU_SQRT_2_OVER_PI 0.79788456080286535588f
+#define GELU_COEF_A 0.044715f
+
+static float dot_f32(const float *a, const float *b, int64_t n)
+{
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static double sum_sq(const float *x, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)(x[i] * x[i]);
+    return s;
+}
+
+static void scale_mul(const float *x, float s, const float *w, float *y, int64_t n)
+{
+    if (w)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * s * w[i];
+    else
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * s;
+}
+
+static void swiglu(const float *gate, const float *up, float *out, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void geglu(const float *gate, const float *up, float *out, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float g = gate[i];
+        const float t = tanhf(GELU_SQRT_2_OVER_PI * g * (1.0f + GELU_COEF_A * g * g));
+        out[i] = 0.5f * g * (1.0f + t) * up[i];
+    }
+}
+
+static void add(float *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void scale(float *y, float s, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] *= s;
+}
+
+static void to_f16(const float *x, uint16_t *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = rf_fp32_to_fp16(x[i]);
+}
+
+static float dot_f16(const float *q, const uint16_t *k, int64_t n)
+{
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += q[i] * rf_fp16_to_fp32(k[i]);
+    return s;
+}
+
+static void axpy_f16(float *acc, float a, const uint16_t *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) acc[i] += a * rf_fp16_to_fp32(v[i]);
+}
+
+static float softmax_exp(float *s, float max, int64_t n)
+{
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        s[i] = expf(s[i] - max);
+        sum += s[i];
+    }
+    return (float)sum;
+}
+
+const struct rf_cpu_kernels rf_cpu_kernels_scalar = {
+    .name = "scalar",
+    .dot_f32 = dot_f32,
+    .sum_sq = sum_sq,
+    .scale_mul = scale_mul,
+    .swiglu = swiglu,
+    .geglu = geglu,
+    .add = add,
+    .scale = scale,
+    .to_f16 = to_f16,
+    .dot_f16 = dot_f16,
+    .axpy_f16 = axpy_f16,
+    .softmax_exp = softmax_exp,
+};
