@@ -13,13 +13,11 @@ static rf_status piece_unescape(const char *t, size_t n, struct rf_bytes *out)
 {
     size_t i = 0;
     while (i < n) {
-        if (i + 3 <= n && memcmp(t + i, k_bar, 3) == 0) {
-            RF_TRY(rf_bytes_append(out, " ", 1));
-            i += 3;
-            continue;
-        }
-        RF_TRY(rf_bytes_append(out, t + i, 1));
-        i++;
+        size_t j = i;
+        while (j < n && !(j + 3 <= n && memcmp(t + j, k_bar, 3) == 0)) j++;
+        RF_TRY(rf_bytes_append(out, t + i, j - i));
+        if (j < n) RF_TRY(rf_bytes_append(out, " ", 1));
+        i = j < n ? j + 3 : n;
     }
     return RF_OK;
 }

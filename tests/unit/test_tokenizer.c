@@ -146,7 +146,8 @@ static size_t stream(const struct rf_vocab *v, const rf_token *ids, int n, char 
 /* ---- golden cases ---- */
 
 struct counts {
-    int cases, ok_plain, ok_special, ok_detok, roundtrip_ref, roundtrip_fail_ref, stream_ok;
+    int cases, ok_plain, ok_special, ok_detok, roundtrip_ref, stream_ok;
+    int no_roundtrip_invalid, no_roundtrip_valid; /* llama.cpp's own detokenization differs */
 };
 
 static bool same_ids(const rf_token *a, int na, const rf_token *b, int nb)
@@ -184,7 +185,8 @@ static void check_case(const struct rf_vocab *v, char *line, int lineno, struct 
     if (k == (int)ref_len && memcmp(g_out, g_ref, ref_len) == 0) c->ok_detok++;
     else fprintf(stderr, "line %d: detokenized text differs from llama.cpp's\n", lineno);
     if (ref_len == len && memcmp(g_ref, g_text, len) == 0) c->roundtrip_ref++;
-    else c->roundtrip_fail_ref++;
+    else if (valid_utf8((const unsigned char *)g_text, len)) c->no_roundtrip_valid++;
+    else c->no_roundtrip_invalid++;
     bool each_valid;
     const size_t sn = stream(v, g_want, n, g_out, &each_valid);
     const bool ref_valid = valid_utf8((const unsigned char *)g_ref, ref_len);
@@ -240,9 +242,9 @@ static void run_golden(const char *fixture)
         if (line[0] != '#') check_case(m.v, line, lineno, &c);
     }
     fprintf(stderr, "%s: %d cases; plain %d, parse_special %d, detok %d, stream %d identical; "
-            "llama.cpp round-trips %d (%d do not: invalid UTF-8 input)\n",
+            "round trips %d; not: %d with invalid UTF-8, %d valid (bytes without a token)\n",
             fixture, c.cases, c.ok_plain, c.ok_special, c.ok_detok, c.stream_ok, c.roundtrip_ref,
-            c.roundtrip_fail_ref);
+            c.no_roundtrip_invalid, c.no_roundtrip_valid);
     assert_true(c.cases >= 1000);
     assert_int_equal(c.ok_plain, c.cases);
     assert_int_equal(c.ok_special, c.cases);
@@ -266,9 +268,430 @@ static void test_golden_gemma3(void **state)
     run_golden("gemma3_tokenize.txt");
 }
 
+/* ---- tiny in-memory vocabs ---- */
+
+#define MAX_TOK 600
+#define MAX_KV 16
+
+struct fake {
+    struct rf_gguf g;
+    struct rf_gguf_kv kv[MAX_KV];
+    struct rf_gguf_str toks[MAX_TOK], merges[16];
+    char text[MAX_TOK][16];
+    float scores[MAX_TOK];
+    int32_t types[MAX_TOK];
+    int n_tok, n_merges;
+};
+
+static struct rf_gguf_str str_of(const char *s) { return (struct rf_gguf_str){s, strlen(s)}; }
+
+static void kv_str(struct fake *f, const char *key, const char *val)
+{
+    struct rf_gguf_kv *kv = &f->kv[f->g.n_kv++];
+    kv->key = str_of(key);
+    kv->val.type = RF_GGUF_STRING;
+    kv->val.v.str = str_of(val);
+}
+
+static void kv_u32(struct fake *f, const char *key, uint64_t val)
+{
+    struct rf_gguf_kv *kv = &f->kv[f->g.n_kv++];
+    kv->key = str_of(key);
+    kv->val.type = RF_GGUF_UINT32;
+    kv->val.v.u64 = val;
+}
+
+static void kv_bool(struct fake *f, const char *key, bool val)
+{
+    struct rf_gguf_kv *kv = &f->kv[f->g.n_kv++];
+    kv->key = str_of(key);
+    kv->val.type = RF_GGUF_BOOL;
+    kv->val.v.u64 = val;
+}
+
+static void kv_arr(struct fake *f, const char *key, enum rf_gguf_vtype t, uint64_t n, const void *raw,
+                   struct rf_gguf_str *strs)
+{
+    struct rf_gguf_kv *kv = &f->kv[f->g.n_kv++];
+    kv->key = str_of(key);
+    kv->val.type = RF_GGUF_ARRAY;
+    kv->val.v.arr.elem_type = t;
+    kv->val.v.arr.n = n;
+    kv->val.v.arr.raw = raw;
+    kv->val.v.arr.strs = strs;
+}
+
+static int add_tok(struct fake *f, const char *text, float score, int type)
+{
+    const int i = f->n_tok++;
+    snprintf(f->text[i], sizeof f->text[i], "%s", text);
+    f->toks[i] = str_of(f->text[i]);
+    f->scores[i] = score;
+    f->types[i] = type;
+    return i;
+}
+
+static void finish(struct fake *f, const char *model)
+{
+    f->g.kvs = f->kv;
+    kv_str(f, "tokenizer.ggml.model", model);
+    kv_arr(f, "tokenizer.ggml.tokens", RF_GGUF_STRING, (uint64_t)f->n_tok, NULL, f->toks);
+    kv_arr(f, "tokenizer.ggml.scores", RF_GGUF_FLOAT32, (uint64_t)f->n_tok, f->scores, NULL);
+    kv_arr(f, "tokenizer.ggml.token_type", RF_GGUF_INT32, (uint64_t)f->n_tok, f->types, NULL);
+}
+
+enum { T_NORMAL = 1, T_UNKNOWN = 2, T_CONTROL = 3, T_USER = 4, T_BYTE = 6 };
+
+/* SPM: <unk> <s> </s>, 256 byte tokens, then a few pieces. */
+static void make_spm(struct fake *f)
+{
+    memset(f, 0, sizeof *f);
+    add_tok(f, "<unk>", 0, T_UNKNOWN);
+    add_tok(f, "<s>", 0, T_CONTROL);
+    add_tok(f, "</s>", 0, T_CONTROL);
+    for (int b = 0; b < 256; b++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", b);
+        add_tok(f, name, 0, T_BYTE);
+    }
+    add_tok(f, "\xe2\x96\x81", -3, T_NORMAL);         /* 259 ▁ */
+    add_tok(f, "a", -4, T_NORMAL);                    /* 260 */
+    add_tok(f, "b", -4, T_NORMAL);                    /* 261 */
+    add_tok(f, "ab", -1, T_NORMAL);                   /* 262 */
+    add_tok(f, "\xe2\x96\x81" "a", -2, T_NORMAL);     /* 263 ▁a */
+    add_tok(f, "\xe2\x96\x81" "ab", -0.5f, T_NORMAL); /* 264 ▁ab */
+    add_tok(f, "<user>", 0, T_USER);                  /* 265 */
+}
+
+static struct rf_vocab *load_fake(struct fake *f)
+{
+    struct rf_vocab *v = NULL;
+    if (rf_vocab_load(&f->g, &v) != RF_OK) fail_msg("load: %s", rf_last_error());
+    return v;
+}
+
+static int tok(const struct rf_vocab *v, const char *s, bool bos, bool special, rf_token *out)
+{
+    return rf_vocab_tokenize(v, s, strlen(s), out, 64, bos, special);
+}
+
+static void expect_ids(const rf_token *got, int n, const rf_token *want, int nw)
+{
+    assert_int_equal(n, nw);
+    for (int i = 0; i < nw; i++) assert_int_equal(got[i], want[i]);
+}
+
+static void test_spm_rules(void **state)
+{
+    (void)state;
+    struct fake f;
+    make_spm(&f);
+    finish(&f, "llama");
+    struct rf_vocab *v = load_fake(&f);
+    rf_token ids[64];
+    assert_true(rf_vocab_add_bos(v) && rf_vocab_add_space_prefix(v));
+    /* merges by score: "ab" first, then "▁ab" */
+    expect_ids(ids, tok(v, "ab", true, false, ids), (rf_token[]){1, 264}, 2);
+    /* byte fallback for é (C3 A9) */
+    expect_ids(ids, tok(v, "a\xc3\xa9", false, false, ids), (rf_token[]){263, 3 + 0xC3, 3 + 0xA9}, 3);
+    /* empty input: BOS only, or nothing */
+    expect_ids(ids, tok(v, "", true, false, ids), (rf_token[]){1}, 1);
+    assert_int_equal(rf_vocab_tokenize(v, "", 0, NULL, 0, false, false), 0);
+    /* special text: parsed, and the text after it gets a space prefix again */
+    expect_ids(ids, tok(v, "<s>ab", false, true, ids), (rf_token[]){1, 264}, 2);
+    /* user-defined tokens match even without parse_special; control ones do not */
+    expect_ids(ids, tok(v, "<user>", false, false, ids), (rf_token[]){265}, 1);
+    assert_int_equal(tok(v, "<s>", false, false, ids), 4); /* ▁ < s > as bytes/pieces */
+    rf_vocab_free(v);
+}
+
+static void test_cap_and_pieces(void **state)
+{
+    (void)state;
+    struct fake f;
+    make_spm(&f);
+    finish(&f, "llama");
+    struct rf_vocab *v = load_fake(&f);
+    rf_token ids[8] = {-7, -7, -7, -7, -7, -7, -7, -7};
+    const int n = rf_vocab_tokenize(v, "ab ab ab", 8, ids, 2, false, false);
+    assert_int_equal(n, 3); /* ▁ab ▁ab ▁ab: the count needed, though cap is 2 */
+    assert_int_equal(ids[1], 264);
+    assert_int_equal(ids[2], -7); /* nothing written past cap */
+    assert_int_equal(rf_vocab_tokenize(v, "ab", 2, NULL, -1, false, false), -1);
+    assert_int_equal(rf_vocab_tokenize(v, NULL, 3, ids, 8, false, false), -1);
+    char buf[8] = "xxxxxxx";
+    assert_int_equal(rf_vocab_token_to_piece(v, 264, buf, 8, false), 3);
+    assert_memory_equal(buf, " ab", 3);
+    assert_int_equal(rf_vocab_token_to_piece(v, 3 + 'A', buf, 8, false), 1);
+    assert_int_equal(buf[0], 'A');
+    assert_int_equal(rf_vocab_token_to_piece(v, 1, buf, 8, false), 0);
+    assert_int_equal(rf_vocab_token_to_piece(v, 1, buf, 8, true), 3);
+    assert_memory_equal(buf, "<s>", 3);
+    memcpy(buf, "zzzz", 4);
+    assert_int_equal(rf_vocab_token_to_piece(v, 264, buf, 2, false), 3); /* too small: untouched */
+    assert_memory_equal(buf, "zzzz", 4);
+    assert_int_equal(rf_vocab_token_to_piece(v, 9999, buf, 8, false), -1);
+    assert_int_equal(rf_vocab_token_to_piece(v, -1, buf, 8, false), -1);
+    const rf_token ab[2] = {264, 262};
+    assert_int_equal(rf_vocab_detokenize(v, ab, 2, buf, 8, false, false), 5);
+    assert_memory_equal(buf, " abab", 5);
+    assert_int_equal(rf_vocab_detokenize(v, ab, 2, buf, 8, false, true), 4);
+    assert_memory_equal(buf, "abab", 4);
+    rf_vocab_free(v);
+}
+
+static void test_stream_utf8(void **state)
+{
+    (void)state;
+    struct fake f;
+    make_spm(&f);
+    finish(&f, "llama");
+    struct rf_vocab *v = load_fake(&f);
+    struct rf_vocab_detok *d = rf_vocab_detok_new(v, false);
+    const char *out;
+    /* 😀 = F0 9F 98 80 in four byte tokens: nothing until the last one */
+    const uint8_t emoji[4] = {0xF0, 0x9F, 0x98, 0x80};
+    for (int i = 0; i < 3; i++) assert_int_equal(rf_vocab_detok_push(d, 3 + emoji[i], &out), 0);
+    assert_int_equal(rf_vocab_detok_push(d, 3 + emoji[3], &out), 4);
+    assert_memory_equal(out, emoji, 4);
+    /* a byte that can never start a character: U+FFFD at once */
+    assert_int_equal(rf_vocab_detok_push(d, 3 + 0xFF, &out), 3);
+    assert_memory_equal(out, "\xef\xbf\xbd", 3);
+    /* an incomplete character, then ASCII: U+FFFD then the letter */
+    assert_int_equal(rf_vocab_detok_push(d, 3 + 0xC3, &out), 0);
+    assert_int_equal(rf_vocab_detok_push(d, 260, &out), 4);
+    assert_memory_equal(out, "\xef\xbf\xbd" "a", 4);
+    /* left incomplete at the end: flush gives U+FFFD */
+    assert_int_equal(rf_vocab_detok_push(d, 3 + 0xE2, &out), 0);
+    assert_int_equal(rf_vocab_detok_push(d, 3 + 0x96, &out), 0);
+    assert_int_equal(rf_vocab_detok_flush(d, &out), 3);
+    assert_memory_equal(out, "\xef\xbf\xbd", 3);
+    assert_int_equal(rf_vocab_detok_flush(d, &out), 0);
+    /* control tokens are not rendered; ids out of range are ignored */
+    assert_int_equal(rf_vocab_detok_push(d, 1, &out), 0);
+    assert_int_equal(rf_vocab_detok_push(d, 12345, &out), 0);
+    rf_vocab_detok_free(d);
+    rf_vocab_free(v);
+}
+
+/* Byte-level BPE with the GPT-2 alphabet and four merges. */
+static void make_bpe(struct fake *f)
+{
+    memset(f, 0, sizeof *f);
+    for (int b = 0; b < 256; b++) {
+        const uint32_t cp = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE ? (uint32_t)b
+                            : b <= 0x20 ? 0x100u + (uint32_t)b : b <= 0xA0 ? 0x100u + 33 + (uint32_t)(b - 0x7F) : 0x143;
+        char s[4] = {0};
+        if (cp < 0x80) s[0] = (char)cp;
+        else s[0] = (char)(0xC0 | (cp >> 6)), s[1] = (char)(0x80 | (cp & 0x3F));
+        add_tok(f, s, 0, T_NORMAL);
+    }
+    add_tok(f, "he", 0, T_NORMAL);    /* 256 */
+    add_tok(f, "ll", 0, T_NORMAL);    /* 257 */
+    add_tok(f, "hell", 0, T_NORMAL);  /* 258 */
+    add_tok(f, "hello", 0, T_NORMAL); /* 259 */
+    add_tok(f, "<|end|>", 0, T_CONTROL); /* 260 */
+    static const char *m[] = {"h e", "l l", "he ll", "hell o"};
+    for (int i = 0; i < 4; i++) f->merges[f->n_merges++] = str_of(m[i]);
+}
+
+static void finish_bpe(struct fake *f, const char *pre)
+{
+    finish(f, "gpt2");
+    kv_arr(f, "tokenizer.ggml.merges", RF_GGUF_STRING, (uint64_t)f->n_merges, NULL, f->merges);
+    if (pre) kv_str(f, "tokenizer.ggml.pre", pre);
+    kv_u32(f, "tokenizer.ggml.eos_token_id", 260);
+}
+
+static void test_bpe_rules(void **state)
+{
+    (void)state;
+    struct fake f;
+    make_bpe(&f);
+    finish_bpe(&f, "gpt-2");
+    struct rf_vocab *v = load_fake(&f);
+    rf_token ids[64];
+    assert_false(rf_vocab_add_bos(v));
+    expect_ids(ids, tok(v, "hello", true, false, ids), (rf_token[]){259}, 1);
+    expect_ids(ids, tok(v, "hellx", true, false, ids), (rf_token[]){258, 'x'}, 2);
+    /* " hello" is one word: Ġ does not merge */
+    expect_ids(ids, tok(v, " hello", true, false, ids), (rf_token[]){32, 259}, 2);
+    expect_ids(ids, tok(v, "hello<|end|>", false, true, ids), (rf_token[]){259, 260}, 2);
+    assert_true(rf_vocab_is_eog(v, 260) && rf_vocab_is_control(v, 260));
+    char buf[16];
+    assert_int_equal(rf_vocab_token_to_piece(v, 32, buf, 16, false), 1); /* Ġ is the space byte */
+    assert_int_equal(buf[0], ' ');
+    /* invalid UTF-8 becomes U+FFFD before the byte-level mapping */
+    const int n = tok(v, "\xff", false, false, ids);
+    assert_int_equal(rf_vocab_detokenize(v, ids, n, buf, 16, false, false), 3);
+    assert_memory_equal(buf, "\xef\xbf\xbd", 3);
+    rf_vocab_free(v);
+}
+
+/* ---- validation ---- */
+
+static void expect_load_error(struct fake *f, rf_status want, const char *msg_part)
+{
+    struct rf_vocab *v = (struct rf_vocab *)1;
+    rf_clear_error();
+    assert_int_equal(rf_vocab_load(&f->g, &v), want);
+    assert_null(v);
+    if (!strstr(rf_last_error(), msg_part)) fail_msg("error '%s' lacks '%s'", rf_last_error(), msg_part);
+}
+
+static void test_validation(void **state)
+{
+    (void)state;
+    static struct fake f;
+    make_spm(&f);
+    f.g.kvs = f.kv;
+    kv_arr(&f, "tokenizer.ggml.tokens", RF_GGUF_STRING, (uint64_t)f.n_tok, NULL, f.toks);
+    expect_load_error(&f, RF_STATUS_BAD_FILE, "missing tokenizer.ggml.model");
+
+    make_spm(&f);
+    finish(&f, "bert");
+    expect_load_error(&f, RF_STATUS_UNSUPPORTED, "supported: llama, gpt2");
+
+    make_spm(&f);
+    finish(&f, "llama");
+    f.kv[2].val.v.arr.n = 5; /* scores */
+    expect_load_error(&f, RF_STATUS_BAD_FILE, "scores has 5 entries");
+
+    make_spm(&f);
+    snprintf(f.text[260], sizeof f.text[260], "b");
+    finish(&f, "llama");
+    expect_load_error(&f, RF_STATUS_BAD_FILE, "same text");
+
+    make_spm(&f);
+    finish(&f, "llama");
+    kv_u32(&f, "tokenizer.ggml.bos_token_id", 100000);
+    expect_load_error(&f, RF_STATUS_BAD_FILE, "out of range");
+
+    make_spm(&f);
+    snprintf(f.text[5], sizeof f.text[5], "<0xZZ>");
+    finish(&f, "llama");
+    expect_load_error(&f, RF_STATUS_BAD_FILE, "not of the form <0xHH>");
+
+    make_spm(&f);
+    finish(&f, "llama");
+    f.kv[1].val.v.arr.elem_type = RF_GGUF_INT32; /* tokens */
+    expect_load_error(&f, RF_STATUS_BAD_FILE, "array of strings");
+
+    make_spm(&f);
+    finish(&f, "llama");
+    kv_u32(&f, "tokenizer.ggml.add_bos_token", 1); /* wrong type */
+    expect_load_error(&f, RF_STATUS_BAD_FILE, "must be a bool");
+
+    make_bpe(&f);
+    finish_bpe(&f, "no-such-pre");
+    expect_load_error(&f, RF_STATUS_UNSUPPORTED, "smollm");
+
+    make_bpe(&f);
+    f.merges[2] = str_of("hell");
+    finish_bpe(&f, "gpt-2");
+    expect_load_error(&f, RF_STATUS_BAD_FILE, "merge 2");
+
+    make_bpe(&f);
+    finish(&f, "gpt2");
+    expect_load_error(&f, RF_STATUS_BAD_FILE, "missing tokenizer.ggml.merges");
+
+    make_bpe(&f);
+    finish_bpe(&f, "gpt-2");
+    kv_bool(&f, "tokenizer.ggml.add_bos_token", true); /* BOS wanted, default 11 is a byte token */
+    struct rf_vocab *v = load_fake(&f);
+    rf_token ids[4];
+    expect_ids(ids, tok(v, "he", true, false, ids), (rf_token[]){11, 256}, 2);
+    rf_vocab_free(v);
+}
+
+/* ---- real vocabs, hand-written ---- */
+
+static bool open_by_name(const char *name, struct model *m)
+{
+    char hdr[300];
+    snprintf(hdr, sizeof hdr, "# model: %s\n", name);
+    if (open_model(hdr, m)) return true;
+    fprintf(stderr, "skipping: %s not found in $RF_MODELS\n", name);
+    return false;
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static void test_smollm2_speed_and_stream(void **state)
+{
+    (void)state;
+    struct model m;
+    if (!open_by_name("SmolLM2-135M-Instruct.Q4_1.gguf", &m)) skip();
+    static const char para[] = "The quick brown fox jumps over the lazy dog; it's 2024 and 1,234 tests "
+                               "pass. Caf\xc3\xa9 \xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 \xe4\xbd\xa0\xe5\xa5\xbd "
+                               "\xf0\x9f\x98\x80 <|im_start|>user\n    def f(x):\n\treturn x * 2\n";
+    char text[4096];
+    size_t n = 0;
+    while (n + sizeof para - 1 <= sizeof text) memcpy(text + n, para, sizeof para - 1), n += sizeof para - 1;
+    static rf_token ids[4096];
+    double best = 1e9;
+    int count = 0;
+    for (int r = 0; r < 5; r++) {
+        const double t0 = now_ms();
+        count = rf_vocab_tokenize(m.v, text, n, ids, 4096, true, true);
+        const double t = now_ms() - t0;
+        best = t < best ? t : best;
+    }
+    fprintf(stderr, "SmolLM2: %zu bytes -> %d tokens in %.3f ms\n", n, count, best);
+    assert_true(count > 500 && count < 4096);
+    assert_true(best < 50.0); /* the goal is well under 10 ms; loose for loaded machines */
+    /* emoji split over byte-level tokens: every streamed chunk is whole characters */
+    const char *emoji = "\xf0\x9f\x98\x80\xf0\x9f\x8e\x89\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd \xe2\x9d\xa4\xef\xb8\x8f";
+    const int k = rf_vocab_tokenize(m.v, emoji, strlen(emoji), ids, 4096, false, false);
+    assert_true(k > 4);
+    char out[64];
+    bool each_valid;
+    const size_t sn = stream(m.v, ids, k, out, &each_valid);
+    assert_true(each_valid);
+    assert_int_equal(sn, strlen(emoji));
+    assert_memory_equal(out, emoji, sn);
+    close_model(&m);
+}
+
+/* A character Gemma's vocab lacks falls back to <0xNN> byte tokens. */
+static void test_gemma3_byte_fallback(void **state)
+{
+    (void)state;
+    struct model m;
+    if (!open_by_name("gemma-3-270m-q4_k_m.gguf", &m)) skip();
+    int found = 0;
+    for (uint32_t cp = 0x10000; cp < 0x10400 && !found; cp++) {
+        const char s[4] = {(char)(0xF0 | (cp >> 18)), (char)(0x80 | ((cp >> 12) & 0x3F)),
+                           (char)(0x80 | ((cp >> 6) & 0x3F)), (char)(0x80 | (cp & 0x3F))};
+        if (rf_vocab_find(m.v, s, 4) >= 0) continue;
+        rf_token ids[8];
+        const int n = rf_vocab_tokenize(m.v, s, 4, ids, 8, false, false);
+        if (n != 4) continue; /* a prefix may be a token of its own */
+        for (int i = 0; i < 4; i++) assert_true(rf_vocab_attr(m.v, ids[i]) & RF_TOKEN_ATTR_BYTE);
+        char back[8];
+        assert_int_equal(rf_vocab_detokenize(m.v, ids, 4, back, 8, false, false), 4);
+        assert_memory_equal(back, s, 4);
+        found = 1;
+    }
+    assert_true(found);
+    close_model(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_spm_rules),
+        cmocka_unit_test(test_cap_and_pieces),
+        cmocka_unit_test(test_stream_utf8),
+        cmocka_unit_test(test_bpe_rules),
+        cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_smollm2_speed_and_stream),
+        cmocka_unit_test(test_gemma3_byte_fallback),
         cmocka_unit_test(test_golden_smollm2),
         cmocka_unit_test(test_golden_gemma3),
     };
