@@ -1,0 +1,197 @@
+/* rocmforge bench: prompt processing (ppN: N random tokens in one call, chunked by
+ * the context's batch size) and generation (tgN: N single-token calls), each from an
+ * empty cache, after one untimed warm-up run; a markdown table like llama-bench's. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static const char bench_usage[] =
+    "usage: rocmforge bench [options]\n"
+    "\n"
+    "Measures prompt processing (ppN) and generation (tgN) speed, each from an empty\n"
+    "cache after one warm-up run, and prints a markdown table: t/s as mean +- standard\n"
+    "deviation over the repetitions; for generation, the bytes read per token and the\n"
+    "bandwidth that implies.\n"
+    "\n"
+    "  -m, --model FILE      GGUF model (default: as for `rocmforge run`)\n"
+    "  -p, --n-prompt N      prompt tokens (default 512; 0: skip)\n"
+    "  -n, --n-gen N         generated tokens (default 128; 0: skip)\n"
+    "  -r, --repetitions N   timed runs of each test (default 5)\n"
+    "  -t, --threads N       CPU threads (default: all online CPUs)\n"
+    "  -h, --help            show this help\n";
+
+static const struct option bench_longopts[] = {
+    {"model", required_argument, NULL, 'm'},
+    {"n-prompt", required_argument, NULL, 'p'},
+    {"n-gen", required_argument, NULL, 'n'},
+    {"repetitions", required_argument, NULL, 'r'},
+    {"threads", required_argument, NULL, 't'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+struct bench_opts {
+    const char *model;
+    int32_t n_prompt, n_gen, reps, n_threads;
+};
+
+static int parse_bench(int argc, char **argv, struct bench_opts *o)
+{
+    *o = (struct bench_opts){.n_prompt = 512, .n_gen = 128, .reps = 5};
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":m:p:n:r:t:h", bench_longopts, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'h': fputs(bench_usage, stdout); return 0;
+        case 'm': o->model = optarg; break;
+        case 'p': ok = cli_parse_i32(optarg, 0, 1 << 20, &o->n_prompt); break;
+        case 'n': ok = cli_parse_i32(optarg, 0, 1 << 20, &o->n_gen); break;
+        case 'r': ok = cli_parse_i32(optarg, 1, 10000, &o->reps); break;
+        case 't': ok = cli_parse_i32(optarg, 1, 4096, &o->n_threads); break;
+        default: return cli_bad_option("bench", c, argv);
+        }
+        if (!ok) return cli_usage_error("bench", "bad value '%s' for %s", optarg,
+                                          cli_opt_name(c, bench_longopts));
+    }
+    if (optind < argc) return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
+    if (o->n_prompt == 0 && o->n_gen == 0) return cli_usage_error("bench", "nothing to run: -p 0 and -n 0");
+    return -1;
+}
+
+/* Fixed-seed token ids in [0, n_vocab): the same workload on every run. */
+static void random_tokens(rf_token *t, int32_t n, int32_t n_vocab)
+{
+    uint64_t x = 1234;
+    for (int32_t i = 0; i < n; i++) {
+        uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        t[i] = (rf_token)((z ^ (z >> 31)) % (uint64_t)n_vocab);
+    }
+}
+
+/* One run from an empty cache: the n tokens in one call (pp) or one per call (tg). */
+static bool run_once(struct rf_context *ctx, const rf_token *t, int32_t n, bool one_by_one,
+                     double *secs)
+{
+    rf_context_reset(ctx);
+    const double t0 = cli_now();
+    if (!one_by_one) {
+        if (rf_decode(ctx, t, n, false) != RF_OK) return false;
+    } else {
+        for (int32_t i = 0; i < n; i++)
+            if (rf_decode(ctx, t + i, 1, false) != RF_OK) return false;
+    }
+    *secs = cli_now() - t0;
+    return true;
+}
+
+struct bench_row {
+    double mean, sd; /* tokens per second */
+};
+
+static bool run_test(struct rf_context *ctx, const rf_token *t, int32_t n, bool tg, int32_t reps,
+                     struct bench_row *row)
+{
+    double secs, sum = 0, sq = 0;
+    if (!run_once(ctx, t, n, tg, &secs)) return false; /* warm-up */
+    for (int32_t r = 0; r < reps; r++) {
+        if (!run_once(ctx, t, n, tg, &secs)) return false;
+        const double tps = secs > 0 ? n / secs : 0;
+        sum += tps;
+        sq += tps * tps;
+    }
+    row->mean = sum / reps;
+    const double var = reps > 1 ? (sq - sum * sum / reps) / (reps - 1) : 0;
+    row->sd = var > 0 ? sqrt(var) : 0;
+    return true;
+}
+
+struct bench_env {
+    const char *model_name; /* file name */
+    const struct rf_model *m;
+    int32_t n_threads;
+};
+
+static void print_header(void)
+{
+    printf("| model | size | backend | threads | test | t/s | B/token | GB/s |\n");
+    printf("| --- | ---: | --- | ---: | --- | ---: | ---: | ---: |\n");
+}
+
+static void print_row(const struct bench_env *e, const char *test, const struct bench_row *r,
+                      bool tg)
+{
+    const double wb = (double)rf_model_weight_bytes(e->m);
+    printf("| %s %s | %.2f MiB | CPU | %d | %s | %.2f ± %.2f |", rf_model_arch(e->m),
+           e->model_name, wb / (1024.0 * 1024.0), e->n_threads, test, r->mean, r->sd);
+    if (tg) printf(" %.1f MB | %.2f |\n", wb / 1e6, wb * r->mean / 1e9);
+    else printf(" | |\n");
+}
+
+static int bench_loaded(const struct bench_opts *o, const struct bench_env *e,
+                        struct rf_context *ctx)
+{
+    const int32_t n = o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen;
+    rf_token *t = malloc((size_t)n * sizeof *t);
+    if (!t) return cli_fail("bench", "out of memory");
+    random_tokens(t, n, rf_model_n_vocab(e->m));
+    print_header();
+    struct bench_row row;
+    char test[32];
+    int rc = 0;
+    if (o->n_prompt > 0) {
+        if (!run_test(ctx, t, o->n_prompt, false, o->reps, &row)) goto fail;
+        snprintf(test, sizeof test, "pp%d", o->n_prompt);
+        print_row(e, test, &row, false);
+    }
+    if (o->n_gen > 0) {
+        if (!run_test(ctx, t, o->n_gen, true, o->reps, &row)) goto fail;
+        snprintf(test, sizeof test, "tg%d", o->n_gen);
+        print_row(e, test, &row, true);
+    }
+    printf("\nB/token: weight bytes read per generated token (KV cache reads not counted).\n");
+    goto done;
+fail:
+    rc = cli_fail("bench", "decode failed: %s", rf_last_error());
+done:
+    free(t);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    struct bench_opts o;
+    int rc = parse_bench(argc, argv, &o);
+    if (rc >= 0) return rc;
+    char path[4096];
+    if (!cli_model_path("bench", o.model, path, sizeof path)) return CLI_EXIT_FAIL;
+    struct rf_model *m = cli_load_model("bench", path, o.n_threads);
+    if (!m) return CLI_EXIT_FAIL;
+    struct rf_context_params cp = rf_context_default_params();
+    cp.n_ctx = o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen;
+    cp.n_threads = o.n_threads;
+    struct rf_context *ctx = NULL;
+    if (rf_context_init(m, &cp, &ctx) != RF_OK) {
+        rc = cli_fail("bench", "cannot create a context: %s", rf_last_error());
+    } else {
+        const char *slash = strrchr(path, '/');
+        const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        const struct bench_env e = {
+            .model_name = slash ? slash + 1 : path,
+            .m = m,
+            .n_threads = o.n_threads > 0 ? o.n_threads : (int32_t)(cpus > 0 ? cpus : 1),
+        };
+        rc = bench_loaded(&o, &e, ctx);
+    }
+    rf_context_free(ctx);
+    rf_model_free(m);
+    return rc;
+}

@@ -1,0 +1,56 @@
+#ifndef RF_CLI_H
+#define RF_CLI_H
+/* Shared pieces of the rocmforge subcommands. Exit codes: 0 success, 1 failure at
+ * run time (missing model, load error), 2 bad command line. Every error is one
+ * line on stderr. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct option;
+
+#include "rocmforge.h"
+
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_USAGE 2
+#define CLI_DEFAULT_MODEL "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+int cmd_run(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_chat_template(int argc, char **argv);
+
+/* "rocmforge CMD: MSG (see rocmforge CMD --help)"; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "rocmforge CMD: MSG"; returns CLI_EXIT_FAIL. */
+int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The error for a getopt_long result of '?' or ':' (opterr must be 0). */
+int cli_bad_option(const char *cmd, int c, char **argv);
+
+/* The option getopt_long returned as the user would write it: "-n" for a short one,
+ * "--temp" for a long-only one (val >= 256). Returns a static buffer. */
+const char *cli_opt_name(int c, const struct option *longopts);
+
+/* Whole-string numbers in [lo, hi]; false on anything else. */
+bool cli_parse_i32(const char *s, int32_t lo, int32_t hi, int32_t *out);
+bool cli_parse_u64(const char *s, uint64_t *out);
+bool cli_parse_float(const char *s, float *out);
+
+/* Model path: the -m value, else $ROCMFORGE_MODELS or ~/.cache/rocmforge/models plus
+ * the default file name. Prints the one-line error and returns false when the file
+ * is not there. buf holds the result. */
+bool cli_model_path(const char *cmd, const char *given, char *buf, size_t cap);
+/* Loads the model; prints the error and returns NULL on failure. */
+struct rf_model *cli_load_model(const char *cmd, const char *path, int32_t n_threads);
+
+/* Reads a whole file, NUL-terminated (malloc'd); NULL with *len unset on failure. */
+char *cli_read_file(const char *path, size_t *len);
+/* Tokenizes text into a malloc'd array; returns the count or -1 (error printed). */
+int32_t cli_tokenize(const char *cmd, const struct rf_model *m, const char *text, size_t len,
+                     bool add_bos, bool parse_special, rf_token **out);
+
+double cli_now(void); /* monotonic seconds */
+uint64_t cli_fnv1a64(const void *data, size_t n);
+
+#endif

@@ -1,0 +1,205 @@
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli/cli.h"
+
+static void vline(const char *cmd, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "rocmforge%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    vfprintf(stderr, fmt, ap);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(cmd, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see rocmforge %s%s--help)\n", cmd ? cmd : "", cmd ? " " : "");
+    return CLI_EXIT_USAGE;
+}
+
+int cli_fail(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(cmd, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return CLI_EXIT_FAIL;
+}
+
+int cli_bad_option(const char *cmd, int c, char **argv)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "?";
+    if (c == ':') return cli_usage_error(cmd, "option '%s' needs a value", arg);
+    if (optopt && !(arg[0] == '-' && arg[1] == '-'))
+        return cli_usage_error(cmd, "unknown option '-%c'", optopt);
+    return cli_usage_error(cmd, "unknown option '%s'", arg);
+}
+
+const char *cli_opt_name(int c, const struct option *longopts)
+{
+    static char buf[64];
+    if (c > 0 && c < 256) {
+        snprintf(buf, sizeof buf, "-%c", c);
+        return buf;
+    }
+    for (const struct option *o = longopts; o->name; o++) {
+        if (o->val == c) {
+            snprintf(buf, sizeof buf, "--%s", o->name);
+            return buf;
+        }
+    }
+    return "an option";
+}
+
+bool cli_parse_i32(const char *s, int32_t lo, int32_t hi, int32_t *out)
+{
+    char *end;
+    errno = 0;
+    const long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = (int32_t)v;
+    return true;
+}
+
+bool cli_parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (s[0] == '-' || s[0] == '\0') return false;
+    const unsigned long long v = strtoull(s, &end, 0);
+    if (errno || *end) return false;
+    *out = (uint64_t)v;
+    return true;
+}
+
+bool cli_parse_float(const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    const float v = strtof(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+static bool is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool cli_model_path(const char *cmd, const char *given, char *buf, size_t cap)
+{
+    if (given) {
+        snprintf(buf, cap, "%s", given);
+        if (is_file(buf)) return true;
+        cli_fail(cmd, "model file not found: %s (run `make models` or scripts/setup.sh to "
+                      "download the default model)", given);
+        return false;
+    }
+    const char *env = getenv("ROCMFORGE_MODELS");
+    const char *home = getenv("HOME");
+    if (env && env[0]) snprintf(buf, cap, "%s/%s", env, CLI_DEFAULT_MODEL);
+    else snprintf(buf, cap, "%s/.cache/rocmforge/models/%s", home ? home : "", CLI_DEFAULT_MODEL);
+    if (is_file(buf)) return true;
+    cli_fail(cmd, "no model at %s (%s); pass -m FILE, or run `make models` or scripts/setup.sh "
+                  "to download it", buf,
+             env && env[0] ? "from $ROCMFORGE_MODELS" : "$ROCMFORGE_MODELS unset, default cache");
+    return false;
+}
+
+struct rf_model *cli_load_model(const char *cmd, const char *path, int32_t n_threads)
+{
+    struct rf_model_params mp = rf_model_default_params();
+    mp.n_threads = n_threads;
+    struct rf_model *m = NULL;
+    if (rf_model_load(path, &mp, &m) != RF_OK) {
+        cli_fail(cmd, "cannot load %s: %s", path, rf_last_error());
+        return NULL;
+    }
+    return m;
+}
+
+char *cli_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - 1 - n, f);
+        if (n < cap - 1) break;
+        char *p = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+        if (!p) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = p;
+        cap *= 2;
+    }
+    const bool bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+int32_t cli_tokenize(const char *cmd, const struct rf_model *m, const char *text, size_t len,
+                     bool add_bos, bool parse_special, rf_token **out)
+{
+    int32_t cap = (int32_t)(len < 1000 ? len + 16 : 1016);
+    rf_token *ids = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        rf_token *p = realloc(ids, (size_t)cap * sizeof *ids);
+        if (!p) break;
+        ids = p;
+        const int32_t n = rf_tokenize(m, text, len, ids, cap, add_bos, parse_special);
+        if (n < 0) {
+            free(ids);
+            cli_fail(cmd, "cannot tokenize: %s", rf_last_error());
+            return -1;
+        }
+        if (n <= cap) {
+            *out = ids;
+            return n;
+        }
+        cap = n;
+    }
+    free(ids);
+    cli_fail(cmd, "out of memory while tokenizing %zu bytes", len);
+    return -1;
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint64_t cli_fnv1a64(const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
