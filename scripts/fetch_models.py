@@ -118,8 +118,16 @@ class Reader:
 
 
 def check_gguf(path):
+    """Returns (architecture, tensor count); raises FetchError when the file is
+    not a well-formed GGUF."""
+    info = gguf_summary(path)
+    return info["arch"], info["n_tensors"]
+
+
+def gguf_summary(path):
     """Walk header, metadata and tensor infos; every tensor must lie inside the
-    file. Returns (architecture, tensor count)."""
+    file. Returns arch, n_tensors, tensor_bytes (sum of tensor data sizes) and
+    data_offset (start of the tensor data)."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         r = Reader(f, size, path)
@@ -158,7 +166,8 @@ def check_gguf(path):
         if offset % alignment or data + offset + nbytes > size:
             raise FetchError("%s: tensor %r (offset %d, %d bytes) outside the file"
                              % (path, name, offset, nbytes))
-    return arch, len(tensors)
+    return {"arch": arch, "n_tensors": len(tensors), "data_offset": data,
+            "tensor_bytes": sum(nbytes for _, _, nbytes in tensors)}
 
 
 # ------------------------------------------------------------------ fetching

@@ -9,7 +9,8 @@
 #       starts afresh from the seeds every time (CI)
 #   TARGET  default: every fuzz/fuzz_*.c
 #
-# Seeds come from the committed fuzz/corpus/<target>/, copied to
+# Seeds come from the committed fuzz/corpus/<target>/ (or fuzz/corpus/<target
+# without the fuzz_ prefix>/), copied to
 # BUILD_DIR/corpus/<target>/ so the committed corpus is never modified.
 # Crashes are written to BUILD_DIR/artifacts/; the exit status is non-zero when
 # any target failed.
@@ -56,14 +57,16 @@ failed=()
 for t in "${targets[@]}"; do
     bin=$(find "$BUILD" -type f -name "$t" -perm -u+x -print -quit)
     [[ -n $bin ]] || die "built target $t not found under $BUILD"
+    # Seeds: fuzz/corpus/<target>/, or fuzz/corpus/<target without fuzz_>/.
     seeds=$ROOT/fuzz/corpus/$t
+    [[ -d $seeds ]] || seeds=$ROOT/fuzz/corpus/${t#fuzz_}
     scratch=$BUILD/corpus/$t
     ((KEEP)) || rm -rf "$scratch"
     mkdir -p "$scratch"
     if [[ -d $seeds ]]; then
         cp -R --no-clobber "$seeds/." "$scratch/"
     else
-        log "$t: warning: no seed corpus at fuzz/corpus/$t"
+        log "$t: warning: no seed corpus at fuzz/corpus/$t/ or fuzz/corpus/${t#fuzz_}/"
     fi
     args=(-max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
           -artifact_prefix="$BUILD/artifacts/$t-")
