@@ -9,10 +9,11 @@
  * the text is tokenized with parse_special. Other special tokens (eos_token and the
  * family's markers) are rendered as text.
  *
- * Where a template raises instead of rendering (Mistral and Gemma with a system
- * message), the system message and "\n\n" are prefixed to the user message that
- * follows it, or it is rendered as a user message when none follows. Roles that do
- * not alternate are rendered as they come. */
+ * Gemma 1 and Mistral templates raise on a system message; Gemma 3's template puts a
+ * leading system message and "\n\n" before the first turn's text (and drops it when no
+ * turn follows). Both families render that way here, which is exactly Gemma 3's
+ * rendering and Gemma 1's wherever Gemma 1 renders at all. Roles that do not
+ * alternate are rendered as they come. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,66 +208,57 @@ static void render_llama3(struct sbuf *o, const struct rf_chat_message *msgs, si
     if (add_ass) sb_str(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
-/* For templates without a system role: the leading system message's text and "\n\n"
- * go before the next user message's text (set *skip_first), else it stands alone as
- * a user message. Returns the merged text (malloc'd) or NULL when no merge applies. */
-static char *merge_system(const struct rf_chat_message *msgs, size_t n, bool *as_user,
-                          bool *oom)
+/* Gemma 3's handling of a leading system message: its text is the prefix of the
+ * next message. Returns the index of the first message to render. */
+static size_t system_prefix(const struct rf_chat_message *msgs, size_t n, const char **prefix)
 {
-    *as_user = false;
-    if (n == 0 || !role_is(&msgs[0], "system")) return NULL;
-    if (n == 1 || !role_is(&msgs[1], "user")) {
-        *as_user = true;
-        return NULL;
-    }
-    struct sbuf m = {0};
-    sb_str(&m, content_of(&msgs[0]));
-    sb_str(&m, "\n\n");
-    sb_str(&m, content_of(&msgs[1]));
-    if (m.oom || !m.p) {
-        free(m.p);
-        *oom = true;
-        return NULL;
-    }
-    return m.p;
+    *prefix = NULL;
+    if (n == 0 || !role_is(&msgs[0], "system")) return 0;
+    *prefix = content_of(&msgs[0]);
+    return 1;
+}
+
+static void sb_prefix(struct sbuf *o, const char *prefix)
+{
+    if (!prefix) return;
+    sb_str(o, prefix);
+    sb_str(o, "\n\n");
 }
 
 static void render_mistral(struct sbuf *o, const struct chat_env *env,
                            const struct rf_chat_message *msgs, size_t n)
 {
-    bool sys_as_user;
-    char *merged = merge_system(msgs, n, &sys_as_user, &o->oom);
-    for (size_t i = merged ? 1 : 0; i < n; i++) {
-        const char *text = (merged && i == 1) ? merged : content_of(&msgs[i]);
-        if (role_is(&msgs[i], "user") || (i == 0 && sys_as_user)) {
+    const char *prefix;
+    const size_t first = system_prefix(msgs, n, &prefix);
+    for (size_t i = first; i < n; i++) {
+        const char *p = i == first ? prefix : NULL;
+        if (role_is(&msgs[i], "user")) {
             sb_str(o, "[INST] ");
-            sb_str(o, text);
+            sb_prefix(o, p);
+            sb_str(o, content_of(&msgs[i]));
             sb_str(o, " [/INST]");
         } else if (role_is(&msgs[i], "assistant")) {
-            sb_str(o, text);
+            sb_prefix(o, p);
+            sb_str(o, content_of(&msgs[i]));
             sb_str(o, env->eos);
         }
     }
-    free(merged);
 }
 
 static void render_gemma(struct sbuf *o, const struct rf_chat_message *msgs, size_t n,
                          bool add_ass)
 {
-    bool sys_as_user;
-    char *merged = merge_system(msgs, n, &sys_as_user, &o->oom);
-    for (size_t i = merged ? 1 : 0; i < n; i++) {
-        const char *role = role_is(&msgs[i], "assistant") ? "model"
-                           : (i == 0 && sys_as_user)      ? "user"
-                                                          : msgs[i].role;
+    const char *prefix;
+    const size_t first = system_prefix(msgs, n, &prefix);
+    for (size_t i = first; i < n; i++) {
         sb_str(o, "<start_of_turn>");
-        sb_str(o, role);
+        sb_str(o, role_is(&msgs[i], "assistant") ? "model" : msgs[i].role);
         sb_str(o, "\n");
-        sb_stripped(o, (merged && i == 1) ? merged : content_of(&msgs[i]));
+        sb_prefix(o, i == first ? prefix : NULL);
+        sb_stripped(o, content_of(&msgs[i]));
         sb_str(o, "<end_of_turn>\n");
     }
     if (add_ass) sb_str(o, "<start_of_turn>model\n");
-    free(merged);
 }
 
 /* Phi-3: an empty system message is dropped; without a generation prompt the text

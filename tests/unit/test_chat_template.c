@@ -53,10 +53,12 @@ static const char *render(const char *tmpl, const char *name, const struct rf_ch
 static void test_detection(void **state)
 {
     (void)state;
+    static const char *const files[] = {"chatml", "llama2", "llama3", "mistral",
+                                        "gemma",  "gemma3", "phi3",   "zephyr"};
     static const char *const fams[] = {"chatml", "llama2", "llama3", "mistral",
-                                       "gemma",  "phi3",   "zephyr"};
+                                       "gemma",  "gemma",  "phi3",   "zephyr"};
     for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++) {
-        const char *t = read_fixture(fams[f]);
+        const char *t = read_fixture(files[f]);
         for (size_t first = 0; first < 2; first++) {
             render(t, NULL, conv + first, 4 - first, true, out_a);
             render(NULL, fams[f], conv + first, 4 - first, true, out_b);
@@ -120,11 +122,13 @@ static void test_system_fallbacks(void **state)
     render(NULL, "mistral", conv, 4, true, out_a);
     assert_string_equal(out_a, "[INST] Be brief.\n\n Hi there  [/INST]Hello!\n</s>"
                                "[INST] What is 2+2? [/INST]");
-    render(NULL, "gemma", conv, 2, true, out_a);
-    assert_string_equal(out_a, "<start_of_turn>user\nBe brief.\n\n Hi there<end_of_turn>\n"
+    /* Gemma 3: the system text is a prefix that the trim of the content leaves alone. */
+    const struct rf_chat_message m[] = {{"system", " Sys "}, {"user", " Hi "}};
+    render(NULL, "gemma", m, 2, true, out_a);
+    assert_string_equal(out_a, "<start_of_turn>user\n Sys \n\nHi<end_of_turn>\n"
                                "<start_of_turn>model\n");
-    render(NULL, "gemma", conv, 1, false, out_a); /* a lone system message: a user turn */
-    assert_string_equal(out_a, "<start_of_turn>user\nBe brief.<end_of_turn>\n");
+    render(NULL, "gemma", m, 1, false, out_a); /* a lone system message renders nothing */
+    assert_string_equal(out_a, "");
 }
 
 static void test_phi3_zephyr(void **state)
