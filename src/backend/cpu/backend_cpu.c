@@ -34,31 +34,8 @@ rf_status rf_cpu_work_reserve(struct rf_cpu_ctx *c, size_t bytes, const char *wh
     return RF_OK;
 }
 
-struct range_job {
-    rf_cpu_range_fn fn;
-    void *arg;
-    int64_t n;
-};
-
-static void range_trampoline(void *varg, int ith, int nth)
-{
-    const struct range_job *j = varg;
-    const int64_t i0 = j->n * ith / nth, i1 = j->n * (ith + 1) / nth;
-    if (i0 < i1) j->fn(j->arg, i0, i1, ith);
-}
-
-void rf_cpu_parallel_for(struct rf_cpu_ctx *c, int64_t n, int64_t cost_per_item,
-                         rf_cpu_range_fn fn, void *arg)
-{
-    if (n <= 0) return;
-    if (c->nth == 1 || n == 1 || n * cost_per_item < RF_CPU_PAR_MIN_WORK) {
-        fn(arg, 0, n, 0);
-        return;
-    }
-    struct range_job j = {.fn = fn, .arg = arg, .n = n};
-    rf_pool_run(c->pool, range_trampoline, &j);
-}
-
+/* Tasks are claimed from an atomic counter by whichever threads show up (see
+ * rf_pool_run_any): a worker the OS has not scheduled yet just finds no work. */
 struct task_job {
     rf_cpu_task_fn fn;
     void *arg;
@@ -66,11 +43,11 @@ struct task_job {
     _Atomic int64_t next;
 };
 
-static void task_trampoline(void *varg, int ith, int nth)
+static void task_loop(void *varg, int ith, int nth)
 {
     struct task_job *j = varg;
     (void)nth;
-    for (int64_t i = ith; i < j->n; i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed))
+    for (int64_t i; (i = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n;)
         j->fn(j->arg, i, ith);
 }
 
@@ -82,9 +59,36 @@ void rf_cpu_parallel_tasks(struct rf_cpu_ctx *c, int64_t n, bool serial, rf_cpu_
         return;
     }
     struct task_job j = {.fn = fn, .arg = arg, .n = n};
-    /* The first nth tasks go to threads 0..nth-1 without touching the counter. */
-    atomic_init(&j.next, c->nth);
-    rf_pool_run(c->pool, task_trampoline, &j);
+    atomic_init(&j.next, 0);
+    rf_pool_run_any(c->pool, task_loop, &j);
+}
+
+/* rf_cpu_parallel_for as tasks: a few ranges per thread so that they balance. */
+#define RANGES_PER_THREAD 4
+
+struct range_job {
+    rf_cpu_range_fn fn;
+    void *arg;
+    int64_t n, n_ranges;
+};
+
+static void range_task(void *varg, int64_t i, int ith)
+{
+    const struct range_job *j = varg;
+    j->fn(j->arg, j->n * i / j->n_ranges, j->n * (i + 1) / j->n_ranges, ith);
+}
+
+void rf_cpu_parallel_for(struct rf_cpu_ctx *c, int64_t n, int64_t cost_per_item,
+                         rf_cpu_range_fn fn, void *arg)
+{
+    if (n <= 0) return;
+    if (c->nth == 1 || n == 1 || n * cost_per_item < RF_CPU_PAR_MIN_WORK) {
+        fn(arg, 0, n, 0);
+        return;
+    }
+    struct range_job j = {.fn = fn, .arg = arg, .n = n, .n_ranges = (int64_t)c->nth * RANGES_PER_THREAD};
+    if (j.n_ranges > n) j.n_ranges = n;
+    rf_cpu_parallel_tasks(c, j.n_ranges, false, range_task, &j);
 }
 
 /* ---- memory ---- */

@@ -39,8 +39,8 @@ static inline void *rf_cpu_work_slice(struct rf_cpu_ctx *c, int ith)
     return (char *)c->work.p + (size_t)ith * c->work_stride;
 }
 
-/* Runs fn over [0, n) split into nth contiguous ranges, or on the caller alone when
- * n * cost_per_item is too small to be worth waking the pool. */
+/* Runs fn over [0, n) split into a few contiguous ranges per thread, or on the
+ * caller alone when n * cost_per_item is too small to be worth waking the pool. */
 typedef void (*rf_cpu_range_fn)(void *arg, int64_t i0, int64_t i1, int ith);
 void rf_cpu_parallel_for(struct rf_cpu_ctx *c, int64_t n, int64_t cost_per_item,
                          rf_cpu_range_fn fn, void *arg);
