@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdio.h>
 
+#include "core/fp16.h"
 #include "quant/quant_avx2.h"
 #include "quant/quant_impl.h"
 
@@ -76,8 +77,11 @@ bool rf_cpu_has_avx2(void)
     return (c & bit_F16C) != 0;
 }
 
+float rf_f16_table[1 << 16];
+
 static void init_once(void)
 {
+    for (uint32_t h = 0; h < (1u << 16); h++) rf_f16_table[h] = rf_fp16_to_fp32((uint16_t)h);
     for (int t = 0; t < RF_TYPE_COUNT; t++) traits[t] = ref_traits[t];
     if (rf_cpu_has_avx2()) rf_quant_use_avx2(traits);
 }

@@ -7,6 +7,23 @@
 
 #include "quant/quant.h"
 
+#define RF_DECL_AVX2_DOT(t) void rf_vec_dot_##t##_avx2(int64_t n, float *s, const void *x, const void *y)
+RF_DECL_AVX2_DOT(f32);
+RF_DECL_AVX2_DOT(f16);
+RF_DECL_AVX2_DOT(bf16);
+RF_DECL_AVX2_DOT(q4_0);
+RF_DECL_AVX2_DOT(q4_1);
+RF_DECL_AVX2_DOT(q5_0);
+RF_DECL_AVX2_DOT(q5_1);
+RF_DECL_AVX2_DOT(q8_0);
+RF_DECL_AVX2_DOT(q4_K);
+RF_DECL_AVX2_DOT(q6_K);
+void rf_from_float_f16_avx2(const float *x, void *y, int64_t n);
+void rf_from_float_q8_0_avx2(const float *x, void *y, int64_t n);
+void rf_from_float_q8_1_avx2(const float *x, void *y, int64_t n);
+void rf_from_float_q8_K_avx2(const float *x, void *y, int64_t n);
+void rf_to_float_f16_avx2(const void *x, float *y, int64_t n);
+
 /* Points the rows of t (indexed by type id) at the AVX2 kernels. */
 void rf_quant_use_avx2(struct rf_type_traits *t);
 

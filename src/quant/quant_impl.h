@@ -18,6 +18,10 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
+/* f32 value of every f16 bit pattern, filled by rf_quant_init before any SIMD kernel
+ * is installed (one load per scale instead of a conversion in the hot loops). */
+extern float rf_f16_table[1 << 16];
+
 /* MXFP4: e2m1 magnitudes doubled, sign in bit 3. IQ4_NL: the non-linear grid. */
 extern const int8_t rf_mxfp4_values[16];
 extern const int8_t rf_iq4nl_values[16];

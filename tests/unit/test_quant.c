@@ -476,7 +476,13 @@ static void test_init_idempotent(void **state)
     rf_quant_init();
     assert_ptr_equal(rf_type_traits(RF_TYPE_Q4_1), before);
     assert_ptr_equal(rf_type_traits(RF_TYPE_Q4_1)->vec_dot, fn);
-    if (!rf_cpu_has_avx2()) print_message("no AVX2 on this CPU: SIMD comparisons are trivial\n");
+    if (!rf_cpu_has_avx2()) {
+        print_message("no AVX2 on this CPU: SIMD comparisons are trivial\n");
+        return;
+    }
+    /* the live table really runs other kernels than the reference one */
+    assert_ptr_not_equal(rf_type_traits(RF_TYPE_Q4_1)->vec_dot, rf_type_traits_ref(RF_TYPE_Q4_1)->vec_dot);
+    assert_ptr_not_equal(rf_type_traits(RF_TYPE_Q8_0)->from_float, rf_type_traits_ref(RF_TYPE_Q8_0)->from_float);
 }
 
 int main(void)
