@@ -27,6 +27,13 @@ TOKENIZE_MODELS = {
     "gemma3": "gemma-3-270m*.gguf",
 }
 
+# The same vocab with another tokenizer.ggml.pre, to check each pre-tokenizer family
+# against llama.cpp on a real vocab (every VARIANT_STRIDE-th corpus case).
+TOKENIZE_VARIANTS = {
+    "smollm2": ["llama-bpe", "qwen2", "gpt-2", "default"],
+}
+VARIANT_STRIDE = 3
+
 SEED = 20240607
 
 # ---------------------------------------------------------------------------------------
@@ -289,15 +296,39 @@ def piece(llama_cpp, vocab, tok, special):
     return bytes(buf[:n])
 
 
-def tokenize_fixture(model_path, out_path):
+def with_pre(src, dst, pre):
+    """Copy of the GGUF's metadata (no tensors) with tokenizer.ggml.pre replaced."""
+    import gguf
+
+    r = gguf.GGUFReader(src)
+    w = gguf.GGUFWriter(dst, r.fields["general.architecture"].contents())
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture":
+            continue
+        val = pre if k == "tokenizer.ggml.pre" else f.contents()
+        if f.types[0] == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(k, val, f.types[0], sub_type=f.types[-1])
+        else:
+            w.add_key_value(k, val, f.types[0])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def tokenize_fixture(model_path, out_path, pre=None, model_name=None, stride=1):
     import llama_cpp
 
     m = llama_cpp.Llama(model_path=model_path, vocab_only=True, verbose=False)
     vocab = llama_cpp.llama_model_get_vocab(m.model)
-    corpus = build_corpus()
+    corpus = build_corpus()[::stride]
     lines = [
         "# tokenize golden cases from llama-cpp-python %s (tools/make_golden.py --what tokenize)" % llama_cpp.__version__,
-        "# model: %s" % os.path.basename(model_path),
+        "# model: %s" % (model_name or os.path.basename(model_path)),
+    ]
+    if pre:
+        lines.append("# pre: %s" % pre)
+    lines += [
         "# n_vocab: %d  bos: %d  eos: %d  eot: %d" % (llama_cpp.llama_vocab_n_tokens(vocab), llama_cpp.llama_vocab_bos(vocab),
                                                    llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)),
         "# eog: %s" % " ".join(str(i) for i in range(llama_cpp.llama_vocab_n_tokens(vocab)) if llama_cpp.llama_vocab_is_eog(vocab, i)),
@@ -334,8 +365,16 @@ def what_tokenize(args):
                 wanted[name] = path
             else:
                 print("skipping %s: no %s in %s" % (name, pat, args.models))
+    import tempfile
+
     for name, path in wanted.items():
         tokenize_fixture(path, os.path.join(args.out, "%s_tokenize.txt" % name))
+        for pre in TOKENIZE_VARIANTS.get(name, []):
+            with tempfile.TemporaryDirectory() as tmp:
+                patched = os.path.join(tmp, "vocab.gguf")
+                with_pre(path, patched, pre)
+                tokenize_fixture(patched, os.path.join(args.out, "%s-%s_tokenize.txt" % (name, pre)), pre=pre,
+                                 model_name=os.path.basename(path), stride=VARIANT_STRIDE)
 
 
 WHAT = {
