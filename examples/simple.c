@@ -68,12 +68,14 @@ int main(int argc, char **argv)
      * Special-token text is parsed; BOS is added when the model asks for it. */
     const size_t len = strlen(argv[2]);
     rf_token *prompt = malloc((len + 8) * sizeof *prompt);
-    const int32_t n = prompt ? rf_tokenize(model, argv[2], len, prompt, (int32_t)len + 8, true, true) : -1;
+    const int32_t n =
+        prompt ? rf_tokenize(model, argv[2], len, prompt, (int32_t)len + 8, true, true) : -1;
     int rc = 1;
     if (n > 0 && n <= (int32_t)len + 8 && n <= rf_context_n_ctx(ctx))
         rc = generate(model, ctx, prompt, n, n_predict);
     else
-        fprintf(stderr, "simple: cannot tokenize the prompt, or it does not fit: %s\n", rf_last_error());
+        fprintf(stderr, "simple: cannot tokenize the prompt, or it does not fit: %s\n",
+                rf_last_error());
     free(prompt);
     rf_context_free(ctx);
     rf_model_free(model);

@@ -57,11 +57,13 @@ static int parse_bench(int argc, char **argv, struct bench_opts *o)
         case 't': ok = cli_parse_i32(optarg, 1, 4096, &o->n_threads); break;
         default: return cli_bad_option("bench", c, argv);
         }
-        if (!ok) return cli_usage_error("bench", "bad value '%s' for %s", optarg,
-                                          cli_opt_name(c, bench_longopts));
+        if (!ok)
+            return cli_usage_error("bench", "bad value '%s' for %s", optarg,
+                                   cli_opt_name(c, bench_longopts));
     }
     if (optind < argc) return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
-    if (o->n_prompt == 0 && o->n_gen == 0) return cli_usage_error("bench", "nothing to run: -p 0 and -n 0");
+    if (o->n_prompt == 0 && o->n_gen == 0)
+        return cli_usage_error("bench", "nothing to run: -p 0 and -n 0");
     return -1;
 }
 
@@ -130,8 +132,8 @@ static void print_row(const struct bench_env *e, const char *test, const struct 
                       bool tg)
 {
     const double wb = (double)rf_model_weight_bytes(e->m);
-    printf("| %s %s | %.2f MiB | CPU | %d | %s | %.2f ± %.2f |", rf_model_arch(e->m),
-           e->model_name, wb / (1024.0 * 1024.0), e->n_threads, test, r->mean, r->sd);
+    printf("| %s %s | %.2f MiB | CPU | %d | %s | %.2f ± %.2f |", rf_model_arch(e->m), e->model_name,
+           wb / (1024.0 * 1024.0), e->n_threads, test, r->mean, r->sd);
     if (tg) printf(" %.1f MB | %.2f |\n", wb / 1e6, wb * r->mean / 1e9);
     else printf(" | |\n");
 }

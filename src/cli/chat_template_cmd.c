@@ -25,7 +25,11 @@ static const char chat_template_usage[] =
     "      --no-generation-prompt  do not open an assistant turn at the end\n"
     "  -h, --help                show this help\n";
 
-enum { OPT_TEMPLATE = 256, OPT_MESSAGES, OPT_NO_GEN };
+enum {
+    OPT_TEMPLATE = 256,
+    OPT_MESSAGES,
+    OPT_NO_GEN
+};
 
 static const struct option ct_longopts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -79,8 +83,10 @@ static int parse_messages(char **text, int *line, struct rf_chat_message *msgs, 
         }
         char *tab = strchr(p, '\t');
         if (!tab || tab == p || !unescape(tab + 1))
-            return cli_fail("chat-template", "messages line %d: expected ROLE<TAB>CONTENT with "
-                                             "escapes \\n \\t \\r \\\\", *line);
+            return cli_fail("chat-template",
+                            "messages line %d: expected ROLE<TAB>CONTENT with "
+                            "escapes \\n \\t \\r \\\\",
+                            *line);
         *tab = '\0';
         msgs[k++] = (struct rf_chat_message){p, tab + 1};
         p = nl ? nl + 1 : p + strlen(p);
@@ -106,7 +112,8 @@ static int parse_ct(int argc, char **argv, struct ct_opts *o)
         default: return cli_bad_option("chat-template", c, argv);
         }
     }
-    if (optind < argc) return cli_usage_error("chat-template", "unexpected argument '%s'", argv[optind]);
+    if (optind < argc)
+        return cli_usage_error("chat-template", "unexpected argument '%s'", argv[optind]);
     if (!o->messages) return cli_usage_error("chat-template", "--messages FILE is required");
     return -1;
 }

@@ -11,17 +11,17 @@
 
 #include "cli/cli.h"
 
-static void vline(const char *cmd, const char *fmt, va_list ap)
+static void prefix(const char *cmd)
 {
     fprintf(stderr, "rocmforge%s%s: ", cmd ? " " : "", cmd ? cmd : "");
-    vfprintf(stderr, fmt, ap);
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
+    prefix(cmd);
     va_start(ap, fmt);
-    vline(cmd, fmt, ap);
+    vfprintf(stderr, fmt, ap);
     va_end(ap);
     fprintf(stderr, " (see rocmforge %s%s--help)\n", cmd ? cmd : "", cmd ? " " : "");
     return CLI_EXIT_USAGE;
@@ -30,8 +30,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 int cli_fail(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
+    prefix(cmd);
     va_start(ap, fmt);
-    vline(cmd, fmt, ap);
+    vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
     return CLI_EXIT_FAIL;
@@ -104,8 +105,10 @@ bool cli_model_path(const char *cmd, const char *given, char *buf, size_t cap)
     if (given) {
         snprintf(buf, cap, "%s", given);
         if (is_file(buf)) return true;
-        cli_fail(cmd, "model file not found: %s (run `make models` or scripts/setup.sh to "
-                      "download the default model)", given);
+        cli_fail(cmd,
+                 "model file not found: %s (run `make models` or scripts/setup.sh to "
+                 "download the default model)",
+                 given);
         return false;
     }
     const char *env = getenv("ROCMFORGE_MODELS");
@@ -113,8 +116,10 @@ bool cli_model_path(const char *cmd, const char *given, char *buf, size_t cap)
     if (env && env[0]) snprintf(buf, cap, "%s/%s", env, CLI_DEFAULT_MODEL);
     else snprintf(buf, cap, "%s/.cache/rocmforge/models/%s", home ? home : "", CLI_DEFAULT_MODEL);
     if (is_file(buf)) return true;
-    cli_fail(cmd, "no model at %s (%s); pass -m FILE, or run `make models` or scripts/setup.sh "
-                  "to download it", buf,
+    cli_fail(cmd,
+             "no model at %s (%s); pass -m FILE, or run `make models` or scripts/setup.sh "
+             "to download it",
+             buf,
              env && env[0] ? "from $ROCMFORGE_MODELS" : "$ROCMFORGE_MODELS unset, default cache");
     return false;
 }

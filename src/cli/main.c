@@ -25,7 +25,8 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: rocmforge <subcommand> [options]\n\nsubcommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (commands[i].summary) fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        if (commands[i].summary)
+            fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n`rocmforge <subcommand> --help` describes its options.\n");
 }
 
@@ -46,6 +47,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(name, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
-    if (name[0] == '-') return cli_usage_error(NULL, "unknown option '%s' before the subcommand", name);
+    if (name[0] == '-')
+        return cli_usage_error(NULL, "unknown option '%s' before the subcommand", name);
     return cli_usage_error(NULL, "unknown subcommand '%s'", name);
 }

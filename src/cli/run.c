@@ -58,8 +58,19 @@ struct run_opts {
 };
 
 enum {
-    OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
-    OPT_FREQ, OPT_PRESENCE, OPT_SEED, OPT_IGNORE_EOS, OPT_ECHO, OPT_CHAT, OPT_TEMPLATE,
+    OPT_TEMP = 256,
+    OPT_TOP_K,
+    OPT_TOP_P,
+    OPT_MIN_P,
+    OPT_REPEAT_PENALTY,
+    OPT_REPEAT_LAST_N,
+    OPT_FREQ,
+    OPT_PRESENCE,
+    OPT_SEED,
+    OPT_IGNORE_EOS,
+    OPT_ECHO,
+    OPT_CHAT,
+    OPT_TEMPLATE,
     OPT_SYSTEM,
 };
 
@@ -135,8 +146,14 @@ static int run_option(int c, char **argv, struct run_opts *o)
     case OPT_IGNORE_EOS: o->ignore_eos = true; return -1;
     case OPT_ECHO: o->echo = true; return -1;
     case OPT_CHAT: o->chat = true; return -1;
-    case OPT_TEMPLATE: o->chat_template = v; o->chat = true; return -1;
-    case OPT_SYSTEM: o->system = v; o->chat = true; return -1;
+    case OPT_TEMPLATE:
+        o->chat_template = v;
+        o->chat = true;
+        return -1;
+    case OPT_SYSTEM:
+        o->system = v;
+        o->chat = true;
+        return -1;
     case '?':
     case ':': return cli_bad_option("run", c, argv);
     default: return float_opt(c, v, o) == 0 ? -1 : bad_value(opt, v);
@@ -157,7 +174,8 @@ static int parse_run(int argc, char **argv, struct run_opts *o)
         if (rc >= 0) return rc;
     }
     if (optind < argc) return cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
-    if (!o->prompt && !o->prompt_file) return cli_usage_error("run", "no prompt: give -p TEXT or -f FILE");
+    if (!o->prompt && !o->prompt_file)
+        return cli_usage_error("run", "no prompt: give -p TEXT or -f FILE");
     if (o->prompt && o->prompt_file) return cli_usage_error("run", "give -p or -f, not both");
     return -1;
 }
@@ -292,8 +310,10 @@ static int run_loaded(struct run_opts *o, struct rf_model *m, struct rf_context 
         goto done;
     }
     if (st.n_prompt > n_ctx) {
-        cli_fail("run", "the prompt is %d tokens, longer than the context of %d tokens (raise it "
-                        "with -c)", st.n_prompt, n_ctx);
+        cli_fail("run",
+                 "the prompt is %d tokens, longer than the context of %d tokens (raise it "
+                 "with -c)",
+                 st.n_prompt, n_ctx);
         goto done;
     }
     o->sp.penalty_last_n = o->repeat_last_n < 0 ? n_ctx : o->repeat_last_n;
@@ -336,8 +356,7 @@ int cmd_run(int argc, char **argv)
         cp.n_threads = o.n_threads;
         if (rf_context_init(m, &cp, &ctx) != RF_OK)
             cli_fail("run", "cannot create a context: %s", rf_last_error());
-        else
-            rc = run_loaded(&o, m, ctx, text);
+        else rc = run_loaded(&o, m, ctx, text);
     }
     rf_context_free(ctx);
     rf_model_free(m);

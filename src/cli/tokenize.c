@@ -18,7 +18,10 @@ static const char tokenize_usage[] =
     "      --parse-special  special-token text becomes special tokens\n"
     "  -h, --help           show this help\n";
 
-enum { OPT_NO_BOS = 256, OPT_PARSE_SPECIAL };
+enum {
+    OPT_NO_BOS = 256,
+    OPT_PARSE_SPECIAL
+};
 
 static const struct option tokenize_longopts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -53,7 +56,8 @@ static int parse_tokenize(int argc, char **argv, struct tokenize_opts *o)
         }
     }
     if (optind < argc) return cli_usage_error("tokenize", "unexpected argument '%s'", argv[optind]);
-    if (!o->prompt == !o->file) return cli_usage_error("tokenize", "give one of -p TEXT or -f FILE");
+    if (!o->prompt == !o->file)
+        return cli_usage_error("tokenize", "give one of -p TEXT or -f FILE");
     return -1;
 }
 
@@ -76,7 +80,8 @@ int cmd_tokenize(int argc, char **argv)
     if (!text) return cli_fail("tokenize", "cannot read %s", o.file ? o.file : "the text");
     struct rf_model *m = cli_load_model("tokenize", path, 1);
     rf_token *ids = NULL;
-    const int32_t n = m ? cli_tokenize("tokenize", m, text, len, o.add_bos, o.parse_special, &ids) : -1;
+    const int32_t n =
+        m ? cli_tokenize("tokenize", m, text, len, o.add_bos, o.parse_special, &ids) : -1;
     if (n >= 0) print_ids(ids, n);
     free(ids);
     rf_model_free(m);

@@ -78,7 +78,9 @@ void rf_cands_free(struct rf_cands *c)
     free(c->logits);
     free(c->tmp_ids);
     free(c->tmp_logits);
-    memset(c, 0, sizeof *c);
+    c->ids = c->tmp_ids = NULL;
+    c->logits = c->tmp_logits = NULL;
+    c->n = c->cap = 0;
 }
 
 void rf_cands_fill(struct rf_cands *c, const float *logits, int32_t n)
@@ -170,9 +172,8 @@ static int cmp_token(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-void rf_sample_penalties(float *logits, int32_t n_vocab, const rf_token *window,
-                         int32_t n_window, float repeat, float freq, float presence,
-                         rf_token *scratch)
+void rf_sample_penalties(float *logits, int32_t n_vocab, const rf_token *window, int32_t n_window,
+                         float repeat, float freq, float presence, rf_token *scratch)
 {
     if (n_window <= 0) return;
     memcpy(scratch, window, (size_t)n_window * sizeof *scratch);
@@ -325,7 +326,8 @@ static rf_status check_params(const struct rf_sampler_params *p, int32_t n_vocab
 {
     if (n_vocab <= 0) return rf_fail(RF_STATUS_INVALID_ARG, "sampler: n_vocab %d", n_vocab);
     if (!isfinite(p->temperature) || isnan(p->top_p) || isnan(p->min_p))
-        return rf_fail(RF_STATUS_INVALID_ARG, "sampler: temperature, top_p and min_p must be numbers");
+        return rf_fail(RF_STATUS_INVALID_ARG,
+                       "sampler: temperature, top_p and min_p must be numbers");
     if (!isfinite(p->repeat_penalty) || p->repeat_penalty <= 0)
         return rf_fail(RF_STATUS_INVALID_ARG, "sampler: repeat_penalty %g must be > 0",
                        (double)p->repeat_penalty);
@@ -384,9 +386,8 @@ void rf_sampler_accept(struct rf_sampler *s, rf_token t)
 
 static bool penalties_on(const struct rf_sampler_params *p)
 {
-    return p->penalty_last_n > 0 &&
-           (p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f ||
-            p->presence_penalty != 0.0f);
+    return p->penalty_last_n > 0 && (p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f ||
+                                     p->presence_penalty != 0.0f);
 }
 
 rf_token rf_sampler_sample(struct rf_sampler *s, const float *logits)

@@ -10,10 +10,10 @@
 #include "rocmforge.h"
 
 struct rf_cands {
-    rf_token *ids;      /* (n) candidate ids */
-    float *logits;      /* (n) their logits */
-    rf_token *tmp_ids;  /* (cap) scratch for partial selection, swapped with ids */
-    float *tmp_logits;  /* (cap) */
+    rf_token *ids;     /* (n) candidate ids */
+    float *logits;     /* (n) their logits */
+    rf_token *tmp_ids; /* (cap) scratch for partial selection, swapped with ids */
+    float *tmp_logits; /* (cap) */
     int32_t n;
     int32_t cap;
     bool sorted;
@@ -37,13 +37,12 @@ void rf_cands_fill(struct rf_cands *c, const float *logits, int32_t n);
  * (count c): logit /= repeat if positive, *= repeat if not; then
  * logit -= c * freq + presence. scratch holds n_window tokens; ids outside the
  * vocabulary are ignored. */
-void rf_sample_penalties(float *logits, int32_t n_vocab, const rf_token *window,
-                         int32_t n_window, float repeat, float freq, float presence,
-                         rf_token *scratch);
-void rf_sample_top_k(struct rf_cands *c, int32_t k);  /* k <= 0: no-op */
-void rf_sample_top_p(struct rf_cands *c, float p);    /* p >= 1: no-op */
-void rf_sample_min_p(struct rf_cands *c, float p);    /* p <= 0: no-op */
-void rf_sample_temp(struct rf_cands *c, float t);     /* t <= 0: keeps the argmax only */
+void rf_sample_penalties(float *logits, int32_t n_vocab, const rf_token *window, int32_t n_window,
+                         float repeat, float freq, float presence, rf_token *scratch);
+void rf_sample_top_k(struct rf_cands *c, int32_t k); /* k <= 0: no-op */
+void rf_sample_top_p(struct rf_cands *c, float p);   /* p >= 1: no-op */
+void rf_sample_min_p(struct rf_cands *c, float p);   /* p <= 0: no-op */
+void rf_sample_temp(struct rf_cands *c, float t);    /* t <= 0: keeps the argmax only */
 /* Highest logit, lowest id on ties; -1 for an empty list. */
 rf_token rf_sample_greedy(const struct rf_cands *c);
 /* Draws from softmax(logits) over the candidates. */

@@ -40,9 +40,9 @@ static const char *const family_names[CHAT_FAMILY_COUNT] = {
 /* What a renderer needs beyond the messages. */
 struct chat_env {
     enum chat_family family;
-    const char *bos;            /* token texts; "" when the model has none */
+    const char *bos; /* token texts; "" when the model has none */
     const char *eos;
-    char *default_system;       /* ChatML: injected when the first message is not system */
+    char *default_system; /* ChatML: injected when the first message is not system */
 };
 
 /* A growing output string; oom latches. */
@@ -91,7 +91,10 @@ static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
         *cp = s[0];
         return 1;
     }
-    size_t len = (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+    size_t len = (s[0] & 0xe0) == 0xc0   ? 2
+                 : (s[0] & 0xf0) == 0xe0 ? 3
+                 : (s[0] & 0xf8) == 0xf0 ? 4
+                                         : 0;
     if (len == 0 || len > n) return 0;
     uint32_t c = s[0] & (0x7f >> len);
     for (size_t i = 1; i < len; i++) {
@@ -245,8 +248,7 @@ static void render_mistral(struct sbuf *o, const struct chat_env *env,
     }
 }
 
-static void render_gemma(struct sbuf *o, const struct rf_chat_message *msgs, size_t n,
-                         bool add_ass)
+static void render_gemma(struct sbuf *o, const struct rf_chat_message *msgs, size_t n, bool add_ass)
 {
     const char *prefix;
     const size_t first = system_prefix(msgs, n, &prefix);
@@ -299,8 +301,8 @@ static void render_zephyr(struct sbuf *o, const struct chat_env *env,
     }
 }
 
-static void render(struct sbuf *o, const struct chat_env *env,
-                   const struct rf_chat_message *msgs, size_t n, bool add_ass)
+static void render(struct sbuf *o, const struct chat_env *env, const struct rf_chat_message *msgs,
+                   size_t n, bool add_ass)
 {
     switch (env->family) {
     case CHAT_CHATML: render_chatml(o, env, msgs, n, add_ass); break;
@@ -376,8 +378,7 @@ static char *token_text(const struct rf_model *model, rf_token t)
 }
 
 /* Picks the family from the name, else from the model's template. */
-static rf_status choose_family(const char *t, const char *name, struct chat_env *env,
-                               bool *oom)
+static rf_status choose_family(const char *t, const char *name, struct chat_env *env, bool *oom)
 {
     if (name) {
         for (int f = 0; f < CHAT_FAMILY_COUNT; f++) {
@@ -391,8 +392,8 @@ static rf_status choose_family(const char *t, const char *name, struct chat_env 
     }
     if (!t)
         return rf_fail(RF_STATUS_UNSUPPORTED,
-                       "chat template: the model has no tokenizer.chat_template; name one of: "
-                       CHAT_NAME_LIST);
+                       "chat template: the model has no tokenizer.chat_template; name one "
+                       "of: " CHAT_NAME_LIST);
     const int f = detect_family(t);
     if (f < 0)
         return rf_fail(RF_STATUS_UNSUPPORTED,
@@ -403,8 +404,8 @@ static rf_status choose_family(const char *t, const char *name, struct chat_env 
     return RF_OK;
 }
 
-static rf_status check_args(const struct rf_chat_message *msgs, size_t n_msgs,
-                            const char *out, int32_t cap)
+static rf_status check_args(const struct rf_chat_message *msgs, size_t n_msgs, const char *out,
+                            int32_t cap)
 {
     if (n_msgs > 0 && !msgs) return rf_fail(RF_STATUS_INVALID_ARG, "chat template: NULL messages");
     if (cap < 0 || (cap > 0 && !out))
@@ -437,7 +438,8 @@ int32_t rf_chat_render(const char *tmpl, const char *name, const char *bos, cons
         goto done;
     }
     if (o.len > INT32_MAX - 1) {
-        rf_fail(RF_STATUS_INVALID_ARG, "chat template: rendered text of %zu bytes is too long", o.len);
+        rf_fail(RF_STATUS_INVALID_ARG, "chat template: rendered text of %zu bytes is too long",
+                o.len);
         goto done;
     }
     if (cap > 0) {
@@ -468,8 +470,7 @@ int32_t rf_chat_apply(const struct rf_model *model, const char *name,
     if (bos && eos)
         ret = rf_chat_render(rf_model_chat_template(model), name, bos, eos, msgs, n_msgs,
                              add_assistant, out, cap);
-    else
-        rf_fail(RF_STATUS_NOMEM, "chat template: out of memory");
+    else rf_fail(RF_STATUS_NOMEM, "chat template: out of memory");
     free(bos);
     free(eos);
     return ret;

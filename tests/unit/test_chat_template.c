@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* cmocka needs the headers above first. */
 #include <cmocka.h>
 
 #include "rocmforge.h"
@@ -148,7 +150,8 @@ static void test_errors(void **state)
     (void)state;
     char buf[8];
     assert_int_equal(rf_chat_render("{{ messages }}", NULL, "", "", conv, 1, true, buf, 8), -1);
-    assert_non_null(strstr(rf_last_error(), "chatml, llama2, llama3, mistral, gemma, phi3, zephyr"));
+    assert_non_null(
+        strstr(rf_last_error(), "chatml, llama2, llama3, mistral, gemma, phi3, zephyr"));
     assert_int_equal(rf_chat_render(NULL, NULL, "", "", conv, 1, true, buf, 8), -1);
     assert_non_null(strstr(rf_last_error(), "no tokenizer.chat_template"));
     assert_int_equal(rf_chat_render(NULL, "vicuna", "", "", conv, 1, true, buf, 8), -1);
@@ -175,10 +178,10 @@ static void test_truncation(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_detection),       cmocka_unit_test(test_default_system),
-        cmocka_unit_test(test_llama2),          cmocka_unit_test(test_llama3_and_strip),
+        cmocka_unit_test(test_detection),        cmocka_unit_test(test_default_system),
+        cmocka_unit_test(test_llama2),           cmocka_unit_test(test_llama3_and_strip),
         cmocka_unit_test(test_system_fallbacks), cmocka_unit_test(test_phi3_zephyr),
-        cmocka_unit_test(test_errors),          cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_errors),           cmocka_unit_test(test_truncation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* cmocka needs the headers above first. */
 #include <cmocka.h>
 
 #include "rocmforge.h"
@@ -252,8 +254,8 @@ static void test_penalty_window(void **state)
     rf_sampler_free(s);
 }
 
-static void draw_many(const struct rf_sampler_params *p, const float *lg, int32_t n,
-                      rf_token *out, int count)
+static void draw_many(const struct rf_sampler_params *p, const float *lg, int32_t n, rf_token *out,
+                      int count)
 {
     struct rf_sampler *s = rf_sampler_new(p, n);
     assert_non_null(s);
@@ -264,7 +266,10 @@ static void draw_many(const struct rf_sampler_params *p, const float *lg, int32_
 static void test_seed_reproducible(void **state)
 {
     (void)state;
-    enum { N = 32, DRAWS = 200 };
+    enum {
+        N = 32,
+        DRAWS = 200
+    };
     float lg[N];
     for (int i = 0; i < N; i++) lg[i] = (float)((i * 37) % 11) * 0.3f;
     struct rf_sampler_params p = plain_params();
@@ -286,8 +291,8 @@ static void test_seed_reproducible(void **state)
 }
 
 /* Pearson chi-square of draws with p against softmax(logits / t) over the ids in keep. */
-static double chi_square(const struct rf_sampler_params *p, double t, const float *lg,
-                         int32_t n, const bool *keep, int draws)
+static double chi_square(const struct rf_sampler_params *p, double t, const float *lg, int32_t n,
+                         const bool *keep, int draws)
 {
     double w[16] = {0}, sum = 0;
     for (int32_t i = 0; i < n; i++)
