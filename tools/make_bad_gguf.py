@@ -345,9 +345,9 @@ def bad_files():
     add("dim_negative.gguf", t_name + gstr("w") + u32(1) + u64(1 << 63) + u32(0) + u64(0),
         "dimension 0 = 9223372036854775808")
     add("dims_overflow.gguf", t_name + gstr("w") + u32(3) + u64(1 << 32) * 3 + u32(0) + u64(0),
-        "element count of dims [4294967296, 4294967296, 4294967296, 1] overflows int64")
+        "element count of dims [4294967296, 4294967296, 4294967296, 1] at byte 55 overflows")
     add("bytes_overflow.gguf", t_name + gstr("w") + u32(2) + u64(1 << 31) + u64(1 << 31) + u32(0)
-        + u64(0), "byte size of 4611686018427387904 elements of type F32 overflows")
+        + u64(0), "byte size of 4611686018427387904 elements of type F32 (dims at byte 55) overflows")
     add("long_tensor_name.gguf", one_tensor(Tensor("n" * 257, [4], T_F32)),
         "tensor name length 257 at byte 68 exceeds the limit of 256")
     add("empty_tensor_name.gguf", one_tensor(Tensor("", [4], T_F32)), "empty tensor name at byte 68")
@@ -356,7 +356,7 @@ def bad_files():
         "tensor #1 'bad.weight': unknown type id 99")
     add("gap_type.gguf", one_tensor(Tensor("w", [32], (4, 32, 20))), "unknown type id 4")
     add("bad_block.gguf", one_tensor(Tensor("q", [33], (8, 33, 34))),
-        "ne[0] = 33 is not a multiple of the block size 32 of type Q8_0")
+        "ne[0] = 33 at byte 81 is not a multiple of the block size 32 of type Q8_0")
     add("misaligned_offset.gguf", one_tensor(Tensor("w", [4], T_F32, offset=16)),
         "offset 16 at byte 93 is not a multiple of the alignment 32")
     add("offset_beyond.gguf", one_tensor(Tensor("w", [4], T_F32, offset=4096))[:-4096],
@@ -364,7 +364,7 @@ def bad_files():
     add("offset_overflow.gguf", t_name + gstr("w") + u32(1) + u64(4) + u32(0) + u64(2**64 - 32),
         "overflows")
     add("dup_tensor.gguf", gguf([arch], [w(), Tensor("w", [4], T_F32)]),
-        "duplicate tensor name: tensor #1 'w' repeats tensor #0")
+        "duplicate tensor name: tensor #1 'w' at byte 101 repeats tensor #0 at byte 68")
     add("overlap.gguf", gguf([arch], [Tensor("a", [16], T_F32), Tensor("b", [4], T_F32, offset=32)]),
         "data ranges [160, 224) and [192, 208) overlap")
     return b

@@ -398,7 +398,8 @@ static rf_status read_dims(struct parser *p, struct rf_gguf_tensor *t)
 }
 
 /* Element count and byte size from the dims and the type table. */
-static rf_status size_tensor(struct parser *p, struct rf_gguf_tensor *t, size_t type_at)
+static rf_status size_tensor(struct parser *p, struct rf_gguf_tensor *t, size_t dims_at,
+                             size_t type_at)
 {
     const struct rf_type_traits *tr = rf_type_traits(t->type);
     if (!tr || tr->block_size <= 0 || tr->type_size == 0)
@@ -406,16 +407,17 @@ static rf_status size_tensor(struct parser *p, struct rf_gguf_tensor *t, size_t 
     int64_t nel = 1;
     for (int d = 0; d < RF_GGUF_MAX_DIMS; d++)
         if (__builtin_mul_overflow(nel, t->ne[d], &nel))
-            return bad(p, "element count of dims [%lld, %lld, %lld, %lld] overflows int64",
-                       (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
-                       (long long)t->ne[3]);
+            return bad(p, "element count of dims [%lld, %lld, %lld, %lld] at byte %zu overflows "
+                          "int64", (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                       (long long)t->ne[3], dims_at);
     if (t->ne[0] % tr->block_size != 0)
-        return bad(p, "ne[0] = %lld is not a multiple of the block size %lld of type %s",
-                   (long long)t->ne[0], (long long)tr->block_size, tr->name);
+        return bad(p, "ne[0] = %lld at byte %zu is not a multiple of the block size %lld of type %s",
+                   (long long)t->ne[0], dims_at + 4, (long long)tr->block_size, tr->name);
     const uint64_t rows = (uint64_t)(nel / t->ne[0]);
     const uint64_t row_bytes = (uint64_t)(t->ne[0] / tr->block_size) * tr->type_size;
     if (__builtin_mul_overflow(row_bytes, rows, &t->nbytes))
-        return bad(p, "byte size of %lld elements of type %s overflows", (long long)nel, tr->name);
+        return bad(p, "byte size of %lld elements of type %s (dims at byte %zu) overflows",
+                   (long long)nel, tr->name, dims_at);
     return RF_OK;
 }
 
@@ -426,6 +428,7 @@ static rf_status parse_tensor_info(struct parser *p, const struct rf_gguf *g, ui
     struct rf_gguf_str name;
     char safe[80];
     snprintf(p->where, sizeof p->where, "tensor #%llu", (unsigned long long)i);
+    t->info_offset = at;
     RF_TRY(read_str(p, "tensor name", RF_GGUF_MAX_NAME_LEN, &name));
     RF_TRY(check_name(p, "tensor name", name, at));
     t->name = malloc(name.len + 1);
@@ -434,12 +437,13 @@ static rf_status parse_tensor_info(struct parser *p, const struct rf_gguf *g, ui
     t->name[name.len] = '\0';
     safe_name(safe, sizeof safe, name.ptr, name.len);
     snprintf(p->where, sizeof p->where, "tensor #%llu '%s'", (unsigned long long)i, safe);
+    const size_t dims_at = p->pos;
     RF_TRY(read_dims(p, t));
     const size_t type_at = p->pos;
     RF_TRY(read_u32(p, "type", &t->type));
     const size_t off_at = p->pos;
     RF_TRY(read_u64(p, "offset", &t->offset));
-    RF_TRY(size_tensor(p, t, type_at));
+    RF_TRY(size_tensor(p, t, dims_at, type_at));
     if (t->offset % g->alignment != 0)
         return bad(p, "offset %llu at byte %zu is not a multiple of the alignment %llu",
                    (unsigned long long)t->offset, off_at, (unsigned long long)g->alignment);
@@ -470,8 +474,10 @@ static rf_status check_pair(struct parser *p, const struct rf_gguf *g,
     safe_name(na, sizeof na, a->name, strlen(a->name));
     safe_name(nb, sizeof nb, b->name, strlen(b->name));
     if (strcmp(a->name, b->name) == 0)
-        return bad(p, "duplicate tensor name: tensor #%lld '%s' repeats tensor #%lld",
-                   (long long)(b - g->tensors), nb, (long long)(a - g->tensors));
+        return bad(p, "duplicate tensor name: tensor #%lld '%s' at byte %llu repeats tensor #%lld "
+                      "at byte %llu", (long long)(b - g->tensors), nb,
+                   (unsigned long long)b->info_offset, (long long)(a - g->tensors),
+                   (unsigned long long)a->info_offset);
     const uint64_t d = g->data_offset;
     return bad(p, "tensors #%lld '%s' and #%lld '%s': data ranges [%llu, %llu) and [%llu, %llu) "
                   "overlap", (long long)(a - g->tensors), na, (long long)(b - g->tensors), nb,

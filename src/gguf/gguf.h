@@ -86,6 +86,7 @@ struct rf_gguf_tensor {
     uint64_t offset;   /* relative to the data section */
     const void *data;  /* into the mapping */
     uint64_t nbytes;
+    uint64_t info_offset; /* byte of its info record in the file, for messages */
 };
 
 struct rf_gguf {
