@@ -123,8 +123,12 @@ static void fill_weights(enum rf_type t, uint8_t *w, size_t bytes)
     }
 }
 
+#define NTOK 8 /* activation rows of the batched (prefill-like) measurement */
+
 struct mv {
     enum rf_type type;
+    rf_vec_dot_multi_fn multi; /* batched: NULL = vec_dot per (row, token) */
+    int ntok;
     int64_t rows, cols;
     size_t wbytes;   /* one matrix */
     int copies;      /* distinct matrices cycled through */
@@ -141,10 +145,17 @@ static double run_mv_once(const struct mv *m, rf_vec_dot_fn dot, double secs)
     double t;
     do {
         const uint8_t *w = m->w + (size_t)(calls % m->copies) * m->wbytes;
-        for (int64_t r = 0; r < m->rows; r++) dot(m->cols, &m->out[r], w + (size_t)r * row, m->act);
+        const size_t as = rf_row_size(rf_type_traits(m->type)->vec_dot_type, m->cols);
+        for (int64_t r = 0; r < m->rows; r++) {
+            const uint8_t *wr = w + (size_t)r * row;
+            if (m->multi) m->multi(m->cols, &m->out[r], (size_t)m->rows, wr, m->act, as, m->ntok);
+            else
+                for (int tk = 0; tk < m->ntok; tk++)
+                    dot(m->cols, &m->out[(size_t)tk * m->rows + r], wr, (const uint8_t *)m->act + (size_t)tk * as);
+        }
         calls++;
     } while ((t = now() - t0) < secs);
-    return (double)m->wbytes * (double)calls / t / 1e9;
+    return (double)m->wbytes * (double)m->ntok * (double)calls / t / 1e9;
 }
 
 static double run_mv(const struct mv *m, rf_vec_dot_fn dot)
@@ -161,16 +172,19 @@ static void bench_mv(enum rf_type t, int64_t rows, int64_t cols)
 {
     const struct rf_type_traits *live = rf_type_traits(t), *ref = rf_type_traits_ref(t);
     const struct rf_type_traits *act = rf_type_traits(live->vec_dot_type);
-    struct mv m = {.type = t, .rows = rows, .cols = cols};
+    struct mv m = {.type = t, .rows = rows, .cols = cols, .ntok = 1};
     m.wbytes = rf_row_size(t, cols) * (size_t)rows;
     const int stream_copies = (int)((256u << 20) / m.wbytes) + 1;
     m.w = malloc(m.wbytes * (size_t)stream_copies);
     fill_weights(t, m.w, m.wbytes * (size_t)stream_copies);
     float *x = malloc((size_t)cols * 4);
-    for (int64_t i = 0; i < cols; i++) x[i] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
-    m.act = malloc(rf_row_size(live->vec_dot_type, cols));
-    act->from_float(x, m.act, cols);
-    m.out = malloc((size_t)rows * 4);
+    const size_t as = rf_row_size(live->vec_dot_type, cols);
+    m.act = malloc(as * NTOK);
+    for (int tk = 0; tk < NTOK; tk++) {
+        for (int64_t i = 0; i < cols; i++) x[i] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f;
+        act->from_float(x, (uint8_t *)m.act + (size_t)tk * as, cols);
+    }
+    m.out = malloc((size_t)rows * NTOK * 4);
     m.copies = 1;
     const double hot_ref = run_mv(&m, ref->vec_dot);
     const double hot = run_mv(&m, live->vec_dot);
@@ -188,6 +202,21 @@ static void bench_mv(enum rf_type t, int64_t rows, int64_t cols)
     if (g_hot > 0) printf(" ggml %6.2f", g_hot);
     printf(" | stream: ours %5.2f", stream);
     if (g_hot > 0) printf(" ggml %5.2f", g_stream);
+    printf(" GB/s\n");
+    /* batched: NTOK activation rows against the hot matrix, weight bytes x tokens / s */
+    m.copies = 1;
+    m.ntok = NTOK;
+    const double b_dot = run_mv(&m, live->vec_dot);
+    double b_multi = 0, b_g = 0;
+    if (live->vec_dot_multi) {
+        m.multi = live->vec_dot_multi;
+        b_multi = run_mv(&m, live->vec_dot);
+        m.multi = NULL;
+    }
+    if (g_hot > 0) b_g = run_mv(&m, ggml_dot_adapter);
+    printf("      %d tokens (weight bytes x tokens / s): ours vec_dot %6.2f", NTOK, b_dot);
+    if (b_multi > 0) printf(" vec_dot_multi %6.2f", b_multi);
+    if (b_g > 0) printf(" ggml %6.2f", b_g);
     printf(" GB/s\n");
     free(m.out);
     free(m.act);

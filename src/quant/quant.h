@@ -46,6 +46,11 @@ enum rf_type {
 /* x: one row of n weights of this type; y: n activations already converted to
  * vec_dot_type. n is a multiple of both block sizes. *s = dot(x, y). */
 typedef void (*rf_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y);
+/* One weight row x against nt activation rows y + t*y_stride (bytes):
+ * s[t*s_stride] = dot(x, y_t) (s_stride in floats), each result bit-identical to
+ * vec_dot(n, &s[t*s_stride], x, y_t); faster because x is unpacked once. */
+typedef void (*rf_vec_dot_multi_fn)(int64_t n, float *s, size_t s_stride, const void *x, const void *y,
+                                    size_t y_stride, int64_t nt);
 
 struct rf_type_traits {
     const char *name;        /* "Q4_0": gguf-py's GGMLQuantizationType name */
@@ -60,6 +65,8 @@ struct rf_type_traits {
      * an f32 dot. */
     enum rf_type vec_dot_type;
     rf_vec_dot_fn vec_dot;
+    /* Optional (NULL: call vec_dot per activation row); same numbers as vec_dot. */
+    rf_vec_dot_multi_fn vec_dot_multi;
 };
 
 /* NULL for ids that are not types (gaps, out of range). Known types whose data we

@@ -150,60 +150,85 @@ void rf_from_float_q8_1_avx2(const float *x, void *vy, int64_t n)
 }
 
 /* ---- dots of the 32-element block types ----
- * Two shapes, whichever measured faster on Zen 3 for the type:
- *  - per block: isum as i32x8, converted and multiplied by the broadcast scale
- *    (f16 scales through rf_f16_table) into one of two accumulators;
- *  - four blocks at a time (unsigned codes, Q4_1/Q5_1): the i16 pair sums of the
- *    four blocks reduced together by vphaddw (|sum of 4 pairs| <= 4*2*31*128 fits
- *    i16), one convert and one FMA per four blocks, scales of the four blocks
- *    converted by one vcvtph2ps per operand. */
+ * Each kernel body handles one weight row against nt activation rows (nt <= 3,
+ * a compile-time constant after inlining): the weight codes and scales are
+ * unpacked once and used for every activation row. vec_dot is the nt = 1
+ * instance and vec_dot_multi runs groups of 3, 2, 1, so both give bit-identical
+ * results for a (row, activation) pair. Two shapes, whichever measured faster on
+ * Zen 3 for the type:
+ *  - per block (signed codes with Q8_0): isum as i32x8, converted and multiplied by
+ *    the broadcast scale (f16 scales through rf_f16_table) into one of two
+ *    accumulators (even/odd blocks);
+ *  - four blocks at a time (unsigned codes with Q8_1: Q4_1, Q5_1): the i16 pair sums
+ *    of the four blocks reduced together by vphaddw (|sum of 4 pairs| <=
+ *    4*2*31*128 fits i16), one convert and one FMA per four blocks; scales of the
+ *    four blocks converted by one vcvtph2ps per operand. */
 
+#define RF_INLINE static inline __attribute__((always_inline))
+#define MAXT 3
 #define F16(h) rf_f16_table[(h)]
-#define LOADY(b) _mm256_loadu_si256((const __m256i *)y[b].qs)
 
-/* acc += dx*dy * float(isum), CODES(b): 32 signed codes of block b. */
-#define DOT_Q8_0_STEP(CODES, b, acc)                                                               \
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(F16(x[b].d) * F16(y[b].d)),                               \
-                          _mm256_cvtepi32_ps(rf_dot_s8s8(CODES(b), LOADY(b))), acc)
+RF_INLINE uint16_t ld_h(const uint8_t *p) { return (uint16_t)rf_ld16(p); }
+RF_INLINE __m256i load32(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
-#define DOT_Q8_0_BODY(TX, CODES)                                                                   \
-    const TX *x = vx;                                                                              \
-    const struct rf_block_q8_0 *y = vy;                                                            \
-    const int64_t nb = n / 32;                                                                     \
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                                      \
-    int64_t i = 0;                                                                                 \
-    for (; i + 2 <= nb; i += 2) {                                                                  \
-        DOT_Q8_0_STEP(CODES, i, a0);                                                               \
-        DOT_Q8_0_STEP(CODES, i + 1, a1);                                                           \
-    }                                                                                              \
-    if (i < nb) DOT_Q8_0_STEP(CODES, i, a0);                                                       \
-    *s = rf_hsum_ps(_mm256_add_ps(a0, a1))
+/* Signed codes of one block at p, for the types dotted with Q8_0. */
+enum q8_0_kind { K_Q8_0, K_Q4_0, K_Q5_0 };
 
-#define Q8_0_CODES(b) _mm256_loadu_si256((const __m256i *)x[b].qs)
-#define Q4_0_CODES(b) _mm256_sub_epi8(rf_nibbles32(x[b].qs), _mm256_set1_epi8(8))
-/* nibble | (bit ? 0 : 0xF0) is nibble + 16*bit - 16 as int8 */
-#define Q5_0_CODES(b)                                                                              \
-    _mm256_or_si256(rf_nibbles32(x[b].qs),                                                         \
-                    _mm256_andnot_si256(rf_bits_to_bytes32(x[b].qh), _mm256_set1_epi8((char)0xF0)))
-
-void rf_vec_dot_q8_0_avx2(int64_t n, float *s, const void *vx, const void *vy)
+RF_INLINE __m256i codes_signed(const uint8_t *p, enum q8_0_kind k)
 {
-    DOT_Q8_0_BODY(struct rf_block_q8_0, Q8_0_CODES);
+    if (k == K_Q8_0) return load32(p + 2);
+    if (k == K_Q4_0) return _mm256_sub_epi8(rf_nibbles32(p + 2), _mm256_set1_epi8(8));
+    /* Q5_0: nibble | (bit ? 0 : 0xF0) is nibble + 16*bit - 16 as int8 */
+    return _mm256_or_si256(rf_nibbles32(p + 6),
+                           _mm256_andnot_si256(rf_bits_to_bytes32(p + 2), _mm256_set1_epi8((char)0xF0)));
 }
 
-void rf_vec_dot_q4_0_avx2(int64_t n, float *s, const void *vx, const void *vy)
+RF_INLINE size_t block_bytes_signed(enum q8_0_kind k)
 {
-    DOT_Q8_0_BODY(struct rf_block_q4_0, Q4_0_CODES);
+    return k == K_Q8_0 ? sizeof(struct rf_block_q8_0) : k == K_Q4_0 ? sizeof(struct rf_block_q4_0)
+                                                                    : sizeof(struct rf_block_q5_0);
 }
 
-void rf_vec_dot_q5_0_avx2(int64_t n, float *s, const void *vx, const void *vy)
+/* acc[t] += dx*dy_t * float(isum_t) for block b. */
+RF_INLINE void step_q8_0(const uint8_t *xb, const uint8_t *y, size_t ys, int64_t b, enum q8_0_kind k, int nt,
+                         __m256 *acc)
 {
-    DOT_Q8_0_BODY(struct rf_block_q5_0, Q5_0_CODES);
+    const size_t by = sizeof(struct rf_block_q8_0);
+    const __m256i c = codes_signed(xb, k);
+    const __m256i ac = _mm256_sign_epi8(c, c);
+    const float dx = F16(ld_h(xb));
+    for (int t = 0; t < nt; t++) {
+        const uint8_t *yb = y + (size_t)t * ys + (size_t)b * by;
+        const __m256i p = rf_dot_u8s8(ac, _mm256_sign_epi8(load32(yb + 2), c));
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * F16(ld_h(yb))), _mm256_cvtepi32_ps(p), acc[t]);
+    }
 }
 
-/* (d, m) of four x blocks and (d, s) of four y blocks, as dwords at a stride:
- * their product holds dx*dy in even lanes and mx*sy in odd lanes. */
-static inline __m256 scales4(const uint8_t *p, size_t stride)
+RF_INLINE void dot_q8_0_body(int64_t n, float *s, size_t ss, const uint8_t *x, const uint8_t *y, size_t ys,
+                             int nt, enum q8_0_kind k)
+{
+    const size_t bx = block_bytes_signed(k);
+    const int64_t nb = n / 32;
+    __m256 a0[MAXT], a1[MAXT];
+    for (int t = 0; t < nt; t++) a0[t] = a1[t] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        step_q8_0(x + (size_t)i * bx, y, ys, i, k, nt, a0);
+        step_q8_0(x + (size_t)(i + 1) * bx, y, ys, i + 1, k, nt, a1);
+    }
+    if (i < nb) step_q8_0(x + (size_t)i * bx, y, ys, i, k, nt, a0);
+    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(_mm256_add_ps(a0[t], a1[t]));
+}
+
+/* Unsigned codes of one block at p, for the types dotted with Q8_1. */
+RF_INLINE __m256i codes_unsigned(const uint8_t *p, int q5)
+{
+    if (!q5) return rf_nibbles32(p + 4);
+    return _mm256_or_si256(rf_nibbles32(p + 8), _mm256_and_si256(rf_bits_to_bytes32(p + 4), _mm256_set1_epi8(0x10)));
+}
+
+/* (d, m) of four x blocks or (d, s) of four y blocks, dwords at a stride. */
+RF_INLINE __m256 scales4(const uint8_t *p, size_t stride)
 {
     const __m128i h = _mm_setr_epi32(rf_ld32(p), rf_ld32(p + stride), rf_ld32(p + 2 * stride),
                                      rf_ld32(p + 3 * stride));
@@ -212,53 +237,79 @@ static inline __m256 scales4(const uint8_t *p, size_t stride)
 
 /* Sum of each of four blocks' i16 pair sums: i32 lanes [b0 b1 b2 b3 | b0 b1 b2 b3]
  * (low and high 128-bit halves hold partial sums). */
-static inline __m256i reduce4_i16(__m256i p0, __m256i p1, __m256i p2, __m256i p3)
+RF_INLINE __m256i reduce4_i16(__m256i p0, __m256i p1, __m256i p2, __m256i p3)
 {
     const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3));
     return _mm256_madd_epi16(h, _mm256_set1_epi16(1));
 }
 
-/* Q4_1/Q5_1 x Q8_1: per block isum * dx*dy + mx*sy. CODES(b): unsigned codes. */
-#define DOT_Q8_1_BODY(TX, CODES)                                                                   \
-    const TX *x = vx;                                                                              \
-    const struct rf_block_q8_1 *y = vy;                                                            \
-    const int64_t nb = n / 32;                                                                     \
-    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);                                \
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, am = a0;                                             \
-    int64_t i = 0;                                                                                 \
-    for (; i + 4 <= nb; i += 4) {                                                                  \
-        const __m256 sc = _mm256_mul_ps(scales4((const uint8_t *)&x[i], sizeof(*x)),               \
-                                        scales4((const uint8_t *)&y[i], sizeof(*y)));              \
-        am = _mm256_add_ps(am, sc);                                                                \
-        const __m256i q = reduce4_i16(_mm256_maddubs_epi16(CODES(i), LOADY(i)),                    \
-                                      _mm256_maddubs_epi16(CODES(i + 1), LOADY(i + 1)),            \
-                                      _mm256_maddubs_epi16(CODES(i + 2), LOADY(i + 2)),            \
-                                      _mm256_maddubs_epi16(CODES(i + 3), LOADY(i + 3)));           \
-        const __m256 dd = _mm256_permutevar8x32_ps(sc, even);                                      \
-        if (i & 4) a1 = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(q), a1);                            \
-        else a0 = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(q), a0);                                  \
-    }                                                                                              \
-    float summ = rf_hsum_ps(_mm256_blend_ps(_mm256_setzero_ps(), am, 0xAA));                       \
-    for (; i < nb; i++) {                                                                          \
-        const __m256i p = rf_dot_u8s8(CODES(i), LOADY(i));                                         \
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(F16(x[i].d) * F16(y[i].d)), _mm256_cvtepi32_ps(p), a0); \
-        summ += F16(x[i].m) * F16(y[i].s);                                                         \
-    }                                                                                              \
-    *s = rf_hsum_ps(_mm256_add_ps(a0, a1)) + summ
-
-#define Q4_1_CODES(b) rf_nibbles32(x[b].qs)
-#define Q5_1_CODES(b)                                                                              \
-    _mm256_or_si256(rf_nibbles32(x[b].qs), _mm256_and_si256(rf_bits_to_bytes32(x[b].qh), _mm256_set1_epi8(0x10)))
-
-void rf_vec_dot_q4_1_avx2(int64_t n, float *s, const void *vx, const void *vy)
+/* Q4_1/Q5_1 x Q8_1: per block isum * dx*dy + mx*sy. The scale product sc holds
+ * dx*dy in even lanes and mx*sy in odd lanes; am sums the latter. */
+RF_INLINE void dot_q8_1_body(int64_t n, float *s, size_t ss, const uint8_t *x, const uint8_t *y, size_t ys,
+                             int nt, int q5)
 {
-    DOT_Q8_1_BODY(struct rf_block_q4_1, Q4_1_CODES);
+    const size_t bx = q5 ? sizeof(struct rf_block_q5_1) : sizeof(struct rf_block_q4_1);
+    const size_t by = sizeof(struct rf_block_q8_1);
+    const int64_t nb = n / 32;
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    __m256 a[MAXT], am[MAXT];
+    float summ[MAXT];
+    for (int t = 0; t < nt; t++) {
+        a[t] = am[t] = _mm256_setzero_ps();
+        summ[t] = 0.0f;
+    }
+    int64_t i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        const uint8_t *xb = x + (size_t)i * bx;
+        const __m256 sx = scales4(xb, bx);
+        const __m256i c0 = codes_unsigned(xb, q5), c1 = codes_unsigned(xb + bx, q5);
+        const __m256i c2 = codes_unsigned(xb + 2 * bx, q5), c3 = codes_unsigned(xb + 3 * bx, q5);
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *yb = y + (size_t)t * ys + (size_t)i * by;
+            const __m256 sc = _mm256_mul_ps(sx, scales4(yb, by));
+            am[t] = _mm256_add_ps(am[t], sc);
+            const __m256i q = reduce4_i16(
+                _mm256_maddubs_epi16(c0, load32(yb + 4)), _mm256_maddubs_epi16(c1, load32(yb + by + 4)),
+                _mm256_maddubs_epi16(c2, load32(yb + 2 * by + 4)), _mm256_maddubs_epi16(c3, load32(yb + 3 * by + 4)));
+            a[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sc, even), _mm256_cvtepi32_ps(q), a[t]);
+        }
+    }
+    for (; i < nb; i++) {
+        const uint8_t *xb = x + (size_t)i * bx;
+        const __m256i c = codes_unsigned(xb, q5);
+        const float dx = F16(ld_h(xb)), mx = F16(ld_h(xb + 2));
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *yb = y + (size_t)t * ys + (size_t)i * by;
+            const __m256i p = rf_dot_u8s8(c, load32(yb + 4));
+            a[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * F16(ld_h(yb))), _mm256_cvtepi32_ps(p), a[t]);
+            summ[t] += mx * F16(ld_h(yb + 2));
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        s[(size_t)t * ss] = rf_hsum_ps(a[t]) + (rf_hsum_ps(_mm256_blend_ps(_mm256_setzero_ps(), am[t], 0xAA)) + summ[t]);
 }
 
-void rf_vec_dot_q5_1_avx2(int64_t n, float *s, const void *vx, const void *vy)
-{
-    DOT_Q8_1_BODY(struct rf_block_q5_1, Q5_1_CODES);
-}
+/* vec_dot and vec_dot_multi of one type from its body. */
+#define DEF_DOTS(name, BODY, arg)                                                                  \
+    void rf_vec_dot_##name##_avx2(int64_t n, float *s, const void *vx, const void *vy)             \
+    {                                                                                              \
+        BODY(n, s, 0, vx, vy, 0, 1, arg);                                                          \
+    }                                                                                              \
+    void rf_vec_dot_multi_##name##_avx2(int64_t n, float *s, size_t ss, const void *vx, const void *vy, \
+                                        size_t ys, int64_t nt)                                     \
+    {                                                                                              \
+        const uint8_t *y = vy;                                                                     \
+        int64_t t = 0;                                                                             \
+        for (; t + 3 <= nt; t += 3) BODY(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 3, arg); \
+        if (nt - t == 2) BODY(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 2, arg);      \
+        else if (nt - t == 1) BODY(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 1, arg); \
+    }
+
+DEF_DOTS(q8_0, dot_q8_0_body, K_Q8_0)
+DEF_DOTS(q4_0, dot_q8_0_body, K_Q4_0)
+DEF_DOTS(q5_0, dot_q8_0_body, K_Q5_0)
+DEF_DOTS(q4_1, dot_q8_1_body, 0)
+DEF_DOTS(q5_1, dot_q8_1_body, 1)
 
 /* ---- table ---- */
 
@@ -274,6 +325,11 @@ void rf_quant_use_avx2(struct rf_type_traits *t)
     t[RF_TYPE_Q5_0].vec_dot = rf_vec_dot_q5_0_avx2;
     t[RF_TYPE_Q5_1].vec_dot = rf_vec_dot_q5_1_avx2;
     t[RF_TYPE_Q8_0].vec_dot = rf_vec_dot_q8_0_avx2;
+    t[RF_TYPE_Q4_0].vec_dot_multi = rf_vec_dot_multi_q4_0_avx2;
+    t[RF_TYPE_Q4_1].vec_dot_multi = rf_vec_dot_multi_q4_1_avx2;
+    t[RF_TYPE_Q5_0].vec_dot_multi = rf_vec_dot_multi_q5_0_avx2;
+    t[RF_TYPE_Q5_1].vec_dot_multi = rf_vec_dot_multi_q5_1_avx2;
+    t[RF_TYPE_Q8_0].vec_dot_multi = rf_vec_dot_multi_q8_0_avx2;
     t[RF_TYPE_Q8_0].from_float = rf_from_float_q8_0_avx2;
     t[RF_TYPE_Q8_1].from_float = rf_from_float_q8_1_avx2;
     t[RF_TYPE_Q8_K].from_float = rf_from_float_q8_K_avx2;

@@ -18,6 +18,14 @@ RF_DECL_AVX2_DOT(q5_1);
 RF_DECL_AVX2_DOT(q8_0);
 RF_DECL_AVX2_DOT(q4_K);
 RF_DECL_AVX2_DOT(q6_K);
+#define RF_DECL_AVX2_MULTI(t)                                                                     \
+    void rf_vec_dot_multi_##t##_avx2(int64_t n, float *s, size_t s_stride, const void *x, const void *y, \
+                                     size_t y_stride, int64_t nt)
+RF_DECL_AVX2_MULTI(q4_0);
+RF_DECL_AVX2_MULTI(q4_1);
+RF_DECL_AVX2_MULTI(q5_0);
+RF_DECL_AVX2_MULTI(q5_1);
+RF_DECL_AVX2_MULTI(q8_0);
 void rf_from_float_f16_avx2(const float *x, void *y, int64_t n);
 void rf_from_float_q8_0_avx2(const float *x, void *y, int64_t n);
 void rf_from_float_q8_1_avx2(const float *x, void *y, int64_t n);

@@ -401,6 +401,48 @@ static void test_vec_dot_float(void **state)
     check_dot_type(RF_TYPE_BF16, lens, 10, 4);
 }
 
+/* vec_dot_multi: each result bit-identical to vec_dot on that activation row, for
+ * group sizes 1..7 (the kernels work in groups of up to 3) and padded strides. */
+static void test_vec_dot_multi(void **state)
+{
+    (void)state;
+    int checked = 0;
+    for (uint32_t id = 0; id < RF_TYPE_COUNT; id++) {
+        const struct rf_type_traits *t = rf_type_traits(id);
+        if (!t || !t->vec_dot_multi) continue;
+        const struct rf_type_traits *act = rf_type_traits(t->vec_dot_type);
+        const int64_t lens[] = {t->block_size, 3 * t->block_size, 5 * t->block_size, 576 / t->block_size * t->block_size};
+        for (int li = 0; li < 4; li++) {
+            const int64_t n = lens[li];
+            const size_t ys = rf_row_size(t->vec_dot_type, n) + 8; /* padded rows */
+            void *w = malloc(rf_row_size(id, n));
+            uint8_t *a = malloc(ys * 7);
+            float *x = malloc((size_t)n * 4), got[7 * 3], want;
+            random_blocks(id, w, n);
+            for (int r = 0; r < 7; r++) {
+                for (int64_t i = 0; i < n; i++) x[i] = rnd_normal();
+                act->from_float(x, a + (size_t)r * ys, n);
+            }
+            for (int nt = 1; nt <= 7; nt++) {
+                memset(got, 0, sizeof(got));
+                t->vec_dot_multi(n, got, 3, w, a, ys, nt);
+                for (int r = 0; r < nt; r++) {
+                    t->vec_dot(n, &want, w, a + (size_t)r * ys);
+                    if (rf_fp32_to_bits(got[3 * r]) != rf_fp32_to_bits(want))
+                        fail_msg("%s n=%lld nt=%d row %d: multi %.9g vec_dot %.9g", t->name, (long long)n, nt, r,
+                                 got[3 * r], want);
+                    assert_true(got[3 * r + 1] == 0.0f && got[3 * r + 2] == 0.0f); /* stride respected */
+                }
+                checked++;
+            }
+            free(x);
+            free(a);
+            free(w);
+        }
+    }
+    if (rf_cpu_has_avx2()) assert_true(checked > 0);
+}
+
 /* Known small case by hand: Q8_0 blocks with d = 1 and codes 1..32 against codes
  * all 2 with d = 0.5: dot = sum(1..32) * 1 = 528. */
 static void test_vec_dot_known_value(void **state)
@@ -523,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_vec_dot_legacy),
         cmocka_unit_test(test_vec_dot_kquants),
         cmocka_unit_test(test_vec_dot_float),
+        cmocka_unit_test(test_vec_dot_multi),
         cmocka_unit_test(test_live_dequant_matches_ref),
         cmocka_unit_test(test_live_quant_matches_ref),
     };
