@@ -88,6 +88,10 @@ FIXED = [
     "https://example.com/path/to/page?query=1&other=two#frag",
     "user@example.com", "C:\\Windows\\System32", "/usr/local/bin/python3",
     "aGVsbG8gd29ybGQgdGhpcyBpcyBiYXNlNjQgZW5jb2RlZCB0ZXh0IQ==",
+    # letters, digits and punctuation new in Unicode 15.0/15.1 (Kawi, Nag Mundari, CJK ext. H/I)
+    "x\U00011f04\U00011f05 \U00011f50\U00011f51\U00011f52\U00011f53", "\U00031350\U00031351 \U0002ebf0a",
+    "\U0001e030\U0001e031 \U0001e4d0\U0001e4f1\U0001e4f2\U0001e4f3\U0001e4f4", "a\U00011b00\U00011b01b\U00011f43",
+    "\U0001d2c0\U0001d2c1\U0001d2c2\U0001d2c3 12", " \U0001123f", "'\U00011f04", "\U0001df25x",
 ]
 
 CODE = [

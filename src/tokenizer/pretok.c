@@ -3,9 +3,9 @@
  * matches is kept as words of its own.
  *
  * \s is spelled out as llama.cpp's whitespace set (the Unicode White_Space property,
- * which includes U+0085, unlike PCRE2's \s). \p{L}, \p{N}, \p{P} use PCRE2's Unicode
- * tables, so code points assigned after PCRE2's Unicode version may split differently
- * from llama.cpp. */
+ * which includes U+0085, unlike PCRE2's \s). \p{L}, \p{N}, \p{P} come from PCRE2's
+ * Unicode tables (Unicode 14 in PCRE2 10.42) plus the letters, numbers and punctuation
+ * that Unicode 15.0/15.1 added, which llama.cpp's tables know. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <stdio.h>
@@ -16,22 +16,32 @@
 #include "tokenizer/vocab_impl.h"
 
 #define WS "\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+/* Unicode 15.0/15.1 additions (Kawi, Nag Mundari, CJK extensions H and I, ...). */
+#define U15_L                                                                                      \
+    "\\x{1123F}-\\x{11240}\\x{11F02}\\x{11F04}-\\x{11F10}\\x{11F12}-\\x{11F33}\\x{1342F}\\x{13441}-\\x{13446}" \
+    "\\x{1B132}\\x{1B155}\\x{1DF25}-\\x{1DF2A}\\x{1E030}-\\x{1E06D}\\x{1E4D0}-\\x{1E4EB}\\x{2B739}"           \
+    "\\x{2EBF0}-\\x{2EE5D}\\x{31350}-\\x{323AF}"
+#define U15_N "\\x{11F50}-\\x{11F59}\\x{1D2C0}-\\x{1D2D3}\\x{1E4F0}-\\x{1E4F9}"
+#define U15_P "\\x{11B00}-\\x{11B09}\\x{11F43}-\\x{11F4F}"
+/* Class bodies, for use inside [...]. */
+#define CL_L "\\p{L}" U15_L
+#define CL_N "\\p{N}" U15_N
+#define CL_P "\\p{P}" U15_P
 #define SPACES "[" WS "]+(?![^" WS "])|[" WS "]+"
-#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+|" SPACES
+#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?[" CL_L "]+| ?[" CL_N "]+| ?[^" WS CL_L CL_N "]+|" SPACES
 #define CONTRACTIONS "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
 #define RE_LLAMA3_WITH(digits)                                                                     \
-    CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|" digits "| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*|[" WS \
-                 "]*[\\r\\n]+|" SPACES
+    CONTRACTIONS "|[^\\r\\n" CL_L CL_N "]?[" CL_L "]+|" digits "| ?[^" WS CL_L CL_N "]+[\\r\\n]*|[" WS "]*[\\r\\n]+|" SPACES
 
 enum family { FAM_DEFAULT, FAM_GPT2, FAM_LLAMA3, FAM_QWEN2, FAM_STARCODER, FAM_COUNT };
 
 #define MAX_REGEX 4
 static const char *const k_regexes[FAM_COUNT][MAX_REGEX] = {
-    [FAM_DEFAULT] = {"[\\p{P}$+<=>^~|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"},
+    [FAM_DEFAULT] = {"[" CL_P "$+<=>^~|]+", RE_GPT2, "[" CL_N "]+", "[0-9][0-9][0-9]"},
     [FAM_GPT2] = {RE_GPT2},
-    [FAM_LLAMA3] = {RE_LLAMA3_WITH("\\p{N}{1,3}")},
-    [FAM_QWEN2] = {RE_LLAMA3_WITH("\\p{N}")},
-    [FAM_STARCODER] = {"\\p{N}", RE_GPT2},
+    [FAM_LLAMA3] = {RE_LLAMA3_WITH("[" CL_N "]{1,3}")},
+    [FAM_QWEN2] = {RE_LLAMA3_WITH("[" CL_N "]")},
+    [FAM_STARCODER] = {"[" CL_N "]", RE_GPT2},
 };
 
 enum { BOS_DEFAULT = 0, BOS_ADD = 1, BOS_NONE = -1 };

@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab_impl.h"
 
 #define MAX_IDS 8192
 
@@ -571,6 +572,44 @@ static void test_bpe_rules(void **state)
     rf_vocab_free(v);
 }
 
+/* Pre-tokenizer words, including letters and digits new in Unicode 15 (which PCRE2
+ * 10.42 does not know but llama.cpp's tables do). */
+static int split_count(const char *pre, const char *s, size_t *ends, int cap)
+{
+    struct rf_pretok *p;
+    bool ignore;
+    int bos;
+    if (rf_pretok_new(pre, &p, &ignore, &bos) != RF_OK) fail_msg("%s", rf_last_error());
+    struct rf_offsets o = {0};
+    assert_int_equal(rf_pretok_split(p, s, strlen(s), &o), RF_OK);
+    const int n = (int)o.n;
+    for (int i = 0; i < n && i < cap; i++) ends[i] = o.v[i];
+    free(o.v);
+    rf_pretok_free(p);
+    return n;
+}
+
+static void test_pretok_words(void **state)
+{
+    (void)state;
+    size_t e[16];
+    /* gpt-2: "Hello", " world", "'s", " 42", "!!", "  " (the last space stays with "x"), " x" */
+    assert_int_equal(split_count("gpt-2", "Hello world's 42!!   x", e, 16), 7);
+    assert_int_equal(e[0], 5);
+    assert_int_equal(e[5], 20);
+    /* smollm: digits one by one */
+    assert_int_equal(split_count("smollm", "a123", e, 16), 4);
+    /* llama3: digits in threes, newlines kept with the whitespace before them */
+    assert_int_equal(split_count("llama-bpe", "1234567 \n\nx", e, 16), 5);
+    assert_int_equal(e[2], 7);
+    assert_int_equal(e[3], 10);
+    /* Kawi letter U+11F04 after "a": one word; Kawi digits U+11F50.. one by one */
+    assert_int_equal(split_count("gpt-2", "a\xf0\x91\xbc\x84", e, 16), 1);
+    assert_int_equal(split_count("smollm", "\xf0\x91\xbd\x90\xf0\x91\xbd\x91", e, 16), 2);
+    /* U+0085 is whitespace for llama.cpp (PCRE2's \s lacks it) */
+    assert_int_equal(split_count("gpt-2", "a\xc2\x85\xc2\x85" "b", e, 16), 4); /* a, NEL, NEL, b */
+}
+
 /* ---- validation ---- */
 
 static void expect_load_error(struct fake *f, rf_status want, const char *msg_part)
@@ -732,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_cap_and_pieces),
         cmocka_unit_test(test_stream_utf8),
         cmocka_unit_test(test_bpe_rules),
+        cmocka_unit_test(test_pretok_words),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_smollm2_speed_and_stream),
         cmocka_unit_test(test_gemma3_byte_fallback),
