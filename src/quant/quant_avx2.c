@@ -335,4 +335,6 @@ void rf_quant_use_avx2(struct rf_type_traits *t)
     t[RF_TYPE_Q8_K].from_float = rf_from_float_q8_K_avx2;
     t[RF_TYPE_Q4_K].vec_dot = rf_vec_dot_q4_K_avx2;
     t[RF_TYPE_Q6_K].vec_dot = rf_vec_dot_q6_K_avx2;
+    t[RF_TYPE_Q4_K].vec_dot_multi = rf_vec_dot_multi_q4_K_avx2;
+    t[RF_TYPE_Q6_K].vec_dot_multi = rf_vec_dot_multi_q6_K_avx2;
 }

@@ -26,6 +26,8 @@ RF_DECL_AVX2_MULTI(q4_1);
 RF_DECL_AVX2_MULTI(q5_0);
 RF_DECL_AVX2_MULTI(q5_1);
 RF_DECL_AVX2_MULTI(q8_0);
+RF_DECL_AVX2_MULTI(q4_K);
+RF_DECL_AVX2_MULTI(q6_K);
 void rf_from_float_f16_avx2(const float *x, void *y, int64_t n);
 void rf_from_float_q8_0_avx2(const float *x, void *y, int64_t n);
 void rf_from_float_q8_1_avx2(const float *x, void *y, int64_t n);

@@ -4,16 +4,11 @@
 #include "quant/quant_avx2.h"
 #include "quant/quant_impl.h"
 
-/* i16 lane broadcast inside each 128-bit lane: word a in the low lane, word b in
- * the high lane. */
-static inline __m256i word_pick(int a, int b)
-{
-    const short lo = (short)((2 * a + 1) << 8 | (2 * a)), hi = (short)((2 * b + 1) << 8 | (2 * b));
-    return _mm256_setr_epi16(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi);
-}
+#define RF_INLINE static inline __attribute__((always_inline))
+#define MAXT 3 /* activation rows per kernel pass, see quant_avx2.c */
 
 /* Q4_K: 8 scales and 8 mins (6 bits) from the 12 packed bytes, as bytes. */
-static inline void q4k_scales(const uint8_t *q, uint32_t sc[2], uint32_t m[2])
+RF_INLINE void q4k_scales(const uint8_t *q, uint32_t sc[2], uint32_t m[2])
 {
     const uint32_t w0 = (uint32_t)rf_ld32(q), w1 = (uint32_t)rf_ld32(q + 4), w2 = (uint32_t)rf_ld32(q + 8);
     sc[0] = w0 & 0x3f3f3f3fu;
@@ -22,66 +17,85 @@ static inline void q4k_scales(const uint8_t *q, uint32_t sc[2], uint32_t m[2])
     m[1] = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
 }
 
+RF_INLINE const struct rf_block_q8_K *q8k_row(const void *y, size_t ys, int t)
+{
+    return (const struct rf_block_q8_K *)((const uint8_t *)y + (size_t)t * ys);
+}
+
 /* Q4_K x Q8_K: per super-block d*sum_j sc_j*(q.y)_j - dmin*sum_j m_j*bsum_j. The
  * scale multiplies the i16 pair sums inside vpmaddwd, so each 64-element chunk
- * costs two maddubs and two maddwd. */
-void rf_vec_dot_q4_K_avx2(int64_t n, float *s, const void *vx, const void *vy)
+ * costs two maddubs and two maddwd per activation row; integer sums are exact, so
+ * only the two FMAs per super-block fix the rounding. */
+RF_INLINE void dot_q4_K_body(int64_t n, float *s, size_t ss, const void *vx, const void *vy, size_t ys, int nt)
 {
     const struct rf_block_q4_K *x = vx;
-    const struct rf_block_q8_K *y = vy;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256i pick[8];
-    for (int j = 0; j < 8; j++) pick[j] = word_pick(j, j);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    __m256i pick[8]; /* vpshufb control broadcasting i16 word j */
+    for (int j = 0; j < 8; j++) pick[j] = _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j));
+    __m256 acc[MAXT], accm[MAXT];
+    for (int t = 0; t < nt; t++) acc[t] = accm[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / RF_QK_K; i++) {
         uint32_t sc[2], mn[2];
         q4k_scales(x[i].scales, sc, mn);
         /* scales as i16 in both lanes: words 0..7 = sc0..sc7 */
-        const __m128i sc8 = _mm_setr_epi32((int)sc[0], (int)sc[1], 0, 0);
-        const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
+        const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_setr_epi32((int)sc[0], (int)sc[1], 0, 0)));
         const __m128i m8 = _mm_setr_epi32((int)mn[0], (int)mn[1], 0, 0);
         const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8)); /* m0 m0 m1 m1 .. */
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
-        const __m256i summ = _mm256_madd_epi16(bs, mins);
-        __m256i sumi0 = _mm256_setzero_si256(), sumi1 = sumi0;
+        __m256i sumi[MAXT];
+        for (int t = 0; t < nt; t++) sumi[t] = _mm256_setzero_si256();
         for (int g = 0; g < 4; g++) {
             const __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * g));
             const __m256i lo = _mm256_and_si256(q, m4);
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            const __m256i y0 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * g));
-            const __m256i y1 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 64 * g + 32));
             const __m256i s0 = _mm256_shuffle_epi8(sc16, pick[2 * g]);
             const __m256i s1 = _mm256_shuffle_epi8(sc16, pick[2 * g + 1]);
-            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s0));
-            sumi1 = _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s1));
+            for (int t = 0; t < nt; t++) {
+                const int8_t *yq = q8k_row(vy, ys, t)[i].qs + 64 * g;
+                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)yq)), s0);
+                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(yq + 32))), s1);
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p0, p1));
+            }
         }
-        const float d = y[i].d * rf_h2f_f16c(x[i].d), dmin = y[i].d * rf_h2f_f16c(x[i].dmin);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi0, sumi1)), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summ), accm);
+        const float xd = rf_f16_table[x[i].d], xmin = rf_f16_table[x[i].dmin];
+        for (int t = 0; t < nt; t++) {
+            const struct rf_block_q8_K *y = q8k_row(vy, ys, t) + i;
+            const __m256i summ = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mins);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * xd), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * xmin), _mm256_cvtepi32_ps(summ), accm[t]);
+        }
     }
-    *s = rf_hsum_ps(acc) - rf_hsum_ps(accm);
+    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(acc[t]) - rf_hsum_ps(accm[t]);
+}
+
+/* i16 lane broadcast inside each 128-bit lane: word a in the low lane, word b in
+ * the high lane. */
+RF_INLINE __m256i word_pick(int a, int b)
+{
+    const short lo = (short)((2 * a + 1) << 8 | (2 * a)), hi = (short)((2 * b + 1) << 8 | (2 * b));
+    return _mm256_setr_epi16(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi);
 }
 
 /* Q6_K x Q8_K: codes q in 0..63 (unsigned, so vpmaddubsw applies), the -32 offset
  * folded into one correction per super-block: 32 * sum_k sc_k * bsums_k. Each
  * 32-element group spans two 16-element sub-blocks: the low lane of the maddubs
  * result belongs to the first, the high lane to the second. */
-void rf_vec_dot_q6_K_avx2(int64_t n, float *s, const void *vx, const void *vy)
+RF_INLINE void dot_q6_K_body(int64_t n, float *s, size_t ss, const void *vx, const void *vy, size_t ys, int nt)
 {
     const struct rf_block_q6_K *x = vx;
-    const struct rf_block_q8_K *y = vy;
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[MAXT];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / RF_QK_K; i++) {
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        const __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), sc16);
-        const __m256i sc_a = _mm256_permute2x128_si256(sc16, sc16, 0x00); /* sc0..7 twice */
-        const __m256i sc_b = _mm256_permute2x128_si256(sc16, sc16, 0x11); /* sc8..15 twice */
-        __m256i sumi0 = _mm256_setzero_si256(), sumi1 = sumi0;
+        __m256i sumi[MAXT];
+        for (int t = 0; t < nt; t++) /* starts at minus the offset term 32 * sum_k sc_k * bsums_k */
+            sumi[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                       _mm256_slli_epi32(_mm256_madd_epi16(
+                                           _mm256_loadu_si256((const __m256i *)q8k_row(vy, ys, t)[i].bsums), sc16), 5));
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
-            const int8_t *yq = y[i].qs + 128 * h;
-            const __m256i scv = h ? sc_b : sc_a;
+            const __m256i scv = h ? _mm256_permute2x128_si256(sc16, sc16, 0x11) /* sc 8..15 twice */
+                                 : _mm256_permute2x128_si256(sc16, sc16, 0x00); /* sc 0..7 twice */
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
             const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
@@ -90,21 +104,43 @@ void rf_vec_dot_q6_K_avx2(int64_t n, float *s, const void *vx, const void *vy)
             const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m2));
             const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                                _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
-            const __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)yq));
-            const __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(yq + 32)));
-            const __m256i p2 = _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(yq + 64)));
-            const __m256i p3 = _mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(yq + 96)));
-            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(scv, word_pick(0, 1))));
-            sumi1 = _mm256_add_epi32(sumi1, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(scv, word_pick(2, 3))));
-            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(p2, _mm256_shuffle_epi8(scv, word_pick(4, 5))));
-            sumi1 = _mm256_add_epi32(sumi1, _mm256_madd_epi16(p3, _mm256_shuffle_epi8(scv, word_pick(6, 7))));
+            const __m256i k0 = _mm256_shuffle_epi8(scv, word_pick(0, 1));
+            const __m256i k1 = _mm256_shuffle_epi8(scv, word_pick(2, 3));
+            const __m256i k2 = _mm256_shuffle_epi8(scv, word_pick(4, 5));
+            const __m256i k3 = _mm256_shuffle_epi8(scv, word_pick(6, 7));
+            for (int t = 0; t < nt; t++) {
+                const int8_t *yq = q8k_row(vy, ys, t)[i].qs + 128 * h;
+                const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)yq)), k0);
+                const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(yq + 32))), k1);
+                const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(yq + 64))), k2);
+                const __m256i p3 = _mm256_madd_epi16(_mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(yq + 96))), k3);
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(_mm256_add_epi32(p0, p1), _mm256_add_epi32(p2, p3)));
+            }
         }
-        const __m256i sumi = _mm256_sub_epi32(_mm256_add_epi32(sumi0, sumi1), _mm256_slli_epi32(corr, 5));
-        const float d = rf_h2f_f16c(x[i].d) * y[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        const float xd = rf_f16_table[x[i].d];
+        for (int t = 0; t < nt; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(xd * q8k_row(vy, ys, t)[i].d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
     }
-    *s = rf_hsum_ps(acc);
+    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(acc[t]);
 }
+
+#define DEF_DOTS(name, BODY)                                                                       \
+    void rf_vec_dot_##name##_avx2(int64_t n, float *s, const void *vx, const void *vy)             \
+    {                                                                                              \
+        BODY(n, s, 0, vx, vy, 0, 1);                                                               \
+    }                                                                                              \
+    void rf_vec_dot_multi_##name##_avx2(int64_t n, float *s, size_t ss, const void *vx, const void *vy, \
+                                        size_t ys, int64_t nt)                                     \
+    {                                                                                              \
+        const uint8_t *y = vy;                                                                     \
+        int64_t t = 0;                                                                             \
+        for (; t + 3 <= nt; t += 3) BODY(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 3); \
+        if (nt - t == 2) BODY(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 2);           \
+        else if (nt - t == 1) BODY(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 1);      \
+    }
+
+DEF_DOTS(q4_K, dot_q4_K_body)
+DEF_DOTS(q6_K, dot_q6_K_body)
 
 /* ---- Q8_K quantizer ---- */
 
