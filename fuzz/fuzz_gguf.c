@@ -17,10 +17,8 @@ static void walk_value(const struct rf_gguf_value *v)
     for (uint64_t i = 0; i < n; i++) {
         if (v->v.arr.elem_type == RF_GGUF_STRING && v->v.arr.strs[i].len)
             sink ^= (uint8_t)v->v.arr.strs[i].ptr[v->v.arr.strs[i].len - 1];
-        else if (v->v.arr.elem_type == RF_GGUF_ARRAY)
-            walk_value(&v->v.arr.items[i]);
-        else
-            sink ^= (uint8_t)rf_gguf_arr_int(v, i) ^ (uint8_t)(rf_gguf_arr_float(v, i) > 0);
+        else if (v->v.arr.elem_type == RF_GGUF_ARRAY) walk_value(&v->v.arr.items[i]);
+        else sink ^= (uint8_t)rf_gguf_arr_int(v, i) ^ (uint8_t)(rf_gguf_arr_float(v, i) > 0);
     }
     sink ^= (uint8_t)rf_gguf_arr_int(v, v->v.arr.n); /* out of range: 0 */
 }
@@ -31,7 +29,8 @@ static void walk(const struct rf_gguf *g)
     for (uint64_t i = 0; i < g->n_kv; i++) {
         const struct rf_gguf_kv *kv = &g->kvs[i];
         walk_value(&kv->val);
-        snprintf(key, sizeof key, "%.*s", (int)(kv->key.len < 255 ? kv->key.len : 255), kv->key.ptr);
+        snprintf(key, sizeof key, "%.*s", (int)(kv->key.len < 255 ? kv->key.len : 255),
+                 kv->key.ptr);
         int64_t iv;
         double dv;
         bool bv;

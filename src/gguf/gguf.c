@@ -41,8 +41,9 @@ static rf_status bad(const struct parser *p, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (p->where[0]) return rf_fail(RF_STATUS_BAD_FILE, "gguf: %s: %s", p->where, msg);
-    return rf_fail(RF_STATUS_BAD_FILE, "gguf: %s", msg);
+    if (p->where[0]) rf_fail(RF_STATUS_BAD_FILE, "gguf: %s: %s", p->where, msg);
+    else rf_fail(RF_STATUS_BAD_FILE, "gguf: %s", msg);
+    return RF_STATUS_BAD_FILE;
 }
 
 /* Printable, bounded copy of file bytes for messages (names may hold anything). */
@@ -102,6 +103,8 @@ static rf_status read_str(struct parser *p, const char *what, uint64_t max_len,
     snprintf(field, sizeof field, "%s length", what);
     const size_t at = p->pos;
     uint64_t len;
+    out->ptr = "";
+    out->len = 0;
     RF_TRY(read_u64(p, field, &len));
     if (len > max_len)
         return bad(p, "%s length %llu at byte %zu exceeds the limit of %llu bytes", what,
@@ -119,19 +122,25 @@ static rf_status read_str(struct parser *p, const char *what, uint64_t max_len,
 static size_t scalar_size(uint32_t t)
 {
     switch (t) {
-    case RF_GGUF_UINT8: case RF_GGUF_INT8: case RF_GGUF_BOOL: return 1;
-    case RF_GGUF_UINT16: case RF_GGUF_INT16: return 2;
-    case RF_GGUF_UINT32: case RF_GGUF_INT32: case RF_GGUF_FLOAT32: return 4;
-    case RF_GGUF_UINT64: case RF_GGUF_INT64: case RF_GGUF_FLOAT64: return 8;
+    case RF_GGUF_UINT8:
+    case RF_GGUF_INT8:
+    case RF_GGUF_BOOL: return 1;
+    case RF_GGUF_UINT16:
+    case RF_GGUF_INT16: return 2;
+    case RF_GGUF_UINT32:
+    case RF_GGUF_INT32:
+    case RF_GGUF_FLOAT32: return 4;
+    case RF_GGUF_UINT64:
+    case RF_GGUF_INT64:
+    case RF_GGUF_FLOAT64: return 8;
     default: return 0;
     }
 }
 
 static bool is_int_type(enum rf_gguf_vtype t)
 {
-    return t == RF_GGUF_UINT8 || t == RF_GGUF_INT8 || t == RF_GGUF_UINT16 ||
-           t == RF_GGUF_INT16 || t == RF_GGUF_UINT32 || t == RF_GGUF_INT32 ||
-           t == RF_GGUF_UINT64 || t == RF_GGUF_INT64;
+    return t == RF_GGUF_UINT8 || t == RF_GGUF_INT8 || t == RF_GGUF_UINT16 || t == RF_GGUF_INT16 ||
+           t == RF_GGUF_UINT32 || t == RF_GGUF_INT32 || t == RF_GGUF_UINT64 || t == RF_GGUF_INT64;
 }
 
 static bool is_signed_type(enum rf_gguf_vtype t)
@@ -225,8 +234,9 @@ static rf_status parse_array(struct parser *p, int depth, struct rf_gguf_value *
                         : et == RF_GGUF_ARRAY ? MIN_ARRAY_BYTES
                                               : scalar_size(et);
     if (n > remaining(p) / elem)
-        return bad(p, "array length %llu at byte %zu exceeds remaining %zu bytes (%s elements of "
-                      "at least %zu bytes)",
+        return bad(p,
+                   "array length %llu at byte %zu exceeds remaining %zu bytes (%s elements of "
+                   "at least %zu bytes)",
                    (unsigned long long)n, len_at, remaining(p), rf_gguf_vtype_name(et), elem);
     v->v.arr.elem_type = (enum rf_gguf_vtype)et;
     v->v.arr.n = n;
@@ -291,15 +301,17 @@ static rf_status parse_header(struct parser *p, struct rf_gguf *g)
     if ((v & 0xffff) == 0 && swapped >= 1 && swapped <= 3)
         return rf_fail(RF_STATUS_UNSUPPORTED,
                        "gguf: big-endian file (version at byte 4 reads %u byte-swapped); only "
-                       "little-endian GGUF is supported", swapped);
+                       "little-endian GGUF is supported",
+                       swapped);
     if (v != 2 && v != 3)
         return rf_fail(RF_STATUS_UNSUPPORTED,
-                       "gguf: version %u at byte 4 is not supported (versions 2 and 3 are read)", v);
+                       "gguf: version %u at byte 4 is not supported (versions 2 and 3 are read)",
+                       v);
     RF_TRY(read_u64(p, "n_tensors", &g->n_tensors));
     RF_TRY(read_u64(p, "n_kv", &g->n_kv));
     if (g->n_kv > RF_GGUF_MAX_KV)
-        return bad(p, "n_kv %llu at byte 16 exceeds the limit of %u",
-                   (unsigned long long)g->n_kv, RF_GGUF_MAX_KV);
+        return bad(p, "n_kv %llu at byte 16 exceeds the limit of %u", (unsigned long long)g->n_kv,
+                   RF_GGUF_MAX_KV);
     if (g->n_tensors > RF_GGUF_MAX_TENSORS)
         return bad(p, "n_tensors %llu at byte 8 exceeds the limit of %u",
                    (unsigned long long)g->n_tensors, RF_GGUF_MAX_TENSORS);
@@ -312,10 +324,18 @@ static rf_status parse_header(struct parser *p, struct rf_gguf *g)
     return RF_OK;
 }
 
+/* Sort tables for the duplicate and overlap checks (qsort has no context argument). */
+struct kv_ref {
+    const struct rf_gguf_kv *kv;
+};
+struct tensor_ref {
+    const struct rf_gguf_tensor *t;
+};
+
 static int cmp_kv_key(const void *a, const void *b)
 {
-    const struct rf_gguf_kv *x = *(const struct rf_gguf_kv *const *)a;
-    const struct rf_gguf_kv *y = *(const struct rf_gguf_kv *const *)b;
+    const struct rf_gguf_kv *x = ((const struct kv_ref *)a)->kv;
+    const struct rf_gguf_kv *y = ((const struct kv_ref *)b)->kv;
     if (x->key.len != y->key.len) return x->key.len < y->key.len ? -1 : 1;
     const int c = memcmp(x->key.ptr, y->key.ptr, x->key.len);
     if (c) return c;
@@ -326,14 +346,15 @@ static int cmp_kv_key(const void *a, const void *b)
 static rf_status check_duplicate_keys(struct parser *p, const struct rf_gguf *g)
 {
     if (g->n_kv < 2) return RF_OK;
-    const struct rf_gguf_kv **order = malloc(g->n_kv * sizeof *order);
-    if (!order) return rf_fail(RF_STATUS_NOMEM, "gguf: out of memory sorting %llu keys",
-                               (unsigned long long)g->n_kv);
-    for (uint64_t i = 0; i < g->n_kv; i++) order[i] = &g->kvs[i];
+    struct kv_ref *order = malloc(g->n_kv * sizeof *order);
+    if (!order)
+        return rf_fail(RF_STATUS_NOMEM, "gguf: out of memory sorting %llu keys",
+                       (unsigned long long)g->n_kv);
+    for (uint64_t i = 0; i < g->n_kv; i++) order[i].kv = &g->kvs[i];
     qsort(order, g->n_kv, sizeof *order, cmp_kv_key);
     rf_status s = RF_OK;
     for (uint64_t i = 1; i < g->n_kv && s == RF_OK; i++) {
-        const struct rf_gguf_kv *a = order[i - 1], *b = order[i];
+        const struct rf_gguf_kv *a = order[i - 1].kv, *b = order[i].kv;
         if (a->key.len != b->key.len || memcmp(a->key.ptr, b->key.ptr, a->key.len) != 0) continue;
         char name[64];
         safe_name(name, sizeof name, b->key.ptr, b->key.len);
@@ -350,8 +371,9 @@ static rf_status parse_kvs(struct parser *p, struct rf_gguf *g)
 {
     if (g->n_kv == 0) return RF_OK;
     g->kvs = calloc(g->n_kv, sizeof *g->kvs);
-    if (!g->kvs) return rf_fail(RF_STATUS_NOMEM, "gguf: out of memory for %llu metadata keys",
-                                (unsigned long long)g->n_kv);
+    if (!g->kvs)
+        return rf_fail(RF_STATUS_NOMEM, "gguf: out of memory for %llu metadata keys",
+                       (unsigned long long)g->n_kv);
     for (uint64_t i = 0; i < g->n_kv; i++) RF_TRY(parse_kv(p, i, &g->kvs[i]));
     p->where[0] = '\0';
     return check_duplicate_keys(p, g);
@@ -407,11 +429,14 @@ static rf_status size_tensor(struct parser *p, struct rf_gguf_tensor *t, size_t 
     int64_t nel = 1;
     for (int d = 0; d < RF_GGUF_MAX_DIMS; d++)
         if (__builtin_mul_overflow(nel, t->ne[d], &nel))
-            return bad(p, "element count of dims [%lld, %lld, %lld, %lld] at byte %zu overflows "
-                          "int64", (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+            return bad(p,
+                       "element count of dims [%lld, %lld, %lld, %lld] at byte %zu overflows "
+                       "int64",
+                       (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
                        (long long)t->ne[3], dims_at);
     if (t->ne[0] % tr->block_size != 0)
-        return bad(p, "ne[0] = %lld at byte %zu is not a multiple of the block size %lld of type %s",
+        return bad(p,
+                   "ne[0] = %lld at byte %zu is not a multiple of the block size %lld of type %s",
                    (long long)t->ne[0], dims_at + 4, (long long)tr->block_size, tr->name);
     const uint64_t rows = (uint64_t)(nel / t->ne[0]);
     const uint64_t row_bytes = (uint64_t)(t->ne[0] / tr->block_size) * tr->type_size;
@@ -431,10 +456,8 @@ static rf_status parse_tensor_info(struct parser *p, const struct rf_gguf *g, ui
     t->info_offset = at;
     RF_TRY(read_str(p, "tensor name", RF_GGUF_MAX_NAME_LEN, &name));
     RF_TRY(check_name(p, "tensor name", name, at));
-    t->name = malloc(name.len + 1);
+    t->name = strndup(name.ptr, name.len); /* no NUL inside: an exact copy */
     if (!t->name) return rf_fail(RF_STATUS_NOMEM, "gguf: out of memory for tensor names");
-    memcpy(t->name, name.ptr, name.len);
-    t->name[name.len] = '\0';
     safe_name(safe, sizeof safe, name.ptr, name.len);
     snprintf(p->where, sizeof p->where, "tensor #%llu '%s'", (unsigned long long)i, safe);
     const size_t dims_at = p->pos;
@@ -452,8 +475,8 @@ static rf_status parse_tensor_info(struct parser *p, const struct rf_gguf *g, ui
 
 static int cmp_tensor_name(const void *a, const void *b)
 {
-    const struct rf_gguf_tensor *x = *(const struct rf_gguf_tensor *const *)a;
-    const struct rf_gguf_tensor *y = *(const struct rf_gguf_tensor *const *)b;
+    const struct rf_gguf_tensor *x = ((const struct tensor_ref *)a)->t;
+    const struct rf_gguf_tensor *y = ((const struct tensor_ref *)b)->t;
     const int c = strcmp(x->name, y->name);
     if (c) return c;
     return x < y ? -1 : x > y;
@@ -461,8 +484,8 @@ static int cmp_tensor_name(const void *a, const void *b)
 
 static int cmp_tensor_offset(const void *a, const void *b)
 {
-    const struct rf_gguf_tensor *x = *(const struct rf_gguf_tensor *const *)a;
-    const struct rf_gguf_tensor *y = *(const struct rf_gguf_tensor *const *)b;
+    const struct rf_gguf_tensor *x = ((const struct tensor_ref *)a)->t;
+    const struct rf_gguf_tensor *y = ((const struct tensor_ref *)b)->t;
     if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
     return x < y ? -1 : x > y;
 }
@@ -474,35 +497,39 @@ static rf_status check_pair(struct parser *p, const struct rf_gguf *g,
     safe_name(na, sizeof na, a->name, strlen(a->name));
     safe_name(nb, sizeof nb, b->name, strlen(b->name));
     if (strcmp(a->name, b->name) == 0)
-        return bad(p, "duplicate tensor name: tensor #%lld '%s' at byte %llu repeats tensor #%lld "
-                      "at byte %llu", (long long)(b - g->tensors), nb,
-                   (unsigned long long)b->info_offset, (long long)(a - g->tensors),
-                   (unsigned long long)a->info_offset);
+        return bad(p,
+                   "duplicate tensor name: tensor #%lld '%s' at byte %llu repeats tensor #%lld "
+                   "at byte %llu",
+                   (long long)(b - g->tensors), nb, (unsigned long long)b->info_offset,
+                   (long long)(a - g->tensors), (unsigned long long)a->info_offset);
     const uint64_t d = g->data_offset;
-    return bad(p, "tensors #%lld '%s' and #%lld '%s': data ranges [%llu, %llu) and [%llu, %llu) "
-                  "overlap", (long long)(a - g->tensors), na, (long long)(b - g->tensors), nb,
+    return bad(p,
+               "tensors #%lld '%s' and #%lld '%s': data ranges [%llu, %llu) and [%llu, %llu) "
+               "overlap",
+               (long long)(a - g->tensors), na, (long long)(b - g->tensors), nb,
                (unsigned long long)(d + a->offset), (unsigned long long)(d + a->offset + a->nbytes),
-               (unsigned long long)(d + b->offset), (unsigned long long)(d + b->offset + b->nbytes));
+               (unsigned long long)(d + b->offset),
+               (unsigned long long)(d + b->offset + b->nbytes));
 }
 
-/* Duplicate names, then overlapping data, each by sorting a table of pointers. */
+/* Duplicate names, then overlapping data, each by sorting a table of references. */
 static rf_status check_tensor_set(struct parser *p, const struct rf_gguf *g)
 {
     const uint64_t n = g->n_tensors;
     if (n < 2) return RF_OK;
-    const struct rf_gguf_tensor **order = malloc(n * sizeof *order);
+    struct tensor_ref *order = malloc(n * sizeof *order);
     if (!order) return rf_fail(RF_STATUS_NOMEM, "gguf: out of memory sorting tensors");
     rf_status s = RF_OK;
     p->where[0] = '\0';
-    for (uint64_t i = 0; i < n; i++) order[i] = &g->tensors[i];
+    for (uint64_t i = 0; i < n; i++) order[i].t = &g->tensors[i];
     qsort(order, n, sizeof *order, cmp_tensor_name);
     for (uint64_t i = 1; i < n && s == RF_OK; i++)
-        if (strcmp(order[i - 1]->name, order[i]->name) == 0)
-            s = check_pair(p, g, order[i - 1], order[i]);
+        if (strcmp(order[i - 1].t->name, order[i].t->name) == 0)
+            s = check_pair(p, g, order[i - 1].t, order[i].t);
     if (s == RF_OK) qsort(order, n, sizeof *order, cmp_tensor_offset);
     for (uint64_t i = 1; i < n && s == RF_OK; i++)
-        if (order[i - 1]->offset + order[i - 1]->nbytes > order[i]->offset)
-            s = check_pair(p, g, order[i - 1], order[i]);
+        if (order[i - 1].t->offset + order[i - 1].t->nbytes > order[i].t->offset)
+            s = check_pair(p, g, order[i - 1].t, order[i].t);
     free(order);
     return s;
 }
@@ -523,9 +550,11 @@ static rf_status place_tensors(struct parser *p, struct rf_gguf *g)
         snprintf(p->where, sizeof p->where, "tensor #%llu '%s'", (unsigned long long)i, safe);
         if (__builtin_add_overflow(g->data_offset, t->offset, &start) ||
             __builtin_add_overflow(start, t->nbytes, &end))
-            return bad(p, "data range overflows: data section start %llu + offset %llu + %llu "
-                          "bytes", (unsigned long long)g->data_offset,
-                       (unsigned long long)t->offset, (unsigned long long)t->nbytes);
+            return bad(p,
+                       "data range overflows: data section start %llu + offset %llu + %llu "
+                       "bytes",
+                       (unsigned long long)g->data_offset, (unsigned long long)t->offset,
+                       (unsigned long long)t->nbytes);
         if (end > g->size)
             return bad(p, "data range [%llu, %llu) exceeds file size %zu",
                        (unsigned long long)start, (unsigned long long)end, g->size);
@@ -537,15 +566,17 @@ static rf_status place_tensors(struct parser *p, struct rf_gguf *g)
 static rf_status parse_tensors(struct parser *p, struct rf_gguf *g)
 {
     if (g->n_tensors > remaining(p) / MIN_TENSOR_INFO_BYTES)
-        return bad(p, "n_tensors %llu at byte 8 exceeds what the remaining %zu bytes after the "
-                      "metadata can hold", (unsigned long long)g->n_tensors, remaining(p));
+        return bad(p,
+                   "n_tensors %llu at byte 8 exceeds what the remaining %zu bytes after the "
+                   "metadata can hold",
+                   (unsigned long long)g->n_tensors, remaining(p));
     if (g->n_tensors) {
         g->tensors = calloc(g->n_tensors, sizeof *g->tensors);
-        if (!g->tensors) return rf_fail(RF_STATUS_NOMEM, "gguf: out of memory for %llu tensors",
-                                        (unsigned long long)g->n_tensors);
+        if (!g->tensors)
+            return rf_fail(RF_STATUS_NOMEM, "gguf: out of memory for %llu tensors",
+                           (unsigned long long)g->n_tensors);
     }
-    for (uint64_t i = 0; i < g->n_tensors; i++)
-        RF_TRY(parse_tensor_info(p, g, i, &g->tensors[i]));
+    for (uint64_t i = 0; i < g->n_tensors; i++) RF_TRY(parse_tensor_info(p, g, i, &g->tensors[i]));
     return place_tensors(p, g);
 }
 
@@ -578,9 +609,9 @@ rf_status rf_gguf_open(const char *path, struct rf_gguf **out)
     *out = NULL;
     struct rf_mmap map;
     RF_TRY(rf_mmap_open(path, &map));
-    struct rf_gguf *g;
+    struct rf_gguf *g = NULL;
     rf_status s = rf_gguf_parse(map.data, map.size, &g);
-    if (s != RF_OK) {
+    if (s != RF_OK || !g) {
         rf_mmap_close(&map);
         return s;
     }
@@ -731,10 +762,10 @@ double rf_gguf_arr_float(const struct rf_gguf_value *arr, uint64_t i)
 const char *rf_gguf_vtype_name(enum rf_gguf_vtype t)
 {
     static const char *const names[RF_GGUF_VTYPE_COUNT] = {
-        [RF_GGUF_UINT8] = "uint8",     [RF_GGUF_INT8] = "int8",       [RF_GGUF_UINT16] = "uint16",
-        [RF_GGUF_INT16] = "int16",     [RF_GGUF_UINT32] = "uint32",   [RF_GGUF_INT32] = "int32",
-        [RF_GGUF_FLOAT32] = "float32", [RF_GGUF_BOOL] = "bool",       [RF_GGUF_STRING] = "string",
-        [RF_GGUF_ARRAY] = "array",     [RF_GGUF_UINT64] = "uint64",   [RF_GGUF_INT64] = "int64",
+        [RF_GGUF_UINT8] = "uint8",     [RF_GGUF_INT8] = "int8",     [RF_GGUF_UINT16] = "uint16",
+        [RF_GGUF_INT16] = "int16",     [RF_GGUF_UINT32] = "uint32", [RF_GGUF_INT32] = "int32",
+        [RF_GGUF_FLOAT32] = "float32", [RF_GGUF_BOOL] = "bool",     [RF_GGUF_STRING] = "string",
+        [RF_GGUF_ARRAY] = "array",     [RF_GGUF_UINT64] = "uint64", [RF_GGUF_INT64] = "int64",
         [RF_GGUF_FLOAT64] = "float64",
     };
     return (unsigned)t < RF_GGUF_VTYPE_COUNT ? names[t] : "unknown";

@@ -79,12 +79,12 @@ struct rf_gguf_kv {
  * hostile file). */
 
 struct rf_gguf_tensor {
-    char *name;        /* NUL-terminated copy */
+    char *name; /* NUL-terminated copy */
     uint32_t n_dims;
     int64_t ne[RF_GGUF_MAX_DIMS]; /* ne[0] is the contiguous dimension; unused dims are 1 */
-    uint32_t type;     /* enum rf_type id */
-    uint64_t offset;   /* relative to the data section */
-    const void *data;  /* into the mapping */
+    uint32_t type;                /* enum rf_type id */
+    uint64_t offset;              /* relative to the data section */
+    const void *data;             /* into the mapping */
     uint64_t nbytes;
     uint64_t info_offset; /* byte of its info record in the file, for messages */
 };
@@ -118,8 +118,8 @@ const struct rf_gguf_tensor *rf_gguf_find_tensor(const struct rf_gguf *g, const 
  * of the wrong type (or an integer that does not fit int64) is an error: they return
  * false and set rf_last_error. Callers tell the two apart with rf_clear_error() before
  * the call and rf_last_error()[0] after it, or with rf_gguf_find. */
-bool rf_gguf_get_int(const struct rf_gguf *g, const char *key, int64_t *out);   /* any integer */
-bool rf_gguf_get_float(const struct rf_gguf *g, const char *key, double *out);  /* f32/f64/int */
+bool rf_gguf_get_int(const struct rf_gguf *g, const char *key, int64_t *out);  /* any integer */
+bool rf_gguf_get_float(const struct rf_gguf *g, const char *key, double *out); /* f32/f64/int */
 bool rf_gguf_get_bool(const struct rf_gguf *g, const char *key, bool *out);
 bool rf_gguf_get_str(const struct rf_gguf *g, const char *key, struct rf_gguf_str *out);
 const struct rf_gguf_value *rf_gguf_get_arr(const struct rf_gguf *g, const char *key);

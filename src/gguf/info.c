@@ -5,7 +5,7 @@
 
 #include "quant/quant.h"
 
-#define LABEL_WIDTH 18 /* "  pre-tokenizer:" and the like, then the value */
+#define LABEL_WIDTH 18  /* "  pre-tokenizer:" and the like, then the value */
 #define ARRAY_PREVIEW 4 /* elements of a scalar array shown before "..." */
 
 /* File text, printable: control and non-ASCII bytes become '?', at most max bytes. */
@@ -18,10 +18,7 @@ static void put_text(FILE *out, const char *s, uint64_t len, uint64_t max)
     if (len > max) fputs("...", out);
 }
 
-static void put_label(FILE *out, const char *label)
-{
-    fprintf(out, "%-*s", LABEL_WIDTH, label);
-}
+static void put_label(FILE *out, const char *label) { fprintf(out, "%-*s", LABEL_WIDTH, label); }
 
 /* "105.36 MiB (110,484,320 bytes)" */
 static void put_bytes(FILE *out, uint64_t n)
@@ -50,10 +47,12 @@ static void put_scalar(FILE *out, const struct rf_gguf_value *v)
 {
     switch (v->type) {
     case RF_GGUF_BOOL: fputs(v->v.u64 ? "true" : "false", out); break;
-    case RF_GGUF_INT8: case RF_GGUF_INT16: case RF_GGUF_INT32: case RF_GGUF_INT64:
-        fprintf(out, "%" PRId64, v->v.i64);
-        break;
-    case RF_GGUF_FLOAT32: case RF_GGUF_FLOAT64: fprintf(out, "%g", v->v.f64); break;
+    case RF_GGUF_INT8:
+    case RF_GGUF_INT16:
+    case RF_GGUF_INT32:
+    case RF_GGUF_INT64: fprintf(out, "%" PRId64, v->v.i64); break;
+    case RF_GGUF_FLOAT32:
+    case RF_GGUF_FLOAT64: fprintf(out, "%g", v->v.f64); break;
     case RF_GGUF_STRING:
         fputc('"', out);
         put_text(out, v->v.str.ptr, v->v.str.len, 60);
@@ -73,8 +72,7 @@ static void put_array(FILE *out, const struct rf_gguf_value *v)
         for (uint64_t i = 0; i < v->v.arr.n && i < ARRAY_PREVIEW; i++) {
             if (et == RF_GGUF_FLOAT32 || et == RF_GGUF_FLOAT64)
                 fprintf(out, " %g", rf_gguf_arr_float(v, i));
-            else
-                fprintf(out, " %" PRId64, rf_gguf_arr_int(v, i));
+            else fprintf(out, " %" PRId64, rf_gguf_arr_int(v, i));
             if (i + 1 < v->v.arr.n) fputc(',', out);
         }
         if (v->v.arr.n > ARRAY_PREVIEW) fputs(" ...", out);
@@ -96,8 +94,7 @@ static void put_str_key(FILE *out, const struct rf_gguf *g, const char *label, c
     put_label(out, label);
     if (kv && kv->val.type == RF_GGUF_STRING)
         put_text(out, kv->val.v.str.ptr, kv->val.v.str.len, 100);
-    else
-        fputs(fallback, out);
+    else fputs(fallback, out);
     fputc('\n', out);
 }
 
@@ -157,8 +154,7 @@ static void put_tokenizer(FILE *out, const struct rf_gguf *g)
     put_label(out, "  chat template:");
     if (tmpl && tmpl->val.type == RF_GGUF_STRING)
         fprintf(out, "present (%" PRIu64 " bytes)\n", tmpl->val.v.str.len);
-    else
-        fputs("absent\n", out);
+    else fputs("absent\n", out);
 }
 
 /* Histogram by type id (ids were validated against the type table at open). */

@@ -1,17 +1,17 @@
 /* GGUF reader: valid files give the values tools/make_bad_gguf.py wrote, every bad file
  * of tests/fixtures/bad_gguf fails with the message expected.txt names, truncations and
  * byte flips of valid files never crash, and the real SmolLM2 file parses. */
+#include <dirent.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
-
-#include <dirent.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cmocka.h> /* after the headers it needs */
 
 #include "core/status.h"
 #include "gguf/gguf.h"
@@ -159,7 +159,8 @@ static void test_valid_arrays(void **state)
     assert_true(rf_gguf_arr_float(a, 0) == 0.25 && rf_gguf_arr_float(a, 1) == -8.0);
     assert_int_equal(rf_gguf_arr_int(a, 1), -8);
     a = get_arr(g, "t.arr.bool", RF_GGUF_BOOL, 3);
-    assert_int_equal(rf_gguf_arr_int(a, 0) * 100 + rf_gguf_arr_int(a, 1) * 10 + rf_gguf_arr_int(a, 2), 101);
+    assert_int_equal(
+        rf_gguf_arr_int(a, 0) * 100 + rf_gguf_arr_int(a, 1) * 10 + rf_gguf_arr_int(a, 2), 101);
     assert_int_equal(rf_gguf_arr_int(get_arr(g, "t.arr.u64", RF_GGUF_UINT64, 1), 0), 1LL << 40);
     assert_int_equal(rf_gguf_arr_int(get_arr(g, "t.arr.i64", RF_GGUF_INT64, 1), 0), -(1LL << 40));
     assert_true(rf_gguf_arr_float(get_arr(g, "t.arr.f64", RF_GGUF_FLOAT64, 1), 0) == 3.5e-200);
