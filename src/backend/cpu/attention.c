@@ -165,7 +165,12 @@ static void attn_task(void *varg, int64_t id, int ith)
     for (int h = 0; h < ng; h++) {
         float m = -INFINITY;
         for (int64_t r = 0; r < nvis; r++) m = fmaxf(m, s[h * nvis + r]);
-        sum[h] = k->softmax_exp(s + h * nvis, m, nvis);
+        const float inv = 1.0f / k->softmax_exp(s + h * nvis, m, nvis);
+        /* Normalized weights go through f16 before meeting V, as in ggml's CPU path
+         * (the f16 V product converts its other operand), so the numerics match. */
+        for (int64_t r = 0; r < nvis; r++)
+            s[h * nvis + r] = rf_fp16_to_fp32(rf_fp32_to_fp16(s[h * nvis + r] * inv));
+        sum[h] = 1.0f;
     }
     for (int i = 0; i < ng * hd; i++) acc[i] = 0;
     const size_t width = (size_t)p->n_head_kv * (size_t)hd;
