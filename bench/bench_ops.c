@@ -5,7 +5,8 @@
  *   bench_ops [seconds per case]
  *
  * "hot" repeats one matrix (it may sit in cache); "cold" cycles through copies
- * that together exceed the last-level cache, as a forward pass does. */
+ * that together exceed the last-level cache, as a forward pass does. The last
+ * columns are a prefill-sized product (64 tokens) of the hot matrix. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "quant/quant.h"
 
 #define COLD_BYTES ((size_t)256 << 20)
+#define PREFILL_TOKENS 64
 
 static double now_s(void)
 {
@@ -86,12 +88,13 @@ struct mm_case {
     int64_t k, rows;
 };
 
-/* Calls per second of y = W x for one token, cycling through n_copies matrices. */
+/* Calls per second of y = W x for n_tok tokens, cycling through n_copies matrices. */
 static double time_matmul(struct rf_backend *b, struct rf_tensor *w, const char *base,
-                          size_t bytes, int n_copies, const float *x, float *y, double seconds)
+                          size_t bytes, int n_copies, const float *x, float *y, int64_t n_tok,
+                          double seconds)
 {
     w->data = base;
-    if (b->iface->matmul(b->ctx, w, x, w->ne[0], y, 1) != RF_OK) {
+    if (b->iface->matmul(b->ctx, w, x, w->ne[0], y, n_tok) != RF_OK) {
         fprintf(stderr, "matmul: %s\n", rf_last_error());
         exit(1);
     }
@@ -101,7 +104,7 @@ static double time_matmul(struct rf_backend *b, struct rf_tensor *w, const char 
     while (t - t0 < seconds) {
         for (int c = 0; c < n_copies; c++, calls++) {
             w->data = base + (size_t)c * bytes;
-            b->iface->matmul(b->ctx, w, x, w->ne[0], y, 1);
+            b->iface->matmul(b->ctx, w, x, w->ne[0], y, n_tok);
         }
         t = now_s();
     }
@@ -114,8 +117,9 @@ static void bench_case(const struct mm_case *mc, double seconds, const double *p
     const size_t row = rf_row_size(mc->type, mc->k), bytes = row * (size_t)mc->rows;
     int n_copies = (int)(COLD_BYTES / bytes) + 1;
     char *w = malloc(bytes * (size_t)n_copies);
-    float *tmp = malloc((size_t)mc->k * sizeof *tmp), *x = malloc((size_t)mc->k * sizeof *x);
-    float *y = malloc((size_t)mc->rows * sizeof *y);
+    float *tmp = malloc((size_t)mc->k * sizeof *tmp);
+    float *x = malloc((size_t)(mc->k * PREFILL_TOKENS) * sizeof *x);
+    float *y = malloc((size_t)(mc->rows * PREFILL_TOKENS) * sizeof *y);
     if (!w || !tmp || !x || !y) {
         fprintf(stderr, "out of memory\n");
         exit(1);
@@ -125,20 +129,23 @@ static void bench_case(const struct mm_case *mc, double seconds, const double *p
         tt->from_float(tmp, w + (size_t)r * row, mc->k);
     }
     for (int c = 1; c < n_copies; c++) memcpy(w + (size_t)c * bytes, w, bytes);
-    for (int64_t i = 0; i < mc->k; i++) x[i] = rand_float();
+    for (int64_t i = 0; i < mc->k * PREFILL_TOKENS; i++) x[i] = rand_float();
 
     struct rf_tensor t = {.name = "w", .type = mc->type, .ne = {mc->k, mc->rows, 1, 1},
                           .nbytes = bytes};
     for (int nth = 1; nth <= 2; nth++) {
         struct rf_backend b;
         if (rf_backend_cpu_init(nth, &b) != RF_OK) exit(1);
-        const double hot = time_matmul(&b, &t, w, bytes, 1, x, y, seconds);
-        const double cold = time_matmul(&b, &t, w, bytes, n_copies, x, y, seconds);
-        printf("%-5s %5lld x %-6lld %6.2f MB  %d thr  hot %8.1f us %6.1f GB/s   cold %8.1f us "
-               "%6.1f GB/s (%3.0f%% of peak)\n",
+        const double hot = time_matmul(&b, &t, w, bytes, 1, x, y, 1, seconds);
+        const double cold = time_matmul(&b, &t, w, bytes, n_copies, x, y, 1, seconds);
+        const double pre = time_matmul(&b, &t, w, bytes, 1, x, y, PREFILL_TOKENS, seconds);
+        const double flop = 2.0 * (double)mc->k * (double)mc->rows * PREFILL_TOKENS;
+        printf("%-5s %5lld x %-6lld %6.2f MB  %d thr  hot %8.1f us %5.1f GB/s  cold %8.1f us "
+               "%5.1f GB/s (%3.0f%% of peak)  %d tok %7.1f us/tok %5.1f GFLOP/s\n",
                tt->name, (long long)mc->k, (long long)mc->rows, (double)bytes / 1e6, nth,
                1e6 / hot, hot * (double)bytes * 1e-9, 1e6 / cold, cold * (double)bytes * 1e-9,
-               100.0 * cold * (double)bytes * 1e-9 / peak[nth - 1]);
+               100.0 * cold * (double)bytes * 1e-9 / peak[nth - 1], PREFILL_TOKENS,
+               1e6 / pre / PREFILL_TOKENS, pre * flop * 1e-9);
         b.iface->free(b.ctx);
     }
     free(w);

@@ -345,6 +345,24 @@ static void matmul_case(struct bk *bks, int nb, enum rf_type type, int64_t rows,
             }
         }
     free(first);
+    /* Batch invariance: each token's row as if it had been alone (prefill tiling
+     * and vec_dot_multi change nothing). */
+    struct rf_backend *b = &bks[nb - 1].b;
+    float *yb = poisoned(n_tok * rows), *y1 = poisoned(rows);
+    for (int dq = 0; dq < 2; dq++) {
+        rf_backend_cpu_force_dequant(b, dq);
+        assert_int_equal(b->iface->matmul(b->ctx, &w, x, k, yb, n_tok), RF_OK);
+        for (int64_t t = 0; t < n_tok; t++) {
+            assert_int_equal(b->iface->matmul(b->ctx, &w, x + t * k, k, y1, 1), RF_OK);
+            if (memcmp(y1, yb + t * rows, (size_t)rows * sizeof *y1))
+                fail_msg("matmul %s (%lld x %lld) %s: token %lld of %lld differs from its own run",
+                         tt->name, (long long)k, (long long)rows, dq ? "dequant" : "vec_dot",
+                         (long long)t, (long long)n_tok);
+        }
+    }
+    rf_backend_cpu_force_dequant(b, false);
+    free(yb);
+    free(y1);
     free(ref);
     free(x);
     free(wdata);

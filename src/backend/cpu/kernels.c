@@ -38,12 +38,14 @@ static void swiglu(const float *gate, const float *up, float *out, int64_t n)
     }
 }
 
+/* 0.5 g (1 + tanh(y)) written as g / (1 + e^(-2y)), y = sqrt(2/pi) g (1 + a g^2):
+ * the same function without the cancellation in 1 + tanh(y) for negative g. */
 static void geglu(const float *gate, const float *up, float *out, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
         const float g = gate[i];
-        const float t = tanhf(GELU_SQRT_2_OVER_PI * g * (1.0f + GELU_COEF_A * g * g));
-        out[i] = 0.5f * g * (1.0f + t) * up[i];
+        const float y = GELU_SQRT_2_OVER_PI * g * (1.0f + GELU_COEF_A * g * g);
+        out[i] = g / (1.0f + expf(-2.0f * y)) * up[i];
     }
 }
 

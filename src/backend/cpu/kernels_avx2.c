@@ -109,7 +109,8 @@ static void swiglu(const float *gate, const float *up, float *out, int64_t n)
     for (; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
-/* 0.5 g (1 + tanh(y)) = g / (1 + e^(-2y)), y = sqrt(2/pi) g (1 + a g^2). */
+/* 0.5 g (1 + tanh(y)) = g / (1 + e^(-2y)), y = sqrt(2/pi) g (1 + a g^2), as the
+ * scalar version. */
 static void geglu(const float *gate, const float *up, float *out, int64_t n)
 {
     const __m256 c2 = _mm256_set1_ps(2.0f * GELU_SQRT_2_OVER_PI);
@@ -123,8 +124,8 @@ static void geglu(const float *gate, const float *up, float *out, int64_t n)
     }
     for (; i < n; i++) {
         const float g = gate[i];
-        const float t = tanhf(GELU_SQRT_2_OVER_PI * g * (1.0f + GELU_COEF_A * g * g));
-        out[i] = 0.5f * g * (1.0f + t) * up[i];
+        const float y = GELU_SQRT_2_OVER_PI * g * (1.0f + GELU_COEF_A * g * g);
+        out[i] = g / (1.0f + expf(-2.0f * y)) * up[i];
     }
 }
 

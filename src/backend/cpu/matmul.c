@@ -3,10 +3,11 @@
  * matmul: y (n_tok, rows) = x (n_tok, k) . W^T. Activation rows are converted once
  * per call into the weight type's vec_dot_type, then threads take chunks of weight
  * rows from an atomic counter. Within a chunk, tokens go in tiles so that each
- * weight row is read from memory once and reused from L1 by the tile's tokens,
- * while the chunk's rows stay in L2 for the next tile. Each output element is one
- * vec_dot call on the same inputs whatever the split, so results do not depend on
- * the thread count. */
+ * weight row is read from memory once and reused from L1 by the tile's tokens
+ * (vec_dot_multi unpacks it once for all of them), while the chunk's rows stay in
+ * L2 for the next tile. Each output element is the same vec_dot arithmetic on the
+ * same inputs whatever the split, so results depend neither on the thread count
+ * nor on the other tokens of the batch. */
 #include <stdint.h>
 
 #include "backend/cpu/cpu_internal.h"
@@ -33,12 +34,19 @@ struct mm_job {
 static void mm_chunk_vec_dot(const struct mm_job *j, int64_t r0, int64_t r1)
 {
     const rf_vec_dot_fn dot = j->tt->vec_dot;
+    const rf_vec_dot_multi_fn multi = j->tt->vec_dot_multi;
     for (int64_t t0 = 0; t0 < j->n_tok; t0 += TOK_TILE) {
         const int64_t t1 = t0 + TOK_TILE < j->n_tok ? t0 + TOK_TILE : j->n_tok;
+        const char *x0 = j->xq + (size_t)t0 * j->xq_stride;
         for (int64_t r = r0; r < r1; r++) {
             const char *wr = j->w + (size_t)r * j->w_stride;
+            float *y0 = j->y + t0 * j->rows + r;
+            if (multi && t1 - t0 > 1) {
+                multi(j->k, y0, (size_t)j->rows, wr, x0, j->xq_stride, t1 - t0);
+                continue;
+            }
             for (int64_t t = t0; t < t1; t++)
-                dot(j->k, j->y + t * j->rows + r, wr, j->xq + (size_t)t * j->xq_stride);
+                dot(j->k, y0 + (t - t0) * j->rows, wr, x0 + (size_t)(t - t0) * j->xq_stride);
         }
     }
 }
