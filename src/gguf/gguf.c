@@ -99,13 +99,14 @@ static rf_status read_u64(struct parser *p, const char *what, uint64_t *out)
 static rf_status read_str(struct parser *p, const char *what, uint64_t max_len,
                           struct rf_gguf_str *out)
 {
-    char field[64];
-    snprintf(field, sizeof field, "%s length", what);
     const size_t at = p->pos;
     uint64_t len;
     out->ptr = "";
     out->len = 0;
-    RF_TRY(read_u64(p, field, &len));
+    if (remaining(p) < 8)
+        return bad(p, "truncated: %s length at byte %zu needs 8 bytes, %zu remain", what, at,
+                   remaining(p));
+    RF_TRY(read_u64(p, "length", &len));
     if (len > max_len)
         return bad(p, "%s length %llu at byte %zu exceeds the limit of %llu bytes", what,
                    (unsigned long long)len, at, (unsigned long long)max_len);
@@ -456,8 +457,10 @@ static rf_status parse_tensor_info(struct parser *p, const struct rf_gguf *g, ui
     t->info_offset = at;
     RF_TRY(read_str(p, "tensor name", RF_GGUF_MAX_NAME_LEN, &name));
     RF_TRY(check_name(p, "tensor name", name, at));
-    t->name = strndup(name.ptr, name.len); /* no NUL inside: an exact copy */
+    t->name = malloc(name.len + 1);
     if (!t->name) return rf_fail(RF_STATUS_NOMEM, "gguf: out of memory for tensor names");
+    memcpy(t->name, name.ptr, name.len);
+    t->name[name.len] = '\0';
     safe_name(safe, sizeof safe, name.ptr, name.len);
     snprintf(p->where, sizeof p->where, "tensor #%llu '%s'", (unsigned long long)i, safe);
     const size_t dims_at = p->pos;
