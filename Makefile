@@ -1,7 +1,7 @@
 # Entry points. The build itself is CMake; setup is scripts/setup.sh.
 #   make run     set up, build, generate text with the default model
 #   make test    set up, build, run the whole test suite (ctest)
-# Variables: BUILD JOBS MODELS MODEL PROMPT N THREADS FUZZ_TIME (see below).
+# Variables: BUILD JOBS MODELS MODEL PROMPT N THREADS FUZZ_TIME CMAKE_ARGS (see below).
 
 BUILD     ?= build
 JOBS      ?= $(shell nproc)
@@ -15,8 +15,10 @@ SAN_CC    ?= $(if $(shell command -v clang),clang,gcc)
 FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME ?= 600
 CTEST_TIMEOUT ?= 900
+CMAKE_ARGS ?=
 
 SETUP := bash scripts/setup.sh
+MAKEFLAGS += --no-print-directory
 export ROCMFORGE_MODELS := $(MODELS)
 
 .PHONY: all run build test test-sanitize fuzz-ci fuzz bench-cpu models setup clean distclean format tidy help
@@ -34,7 +36,7 @@ run:
 
 build:
 	@$(SETUP) deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j$(JOBS)
 
 test:
@@ -46,7 +48,7 @@ test:
 test-sanitize:
 	@$(SETUP) deps
 	CC=$(SAN_CC) cmake -S . -B $(SAN_BUILD) -DRF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
-		-DCMAKE_C_FLAGS_DEBUG="-O1 -g"
+		-DCMAKE_C_FLAGS_DEBUG="-O1 -g" $(CMAKE_ARGS)
 	cmake --build $(SAN_BUILD) -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --test-dir $(SAN_BUILD) -L unit --output-on-failure -j$(JOBS) --timeout $(CTEST_TIMEOUT)
@@ -54,12 +56,12 @@ test-sanitize:
 # Each fuzz target for one minute from its committed seeds (what CI runs).
 fuzz-ci:
 	@$(SETUP) deps
-	bash scripts/fuzz.sh -b $(FUZZ_BUILD) -t 60
+	CMAKE_ARGS="$(CMAKE_ARGS)" bash scripts/fuzz.sh -b $(FUZZ_BUILD) -t 60
 
 # Longer local fuzzing; the scratch corpus in $(FUZZ_BUILD)/corpus/ grows across runs.
 fuzz:
 	@$(SETUP) deps
-	bash scripts/fuzz.sh -b $(FUZZ_BUILD) -t $(FUZZ_TIME) -k
+	CMAKE_ARGS="$(CMAKE_ARGS)" bash scripts/fuzz.sh -b $(FUZZ_BUILD) -t $(FUZZ_TIME) -k
 
 # rocmforge vs llama-cpp-python on the same model and thread count (.venv-bench).
 bench-cpu: build

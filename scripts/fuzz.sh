@@ -8,12 +8,14 @@
 #   -k  keep the scratch corpus between runs (long local fuzzing); without -k it
 #       starts afresh from the seeds every time (CI)
 #   TARGET  default: every fuzz/fuzz_*.c
+#   env CMAKE_ARGS: extra arguments for the cmake configure step
 #
 # Seeds come from the committed fuzz/corpus/<target>/ (or fuzz/corpus/<target
 # without the fuzz_ prefix>/), copied to
 # BUILD_DIR/corpus/<target>/ so the committed corpus is never modified.
-# Crashes are written to BUILD_DIR/artifacts/; the exit status is non-zero when
-# any target failed.
+# fuzz/<target>.dict and fuzz/<target>.options (libFuzzer flags) are used when
+# present. Crashes are written to BUILD_DIR/artifacts/; the exit status is
+# non-zero when any target failed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,7 +48,7 @@ fi
 
 # Asserts stay on (Debug) so that an "impossible" state reached from input is found.
 CC=clang cmake -S "$ROOT" -B "$BUILD" -DRF_FUZZ=ON -DRF_BUILD_TESTS=OFF \
-    -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null \
+    -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" ${CMAKE_ARGS:-} >/dev/null \
     || die "cmake configure of $BUILD failed"
 cmake --build "$BUILD" -j"$(nproc)" --target "${targets[@]}" || die "build of ${targets[*]} failed"
 
@@ -71,6 +73,15 @@ for t in "${targets[@]}"; do
     args=(-max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
           -artifact_prefix="$BUILD/artifacts/$t-")
     [[ -f $ROOT/fuzz/$t.dict ]] && args+=(-dict="$ROOT/fuzz/$t.dict")
+    # fuzz/<target>.options: "name = value" lines (OSS-Fuzz style, [section] lines
+    # ignored) become -name=value, e.g. "max_len = 65536". Without it, libFuzzer's
+    # max_len is the largest seed, at least 4096.
+    if [[ -f $ROOT/fuzz/$t.options ]]; then
+        while IFS='=' read -r k v; do
+            k=${k//[[:space:]]/} v=${v//[[:space:]]/}
+            [[ -n $k && -n $v && $k != \#* && $k != \[* ]] && args+=("-$k=$v")
+        done <"$ROOT/fuzz/$t.options"
+    fi
     log "$t: ${SECS}s from $(find "$scratch" -type f | wc -l) inputs"
     if "$bin" "${args[@]}" "$scratch" >"$BUILD/$t.log" 2>&1; then
         log "$t: ok, $(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$BUILD/$t.log" \

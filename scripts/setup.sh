@@ -109,7 +109,7 @@ step_bench() {
     log ".venv-bench: building $LLAMA_CPP_PYTHON from source if needed (about 10 min on 2 cores)"
     make_venv "$ROOT/.venv-bench" "$key" \
         env CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-        "$ROOT/.venv-bench/bin/pip" install -q --progress-bar off --no-binary llama-cpp-python \
+        "$ROOT/.venv-bench/bin/pip" install -q --progress-bar off \
         "$LLAMA_CPP_PYTHON"
 }
 
