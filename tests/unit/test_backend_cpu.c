@@ -699,12 +699,14 @@ static void attn_ref(const float *q, const uint16_t *kc, const uint16_t *vc, dou
                 m = fmax(m, s);
             }
             for (int64_t r = lo; r <= p->pos[t]; r++) sum += (w[r] = exp(w[r] - m));
+            /* The normalized weights are rounded to f16, as the op documents. */
+            for (int64_t r = lo; r <= p->pos[t]; r++) w[r] = f16r((float)(w[r] / sum));
             double *o = ref + (t * p->n_head + h) * hd;
             for (int d = 0; d < hd; d++) {
                 double acc = 0;
                 for (int64_t r = lo; r <= p->pos[t]; r++)
                     acc += w[r] * rf_fp16_to_fp32(vc[r * width + kvh * hd + d]);
-                o[d] = acc / sum;
+                o[d] = acc;
             }
         }
     free(w);
@@ -741,7 +743,10 @@ static void attn_case_run(struct bk *bks, int nb, const struct attn_case *c)
         snprintf(what, sizeof what, "attention heads %d/%d dim %d n_tok %lld n_kv %lld win %d cap %g %s nth %d",
                  c->n_head, c->n_head_kv, c->head_dim, (long long)c->n_tok, (long long)c->n_kv,
                  c->window, c->softcap, bks[i].kern, bks[i].nth);
-        check_nmse(what, out, ref, qn, 1e-10);
+        /* ~1e-13, plus ~3e-10 for each weight that rounds to the other f16
+         * neighbour (f32 vs double softmax; rare) in the smallest cases. Weights
+         * not rounded to f16 give ~1e-7. */
+        check_nmse(what, out, ref, qn, 5e-9);
         if (bks[i].nth == 1) {
             free(first);
             first = out;

@@ -3,7 +3,11 @@
  * Cache layout: row r (a position) holds width = n_head_kv * head_dim halves, KV
  * head h at r * width + h * head_dim. Attention tasks are (KV head, a group of the
  * query heads that share it, token): each K and V row is loaded once per task and
- * used by every query head of the group while it is in L1. */
+ * used by every query head of the group while it is in L1.
+ *
+ * Numerics follow ggml's CPU path (no flash attention): q rounded to f16, q.k with
+ * exact products summed in f32, softmax in f32, the normalized weights rounded to
+ * f16, then the weighted sum of V in f32. */
 #include <math.h>
 
 #include "backend/cpu/cpu_internal.h"
@@ -155,9 +159,7 @@ static void attn_task(void *varg, int64_t id, int ith)
     const int64_t lo = first_row(p, t), nvis = p->pos[t] - lo + 1;
 
     float *qf = rf_cpu_work_slice(j->c, ith); /* (gs, hd) q rounded to f16 */
-    float *acc = qf + (size_t)j->gs * hd;     /* (gs, hd) */
-    float *sum = acc + (size_t)j->gs * hd;    /* (gs) */
-    float *s = sum + j->gs;                   /* (gs, max_vis) scores, then weights */
+    float *s = qf + (size_t)j->gs * hd;       /* (gs, max_vis) scores, then weights */
     const float *qt = j->q + (t * p->n_head + h0) * hd;
     /* q goes through f16 as in ggml's CPU path, so q.k sees the same operands. */
     for (int i = 0; i < ng * hd; i++) qf[i] = rf_fp16_to_fp32(rf_fp32_to_fp16(qt[i]));
@@ -170,16 +172,15 @@ static void attn_task(void *varg, int64_t id, int ith)
          * (the f16 V product converts its other operand), so the numerics match. */
         for (int64_t r = 0; r < nvis; r++)
             s[h * nvis + r] = rf_fp16_to_fp32(rf_fp32_to_fp16(s[h * nvis + r] * inv));
-        sum[h] = 1.0f;
     }
-    for (int i = 0; i < ng * hd; i++) acc[i] = 0;
+    /* The group's output rows are contiguous: (ng, hd) at ot, accumulated in place. */
+    float *ot = j->out + (t * p->n_head + h0) * hd;
+    for (int i = 0; i < ng * hd; i++) ot[i] = 0;
     const size_t width = (size_t)p->n_head_kv * (size_t)hd;
     for (int64_t r = 0; r < nvis; r++) {
         const uint16_t *vr = j->vc + (size_t)(lo + r) * width + (size_t)kvh * hd;
-        for (int h = 0; h < ng; h++) k->axpy_f16(acc + h * hd, s[h * nvis + r], vr, hd);
+        for (int h = 0; h < ng; h++) k->axpy_f16(ot + h * hd, s[h * nvis + r], vr, hd);
     }
-    float *ot = j->out + (t * p->n_head + h0) * hd;
-    for (int h = 0; h < ng; h++) k->scale_mul(acc + h * hd, 1.0f / sum[h], NULL, ot + h * hd, hd);
 }
 
 static rf_status attn_check(const struct rf_attn_params *p)
@@ -223,7 +224,7 @@ rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_cache,
         const int64_t nvis = p->pos[t] - first_row(p, t) + 1;
         if (nvis > j.max_vis) j.max_vis = nvis;
     }
-    const size_t floats = (size_t)j.gs * (2 * (size_t)p->head_dim + 1 + (size_t)j.max_vis);
+    const size_t floats = (size_t)j.gs * ((size_t)p->head_dim + (size_t)j.max_vis);
     RF_TRY(rf_cpu_work_reserve(c, floats * sizeof(float), "attention"));
     const int64_t n_tasks = p->n_tok * p->n_head_kv * j.n_sub;
     const bool serial = p->n_tok * p->n_head * j.max_vis * p->head_dim < RF_CPU_PAR_MIN_WORK;
