@@ -2,7 +2,7 @@
  *
  * Cache layout: row r (a position) holds width = n_head_kv * head_dim halves, KV
  * head h at r * width + h * head_dim. Attention tasks are (KV head, a group of the
- * query heads that share it, token): each K and V row is loaded once per task and
+ * query heads that share it, token): K and V rows are read in blocks, each block
  * used by every query head of the group while it is in L1.
  *
  * Numerics follow ggml's CPU path (no flash attention): q rounded to f16, q.k with
@@ -112,6 +112,10 @@ void rf_cpu_kv_store(void *ctx, const float *k, const float *v, int64_t n_tok, i
 
 /* ---- attention ---- */
 
+/* Cache rows per block: one head's K (or V) rows of a block, 16 KiB at head_dim
+ * 64, stay in L1 while every query head of the group uses them. */
+#define ATTN_ROWS 128
+
 struct attn_job {
     struct rf_cpu_ctx *c;
     const struct rf_attn_params *p;
@@ -131,19 +135,35 @@ static int64_t first_row(const struct rf_attn_params *p, int64_t t)
     return lo > 0 ? lo : 0;
 }
 
-/* Scores s (ng, nvis) of the group's query heads against rows lo..lo+nvis-1. */
+/* Scores s (ng, nvis) of the group's query heads qf against rows lo..lo+nvis-1. */
 static void attn_scores(const struct attn_job *j, const float *qf, int ng, int kvh, int64_t lo,
                         int64_t nvis, float *s)
 {
     const struct rf_attn_params *p = j->p;
+    const struct rf_cpu_kernels *k = j->c->k;
     const int hd = p->head_dim;
     const size_t width = (size_t)p->n_head_kv * (size_t)hd;
-    for (int64_t r = 0; r < nvis; r++) {
-        const uint16_t *kr = j->kc + (size_t)(lo + r) * width + (size_t)kvh * hd;
-        for (int h = 0; h < ng; h++) s[h * nvis + r] = j->c->k->dot_f16(qf + h * hd, kr, hd) * p->scale;
+    for (int64_t r0 = 0; r0 < nvis; r0 += ATTN_ROWS) {
+        const int64_t nr = nvis - r0 < ATTN_ROWS ? nvis - r0 : ATTN_ROWS;
+        const uint16_t *kr = j->kc + (size_t)(lo + r0) * width + (size_t)kvh * hd;
+        for (int h = 0; h < ng; h++) k->dot_f16_rows(qf + h * hd, kr, width, nr, hd, s + h * nvis + r0);
     }
+    k->scale(s, p->scale, ng * nvis);
     if (p->softcap != 0.0f)
         for (int64_t i = 0; i < ng * nvis; i++) s[i] = p->softcap * tanhf(s[i] / p->softcap);
+}
+
+/* Rows of weights s (ng, nvis) to f16-rounded softmax weights, in place. */
+static void attn_softmax(const struct rf_cpu_kernels *k, float *s, int ng, int64_t nvis)
+{
+    for (int h = 0; h < ng; h++) {
+        float *sh = s + h * nvis, m = -INFINITY;
+        for (int64_t r = 0; r < nvis; r++) m = sh[r] > m ? sh[r] : m;
+        const float inv = 1.0f / k->softmax_exp(sh, m, nvis);
+        /* Normalized weights go through f16 before meeting V, as in ggml's CPU path
+         * (the f16 V product converts its other operand), so the numerics match. */
+        k->scale_round_f16(sh, inv, sh, nvis);
+    }
 }
 
 static void attn_task(void *varg, int64_t id, int ith)
@@ -160,26 +180,18 @@ static void attn_task(void *varg, int64_t id, int ith)
 
     float *qf = rf_cpu_work_slice(j->c, ith); /* (gs, hd) q rounded to f16 */
     float *s = qf + (size_t)j->gs * hd;       /* (gs, max_vis) scores, then weights */
-    const float *qt = j->q + (t * p->n_head + h0) * hd;
     /* q goes through f16 as in ggml's CPU path, so q.k sees the same operands. */
-    for (int i = 0; i < ng * hd; i++) qf[i] = rf_fp16_to_fp32(rf_fp32_to_fp16(qt[i]));
+    k->scale_round_f16(j->q + (t * p->n_head + h0) * hd, 1.0f, qf, ng * hd);
     attn_scores(j, qf, ng, kvh, lo, nvis, s);
-    for (int h = 0; h < ng; h++) {
-        float m = -INFINITY;
-        for (int64_t r = 0; r < nvis; r++) m = fmaxf(m, s[h * nvis + r]);
-        const float inv = 1.0f / k->softmax_exp(s + h * nvis, m, nvis);
-        /* Normalized weights go through f16 before meeting V, as in ggml's CPU path
-         * (the f16 V product converts its other operand), so the numerics match. */
-        for (int64_t r = 0; r < nvis; r++)
-            s[h * nvis + r] = rf_fp16_to_fp32(rf_fp32_to_fp16(s[h * nvis + r] * inv));
-    }
+    attn_softmax(k, s, ng, nvis);
     /* The group's output rows are contiguous: (ng, hd) at ot, accumulated in place. */
     float *ot = j->out + (t * p->n_head + h0) * hd;
     for (int i = 0; i < ng * hd; i++) ot[i] = 0;
     const size_t width = (size_t)p->n_head_kv * (size_t)hd;
-    for (int64_t r = 0; r < nvis; r++) {
-        const uint16_t *vr = j->vc + (size_t)(lo + r) * width + (size_t)kvh * hd;
-        for (int h = 0; h < ng; h++) k->axpy_f16(ot + h * hd, s[h * nvis + r], vr, hd);
+    for (int64_t r0 = 0; r0 < nvis; r0 += ATTN_ROWS) {
+        const int64_t nr = nvis - r0 < ATTN_ROWS ? nvis - r0 : ATTN_ROWS;
+        const uint16_t *vr = j->vc + (size_t)(lo + r0) * width + (size_t)kvh * hd;
+        for (int h = 0; h < ng; h++) k->axpy_f16_rows(ot + h * hd, s + h * nvis + r0, vr, width, nr, hd);
     }
 }
 

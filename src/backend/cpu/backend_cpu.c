@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "backend/cpu/cpu.h"
 #include "backend/cpu/cpu_internal.h"
@@ -93,20 +94,28 @@ void rf_cpu_parallel_for(struct rf_cpu_ctx *c, int64_t n, int64_t cost_per_item,
 
 /* ---- memory ---- */
 
+/* Buffers are anonymous mappings: their zero pages cost no memory until touched, so a
+ * context sized for long prompts stays small while it holds short ones. A header of
+ * ALIGN bytes keeps the mapping's length for release. */
 static void *cpu_alloc(void *ctx, size_t bytes)
 {
     (void)ctx;
-    if (bytes > SIZE_MAX - ALIGN) return NULL;
-    const size_t n = align_up(bytes ? bytes : 1);
-    void *p = aligned_alloc(ALIGN, n);
-    if (p) memset(p, 0, n);
-    return p;
+    if (bytes > SIZE_MAX / 2) return NULL;
+    const size_t n = align_up(bytes ? bytes : 1) + ALIGN;
+    uint8_t *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    memcpy(p, &n, sizeof n);
+    return p + ALIGN;
 }
 
 static void cpu_release(void *ctx, void *buf)
 {
     (void)ctx;
-    free(buf);
+    if (!buf) return;
+    uint8_t *p = (uint8_t *)buf - ALIGN;
+    size_t n;
+    memcpy(&n, p, sizeof n);
+    munmap(p, n);
 }
 
 /* ---- element-wise ops ---- */

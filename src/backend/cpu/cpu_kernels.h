@@ -2,6 +2,7 @@
 #define RF_BACKEND_CPU_KERNELS_H
 /* Inner loops of the CPU backend, one table per ISA; the backend picks one at
  * init. Every slot works on any n (no alignment or multiple-of-8 requirement). */
+#include <stddef.h>
 #include <stdint.h>
 
 struct rf_cpu_kernels {
@@ -18,10 +19,15 @@ struct rf_cpu_kernels {
     void (*scale)(float *y, float s, int64_t n);
     /* f32 -> f16, round to nearest even. */
     void (*to_f16)(const float *x, uint16_t *y, int64_t n);
-    /* q holds f32 values representable in f16: sum q[i]*k[i], exact products, f32 sum. */
-    float (*dot_f16)(const float *q, const uint16_t *k, int64_t n);
-    /* acc[i] += a * v[i]. */
-    void (*axpy_f16)(float *acc, float a, const uint16_t *v, int64_t n);
+    /* y[i] = x[i] * s rounded to f16 (round to nearest even), kept as f32. */
+    void (*scale_round_f16)(const float *x, float s, float *y, int64_t n);
+    /* out[r] = sum_i q[i] * k[r * k_stride + i] for r < n_rows, f32 sums; q holds
+     * values representable in f16, so the products are exact. */
+    void (*dot_f16_rows)(const float *q, const uint16_t *k, size_t k_stride, int64_t n_rows,
+                         int64_t n, float *out);
+    /* acc[i] += sum_r w[r] * v[r * v_stride + i] for r < n_rows, i < n. */
+    void (*axpy_f16_rows)(float *acc, const float *w, const uint16_t *v, size_t v_stride,
+                          int64_t n_rows, int64_t n);
     /* s[i] = exp(s[i] - max); returns the sum. */
     float (*softmax_exp)(float *s, float max, int64_t n);
 };

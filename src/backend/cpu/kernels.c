@@ -64,16 +64,29 @@ static void to_f16(const float *x, uint16_t *y, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] = rf_fp32_to_fp16(x[i]);
 }
 
-static float dot_f16(const float *q, const uint16_t *k, int64_t n)
+static void scale_round_f16(const float *x, float s, float *y, int64_t n)
 {
-    float s = 0;
-    for (int64_t i = 0; i < n; i++) s += q[i] * rf_fp16_to_fp32(k[i]);
-    return s;
+    for (int64_t i = 0; i < n; i++) y[i] = rf_fp16_to_fp32(rf_fp32_to_fp16(x[i] * s));
 }
 
-static void axpy_f16(float *acc, float a, const uint16_t *v, int64_t n)
+static void dot_f16_rows(const float *q, const uint16_t *k, size_t k_stride, int64_t n_rows,
+                         int64_t n, float *out)
 {
-    for (int64_t i = 0; i < n; i++) acc[i] += a * rf_fp16_to_fp32(v[i]);
+    for (int64_t r = 0; r < n_rows; r++) {
+        const uint16_t *kr = k + (size_t)r * k_stride;
+        float s = 0;
+        for (int64_t i = 0; i < n; i++) s += q[i] * rf_fp16_to_fp32(kr[i]);
+        out[r] = s;
+    }
+}
+
+static void axpy_f16_rows(float *acc, const float *w, const uint16_t *v, size_t v_stride,
+                          int64_t n_rows, int64_t n)
+{
+    for (int64_t r = 0; r < n_rows; r++) {
+        const uint16_t *vr = v + (size_t)r * v_stride;
+        for (int64_t i = 0; i < n; i++) acc[i] += w[r] * rf_fp16_to_fp32(vr[i]);
+    }
 }
 
 static float softmax_exp(float *s, float max, int64_t n)
@@ -96,7 +109,8 @@ const struct rf_cpu_kernels rf_cpu_kernels_scalar = {
     .add = add,
     .scale = scale,
     .to_f16 = to_f16,
-    .dot_f16 = dot_f16,
-    .axpy_f16 = axpy_f16,
+    .scale_round_f16 = scale_round_f16,
+    .dot_f16_rows = dot_f16_rows,
+    .axpy_f16_rows = axpy_f16_rows,
     .softmax_exp = softmax_exp,
 };

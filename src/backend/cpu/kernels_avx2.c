@@ -2,6 +2,7 @@
  * only called when the CPU has them). Tails fall back to scalar code. */
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_kernels.h"
 #include "core/fp16.h"
@@ -158,27 +159,86 @@ static inline __m256 load_f16(const uint16_t *p)
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
-static float dot_f16(const float *q, const uint16_t *k, int64_t n)
+static void scale_round_f16(const float *x, float s, float *y, int64_t n)
 {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(k + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_f16(k + i + 8), s1);
-    }
-    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(k + i), s0);
-    float s = hsum(_mm256_add_ps(s0, s1));
-    for (; i < n; i++) s += q[i] * rf_fp16_to_fp32(k[i]);
-    return s;
-}
-
-static void axpy_f16(float *acc, float a, const uint16_t *v, int64_t n)
-{
-    const __m256 va = _mm256_set1_ps(a);
+    const __m256 vs = _mm256_set1_ps(s);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(va, load_f16(v + i), _mm256_loadu_ps(acc + i)));
-    for (; i < n; i++) acc[i] += a * rf_fp16_to_fp32(v[i]);
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs),
+                                                                F16C_RNE)));
+    for (; i < n; i++) y[i] = rf_fp16_to_fp32(rf_fp32_to_fp16(x[i] * s));
+}
+
+/* Four rows at a time: one accumulator each, reduced together at the end. */
+static void dot_f16_rows(const float *q, const uint16_t *k, size_t k_stride, int64_t n_rows,
+                         int64_t n, float *out)
+{
+    const int64_t n8 = n & ~(int64_t)7;
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+        const uint16_t *k0 = k + (size_t)r * k_stride, *k1 = k0 + k_stride;
+        const uint16_t *k2 = k1 + k_stride, *k3 = k2 + k_stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (int64_t i = 0; i < n8; i += 8) {
+            const __m256 qv = _mm256_loadu_ps(q + i);
+            a0 = _mm256_fmadd_ps(qv, load_f16(k0 + i), a0);
+            a1 = _mm256_fmadd_ps(qv, load_f16(k1 + i), a1);
+            a2 = _mm256_fmadd_ps(qv, load_f16(k2 + i), a2);
+            a3 = _mm256_fmadd_ps(qv, load_f16(k3 + i), a3);
+        }
+        /* Lane sums of a0..a3 as four floats: hadd pairs, then the two 128-bit halves. */
+        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        float s[4];
+        _mm_storeu_ps(s, s4);
+        for (int64_t i = n8; i < n; i++) {
+            s[0] += q[i] * rf_fp16_to_fp32(k0[i]);
+            s[1] += q[i] * rf_fp16_to_fp32(k1[i]);
+            s[2] += q[i] * rf_fp16_to_fp32(k2[i]);
+            s[3] += q[i] * rf_fp16_to_fp32(k3[i]);
+        }
+        memcpy(out + r, s, sizeof s);
+    }
+    for (; r < n_rows; r++) {
+        const uint16_t *kr = k + (size_t)r * k_stride;
+        __m256 a = _mm256_setzero_ps();
+        for (int64_t i = 0; i < n8; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(kr + i), a);
+        float s = hsum(a);
+        for (int64_t i = n8; i < n; i++) s += q[i] * rf_fp16_to_fp32(kr[i]);
+        out[r] = s;
+    }
+}
+
+/* 32 accumulators (four registers) stay in registers across all rows. */
+static void axpy_f16_rows(float *acc, const float *w, const uint16_t *v, size_t v_stride,
+                          int64_t n_rows, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256 a0 = _mm256_loadu_ps(acc + i), a1 = _mm256_loadu_ps(acc + i + 8);
+        __m256 a2 = _mm256_loadu_ps(acc + i + 16), a3 = _mm256_loadu_ps(acc + i + 24);
+        for (int64_t r = 0; r < n_rows; r++) {
+            const uint16_t *vr = v + (size_t)r * v_stride + i;
+            const __m256 wr = _mm256_set1_ps(w[r]);
+            a0 = _mm256_fmadd_ps(wr, load_f16(vr), a0);
+            a1 = _mm256_fmadd_ps(wr, load_f16(vr + 8), a1);
+            a2 = _mm256_fmadd_ps(wr, load_f16(vr + 16), a2);
+            a3 = _mm256_fmadd_ps(wr, load_f16(vr + 24), a3);
+        }
+        _mm256_storeu_ps(acc + i, a0);
+        _mm256_storeu_ps(acc + i + 8, a1);
+        _mm256_storeu_ps(acc + i + 16, a2);
+        _mm256_storeu_ps(acc + i + 24, a3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_loadu_ps(acc + i);
+        for (int64_t r = 0; r < n_rows; r++)
+            a = _mm256_fmadd_ps(_mm256_set1_ps(w[r]), load_f16(v + (size_t)r * v_stride + i), a);
+        _mm256_storeu_ps(acc + i, a);
+    }
+    for (; i < n; i++)
+        for (int64_t r = 0; r < n_rows; r++) acc[i] += w[r] * rf_fp16_to_fp32(v[(size_t)r * v_stride + i]);
 }
 
 static float softmax_exp(float *s, float max, int64_t n)
@@ -209,7 +269,8 @@ const struct rf_cpu_kernels rf_cpu_kernels_avx2 = {
     .add = add,
     .scale = scale,
     .to_f16 = to_f16,
-    .dot_f16 = dot_f16,
-    .axpy_f16 = axpy_f16,
+    .scale_round_f16 = scale_round_f16,
+    .dot_f16_rows = dot_f16_rows,
+    .axpy_f16_rows = axpy_f16_rows,
     .softmax_exp = softmax_exp,
 };
