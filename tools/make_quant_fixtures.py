@@ -170,6 +170,9 @@ def awkward_inputs(block, n_blocks):
         np.concatenate([[-2.0, 2.0], rng.uniform(-1.9, 1.9, block - 2)]),
         np.concatenate([[127.0], np.resize([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, 126.5], block - 1)]),
         np.concatenate([[-127.0], np.resize([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5, 126.5], block - 1)]),
+        # just below the .5 ties (127/amax = 1): 0.49999997 must round to 0, not 1
+        np.concatenate([[127.0], np.nextafter(np.resize(np.float32([0.5, 1.5, 2.5, -0.5, -3.5, 126.5, 7.5, -64.5]),
+                                                        block - 1), np.float32(0))]),
         rng.standard_normal(block) * 1e-30,
         rng.standard_normal(block) * 7e4,
         rng.standard_normal(block) * 1e6,

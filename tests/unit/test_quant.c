@@ -498,6 +498,10 @@ static void test_live_quant_matches_ref(void **state)
             if (rep == 1) /* exact .5 ties after scaling by 127/amax */
                 for (int64_t i = 0; i < n; i++) x[i] = (i % 32 == 0) ? 127.0f : (float)(rnd() % 255) * 0.5f - 63.5f;
             if (rep == 2) memset(x, 0, (size_t)n * 4);
+            if (rep == 3) /* just below the .5 ties: adding 0.5 before truncating would round up */
+                for (int64_t i = 0; i < n; i++)
+                    x[i] = (i % 32 == 0) ? 127.0f
+                                         : (i & 1 ? -1.0f : 1.0f) * nextafterf((float)(rnd() % 127) + 0.5f, 0.0f);
             r->from_float(x, a, n);
             t->from_float(x, b, n);
             for (size_t i = 0; i < rf_row_size(id, n); i++)
