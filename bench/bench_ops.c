@@ -13,6 +13,10 @@
 #include <string.h>
 #include <time.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
 #include "core/threadpool.h"
@@ -45,10 +49,8 @@ struct read_job {
     uint64_t sums[64];
 };
 
-static void read_part(void *arg, int ith, int nth)
+static void read_range_scalar(struct read_job *j, size_t i0, size_t i1, int ith)
 {
-    struct read_job *j = arg;
-    const size_t i0 = j->n * (size_t)ith / (size_t)nth, i1 = j->n * (size_t)(ith + 1) / (size_t)nth;
     uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     for (size_t i = i0; i + 4 <= i1; i += 4) {
         s0 += j->p[i];
@@ -57,6 +59,38 @@ static void read_part(void *arg, int ith, int nth)
         s3 += j->p[i + 3];
     }
     j->sums[ith] = s0 + s1 + s2 + s3;
+}
+
+#if defined(__x86_64__)
+/* 32-byte loads, four streams of accumulation: the loads the kernels use. */
+__attribute__((target("avx2"))) static void read_range_avx2(struct read_job *j, size_t i0,
+                                                            size_t i1, int ith)
+{
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = i0; i + 16 <= i1; i += 16) {
+        s0 = _mm256_add_epi64(s0, _mm256_loadu_si256((const __m256i *)(j->p + i)));
+        s1 = _mm256_add_epi64(s1, _mm256_loadu_si256((const __m256i *)(j->p + i + 4)));
+        s2 = _mm256_add_epi64(s2, _mm256_loadu_si256((const __m256i *)(j->p + i + 8)));
+        s3 = _mm256_add_epi64(s3, _mm256_loadu_si256((const __m256i *)(j->p + i + 12)));
+    }
+    uint64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes,
+                        _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3)));
+    j->sums[ith] = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+#endif
+
+static void read_part(void *arg, int ith, int nth)
+{
+    struct read_job *j = arg;
+    const size_t i0 = j->n * (size_t)ith / (size_t)nth, i1 = j->n * (size_t)(ith + 1) / (size_t)nth;
+#if defined(__x86_64__)
+    if (rf_cpu_has_avx2()) {
+        read_range_avx2(j, i0, i1, ith);
+        return;
+    }
+#endif
+    read_range_scalar(j, i0, i1, ith);
 }
 
 static double peak_read_gbs(int nth, double seconds)
