@@ -123,9 +123,8 @@ struct mm_case {
 };
 
 /* Calls per second of y = W x for n_tok tokens, cycling through n_copies matrices. */
-static double time_matmul(struct rf_backend *b, struct rf_tensor *w, const char *base,
-                          size_t bytes, int n_copies, const float *x, float *y, int64_t n_tok,
-                          double seconds)
+static double time_matmul(struct rf_backend *b, struct rf_tensor *w, const char *base, size_t bytes,
+                          int n_copies, const float *x, float *y, int64_t n_tok, double seconds)
 {
     w->data = base;
     if (b->iface->matmul(b->ctx, w, x, w->ne[0], y, n_tok) != RF_OK) {
@@ -165,8 +164,8 @@ static void bench_case(const struct mm_case *mc, double seconds, const double *p
     for (int c = 1; c < n_copies; c++) memcpy(w + (size_t)c * bytes, w, bytes);
     for (int64_t i = 0; i < mc->k * PREFILL_TOKENS; i++) x[i] = rand_float();
 
-    struct rf_tensor t = {.name = "w", .type = mc->type, .ne = {mc->k, mc->rows, 1, 1},
-                          .nbytes = bytes};
+    struct rf_tensor t = {
+        .name = "w", .type = mc->type, .ne = {mc->k, mc->rows, 1, 1}, .nbytes = bytes};
     for (int nth = 1; nth <= 2; nth++) {
         struct rf_backend b;
         if (rf_backend_cpu_init(nth, &b) != RF_OK) exit(1);
@@ -176,8 +175,8 @@ static void bench_case(const struct mm_case *mc, double seconds, const double *p
         const double flop = 2.0 * (double)mc->k * (double)mc->rows * PREFILL_TOKENS;
         printf("%-5s %5lld x %-6lld %6.2f MB  %d thr  hot %8.1f us %5.1f GB/s  cold %8.1f us "
                "%5.1f GB/s (%3.0f%% of peak)  %d tok %7.1f us/tok %5.1f GFLOP/s\n",
-               tt->name, (long long)mc->k, (long long)mc->rows, (double)bytes / 1e6, nth,
-               1e6 / hot, hot * (double)bytes * 1e-9, 1e6 / cold, cold * (double)bytes * 1e-9,
+               tt->name, (long long)mc->k, (long long)mc->rows, (double)bytes / 1e6, nth, 1e6 / hot,
+               hot * (double)bytes * 1e-9, 1e6 / cold, cold * (double)bytes * 1e-9,
                100.0 * cold * (double)bytes * 1e-9 / peak[nth - 1], PREFILL_TOKENS,
                1e6 / pre / PREFILL_TOKENS, pre * flop * 1e-9);
         b.iface->free(b.ctx);

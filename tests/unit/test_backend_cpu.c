@@ -3,8 +3,8 @@
  * Outputs are poisoned with NaN before each run so unwritten elements show. */
 #include <math.h>
 #include <setjmp.h>
-#include <stdatomic.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,7 +63,8 @@ static double nmse(const char *what, const float *y, const double *ref, int64_t 
 {
     double num = 0, den = 0;
     for (int64_t i = 0; i < n; i++) {
-        if (!isfinite(y[i])) fail_msg("%s: element %lld is %f (unwritten?)", what, (long long)i, y[i]);
+        if (!isfinite(y[i]))
+            fail_msg("%s: element %lld is %f (unwritten?)", what, (long long)i, y[i]);
         num += (y[i] - ref[i]) * (y[i] - ref[i]);
         den += ref[i] * ref[i];
     }
@@ -79,8 +80,11 @@ static void check_nmse(const char *what, const float *y, const double *ref, int6
 
 static struct rf_tensor f32_tensor(const char *name, const float *data, int64_t n)
 {
-    return (struct rf_tensor){.name = name, .type = RF_TYPE_F32, .ne = {n, 1, 1, 1},
-                              .data = data, .nbytes = (size_t)n * sizeof(float)};
+    return (struct rf_tensor){.name = name,
+                              .type = RF_TYPE_F32,
+                              .ne = {n, 1, 1, 1},
+                              .data = data,
+                              .nbytes = (size_t)n * sizeof(float)};
 }
 
 /* Every kernel set with 1, 2 and 3 threads. */
@@ -253,7 +257,8 @@ static void random_block(enum rf_type type, unsigned char *blk, size_t size)
     for (size_t i = 0; i < sizeof scale_table / sizeof *scale_table; i++) {
         if (scale_table[i].type != type) continue;
         put_f16(blk + scale_table[i].d, (float)(0.01 + 0.02 * rng_unit()));
-        if (scale_table[i].dmin >= 0) put_f16(blk + scale_table[i].dmin, (float)(0.01 * rng_unit()));
+        if (scale_table[i].dmin >= 0)
+            put_f16(blk + scale_table[i].dmin, (float)(0.01 * rng_unit()));
     }
     if (type == RF_TYPE_MXFP4) blk[0] = (unsigned char)rng_int(118, 126); /* E8M0 exponent */
 }
@@ -311,7 +316,10 @@ static void matmul_case(struct bk *bks, int nb, enum rf_type type, int64_t rows,
     float *deq = malloc((size_t)(rows * k) * sizeof *deq);
     assert_non_null(deq);
     void *wdata = make_weights(type, rows, k, deq);
-    const struct rf_tensor w = {.name = "w", .type = type, .ne = {k, rows, 1, 1}, .data = wdata,
+    const struct rf_tensor w = {.name = "w",
+                                .type = type,
+                                .ne = {k, rows, 1, 1},
+                                .data = wdata,
                                 .nbytes = rf_row_size(type, k) * (size_t)rows};
     float *x = rand_floats(n_tok * k, 1.0f);
     double *ref = malloc((size_t)(n_tok * rows) * sizeof *ref);
@@ -330,9 +338,9 @@ static void matmul_case(struct bk *bks, int nb, enum rf_type type, int64_t rows,
             rf_backend_cpu_force_dequant(&bks[i].b, dq);
             assert_int_equal(bks[i].b.iface->matmul(bks[i].b.ctx, &w, x, k, y, n_tok), RF_OK);
             rf_backend_cpu_force_dequant(&bks[i].b, false);
-            snprintf(what, sizeof what, "matmul %s (%lld x %lld) n_tok %lld %s %s nth %d",
-                     tt->name, (long long)k, (long long)rows, (long long)n_tok,
-                     dq ? "dequant" : "vec_dot", bks[i].kern, bks[i].nth);
+            snprintf(what, sizeof what, "matmul %s (%lld x %lld) n_tok %lld %s %s nth %d", tt->name,
+                     (long long)k, (long long)rows, (long long)n_tok, dq ? "dequant" : "vec_dot",
+                     bks[i].kern, bks[i].nth);
             check_nmse(what, y, ref, n_tok * rows, matmul_threshold(tt, dq));
             /* Same kernels, other thread count: the same bits. */
             if (bks[i].nth == 1) {
@@ -412,8 +420,11 @@ static void test_matmul_errors(void **state)
     const size_t rs = rf_row_size(RF_TYPE_Q8_0, k);
     void *data = calloc(rows, rs);
     float *x = calloc(k * 2, sizeof *x), *y = calloc(rows * 2, sizeof *y);
-    struct rf_tensor w = {.name = "blk.3.ffn_up.weight", .type = RF_TYPE_Q8_0,
-                          .ne = {k, rows, 1, 1}, .data = data, .nbytes = rs * rows};
+    struct rf_tensor w = {.name = "blk.3.ffn_up.weight",
+                          .type = RF_TYPE_Q8_0,
+                          .ne = {k, rows, 1, 1},
+                          .data = data,
+                          .nbytes = rs * rows};
 
     assert_int_equal(b.iface->matmul(b.ctx, &w, x, 512, y, 2), RF_STATUS_SHAPE);
     const char *e = rf_last_error();
@@ -458,8 +469,11 @@ static void test_get_rows(void **state)
         const int64_t k = tt->block_size == 1 ? 77 : tt->block_size * 3;
         float *deq = malloc((size_t)(rows * k) * sizeof *deq);
         void *data = make_weights(type, rows, k, deq);
-        const struct rf_tensor w = {.name = "token_embd.weight", .type = type, .ne = {k, rows, 1, 1},
-                                    .data = data, .nbytes = rf_row_size(type, k) * rows};
+        const struct rf_tensor w = {.name = "token_embd.weight",
+                                    .type = type,
+                                    .ne = {k, rows, 1, 1},
+                                    .data = data,
+                                    .nbytes = rf_row_size(type, k) * rows};
         int32_t ids[37];
         for (int i = 0; i < n_ids; i++) ids[i] = rng_int(0, (int)rows - 1);
         ids[0] = 0;
@@ -469,7 +483,8 @@ static void test_get_rows(void **state)
             assert_int_equal(bks[i].b.iface->get_rows(bks[i].b.ctx, &w, ids, n_ids, out), RF_OK);
             for (int64_t t = 0; t < n_ids; t++)
                 if (memcmp(out + t * k, deq + ids[t] * k, (size_t)k * sizeof *out))
-                    fail_msg("get_rows %s: row %lld (id %d) differs", tt->name, (long long)t, ids[t]);
+                    fail_msg("get_rows %s: row %lld (id %d) differs", tt->name, (long long)t,
+                             ids[t]);
             free(out);
         }
         free(data);
@@ -477,8 +492,11 @@ static void test_get_rows(void **state)
     }
     /* Out-of-range ids fail before anything is written, with a message naming them. */
     float table[4 * 8] = {0};
-    const struct rf_tensor w = {.name = "token_embd.weight", .type = RF_TYPE_F32,
-                                .ne = {8, 4, 1, 1}, .data = table, .nbytes = sizeof table};
+    const struct rf_tensor w = {.name = "token_embd.weight",
+                                .type = RF_TYPE_F32,
+                                .ne = {8, 4, 1, 1},
+                                .data = table,
+                                .nbytes = sizeof table};
     const int32_t bad[][3] = {{0, 4, 1}, {-1, 0, 0}, {3, 2, 2147483647}};
     for (int i = 0; i < 3; i++) {
         float out[3 * 8];
@@ -517,8 +535,8 @@ static void test_rms_norm(void **state)
                 }
                 for (int i = 0; i < nb; i++) {
                     float *y = poisoned(n * rows);
-                    assert_int_equal(bks[i].b.iface->rms_norm(bks[i].b.ctx, x, with_w ? &w : NULL, y,
-                                                              n, rows, eps),
+                    assert_int_equal(bks[i].b.iface->rms_norm(bks[i].b.ctx, x, with_w ? &w : NULL,
+                                                              y, n, rows, eps),
                                      RF_OK);
                     check_nmse("rms_norm", y, ref, n * rows, 1e-12);
                     /* In place, as the forward pass does for QK norm. */
@@ -538,13 +556,15 @@ static void test_rms_norm(void **state)
     /* A weight of the wrong length names itself and both sizes. */
     float wv[512] = {0}, x[576] = {0}, y[576];
     const struct rf_tensor w = f32_tensor("blk.0.attn_norm.weight", wv, 512);
-    assert_int_equal(bks[0].b.iface->rms_norm(bks[0].b.ctx, x, &w, y, 576, 1, eps), RF_STATUS_SHAPE);
+    assert_int_equal(bks[0].b.iface->rms_norm(bks[0].b.ctx, x, &w, y, 576, 1, eps),
+                     RF_STATUS_SHAPE);
     assert_non_null(strstr(rf_last_error(), "blk.0.attn_norm.weight"));
     assert_non_null(strstr(rf_last_error(), "512"));
     assert_non_null(strstr(rf_last_error(), "576"));
     struct rf_tensor wf16 = f32_tensor("output_norm.weight", wv, 256);
     wf16.type = RF_TYPE_F16;
-    assert_int_equal(bks[0].b.iface->rms_norm(bks[0].b.ctx, x, &wf16, y, 512, 1, eps), RF_STATUS_SHAPE);
+    assert_int_equal(bks[0].b.iface->rms_norm(bks[0].b.ctx, x, &wf16, y, 512, 1, eps),
+                     RF_STATUS_SHAPE);
     assert_non_null(strstr(rf_last_error(), "F16"));
     close_backends(bks, nb);
 }
@@ -595,15 +615,15 @@ static void test_rope(void **state)
             float *x = rand_floats(n, 1.0f);
             double *ref = malloc((size_t)n * sizeof *ref);
             rope_ref(x, ref, c, pos, neox);
-            const struct rf_rope_params rp = {.n_rot = c->n_rot, .freq_base = c->base,
-                                              .freq_scale = c->fscale, .neox = neox};
+            const struct rf_rope_params rp = {
+                .n_rot = c->n_rot, .freq_base = c->base, .freq_scale = c->fscale, .neox = neox};
             for (int i = 0; i < nb; i++) {
                 float *y = malloc((size_t)n * sizeof *y);
                 memcpy(y, x, (size_t)n * sizeof *y);
                 bks[i].b.iface->rope(bks[i].b.ctx, y, c->n_tok, c->n_head, c->head_dim, pos, &rp);
                 char what[128];
-                snprintf(what, sizeof what, "rope case %zu %s %s nth %d", ci, neox ? "neox" : "normal",
-                         bks[i].kern, bks[i].nth);
+                snprintf(what, sizeof what, "rope case %zu %s %s nth %d", ci,
+                         neox ? "neox" : "normal", bks[i].kern, bks[i].nth);
                 /* The angles are a running f32 product, as ggml builds them; their
                  * error grows with position and pair index: at position 4095 nmse is
                  * ~3e-9 for 32 pairs, ~7e-8 for 256. A wrong pairing gives ~1. */
@@ -632,13 +652,20 @@ static void test_kv_store(void **state)
         const int64_t width = widths[wi], n_tok = 37, n_rows = 80;
         float *k = rand_floats(n_tok * width, 3.0f), *v = rand_floats(n_tok * width, 0.01f);
         /* Values that exercise rounding: ties, subnormals, overflow to inf, signed zero. */
-        const float special[] = {1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, 6e-8f, -3e-6f,
-                                 70000.0f, -0.0f, 65520.0f, 65519.0f};
+        const float special[] = {1.0f + 1.0f / 2048,
+                                 1.0f + 3.0f / 2048,
+                                 6e-8f,
+                                 -3e-6f,
+                                 70000.0f,
+                                 -0.0f,
+                                 65520.0f,
+                                 65519.0f};
         for (int i = 0; i < 8 && i < n_tok * width; i++) k[i] = special[i];
         int32_t pos[37];
         for (int t = 0; t < n_tok; t++) pos[t] = 2 * t + (t > 10); /* gaps */
         for (int i = 0; i < nb; i++) {
-            uint16_t *kc = malloc((size_t)(n_rows * width) * 2), *vc = malloc((size_t)(n_rows * width) * 2);
+            uint16_t *kc = malloc((size_t)(n_rows * width) * 2),
+                     *vc = malloc((size_t)(n_rows * width) * 2);
             for (int64_t j = 0; j < n_rows * width; j++) kc[j] = vc[j] = 0xABCD;
             bks[i].b.iface->kv_store(bks[i].b.ctx, k, v, n_tok, width, pos, kc, vc);
             int64_t written = 0;
@@ -650,9 +677,10 @@ static void test_kv_store(void **state)
                     const uint16_t ek = t < 0 ? 0xABCD : rf_fp32_to_fp16(k[t * width + d]);
                     const uint16_t ev = t < 0 ? 0xABCD : rf_fp32_to_fp16(v[t * width + d]);
                     if (kc[r * width + d] != ek || vc[r * width + d] != ev)
-                        fail_msg("kv_store %s: row %lld col %lld: k %04x v %04x, expected %04x %04x",
-                                 bks[i].kern, (long long)r, (long long)d, kc[r * width + d],
-                                 vc[r * width + d], ek, ev);
+                        fail_msg(
+                            "kv_store %s: row %lld col %lld: k %04x v %04x, expected %04x %04x",
+                            bks[i].kern, (long long)r, (long long)d, kc[r * width + d],
+                            vc[r * width + d], ek, ev);
                 }
                 written += t >= 0;
             }
@@ -687,7 +715,8 @@ static void attn_ref(const float *q, const uint16_t *kc, const uint16_t *vc, dou
         for (int h = 0; h < p->n_head; h++) {
             const float *qr = q + (t * p->n_head + h) * hd;
             const int kvh = h / rep;
-            const int64_t lo = p->window && p->pos[t] - p->window + 1 > 0 ? p->pos[t] - p->window + 1 : 0;
+            const int64_t lo =
+                p->window && p->pos[t] - p->window + 1 > 0 ? p->pos[t] - p->window + 1 : 0;
             double m = -INFINITY, sum = 0;
             for (int64_t r = lo; r <= p->pos[t]; r++) {
                 double s = 0;
@@ -717,7 +746,8 @@ static void attn_case_run(struct bk *bks, int nb, const struct attn_case *c)
     const int64_t qn = c->n_tok * c->n_head * c->head_dim;
     const int64_t width = (int64_t)c->n_head_kv * c->head_dim;
     float *q = rand_floats(qn, 1.0f);
-    uint16_t *kc = malloc((size_t)(c->n_kv * width) * 2), *vc = malloc((size_t)(c->n_kv * width) * 2);
+    uint16_t *kc = malloc((size_t)(c->n_kv * width) * 2),
+             *vc = malloc((size_t)(c->n_kv * width) * 2);
     for (int64_t i = 0; i < c->n_kv * width; i++) {
         kc[i] = rf_fp32_to_fp16(rng_normal());
         vc[i] = rf_fp32_to_fp16(rng_normal());
@@ -728,11 +758,15 @@ static void attn_case_run(struct bk *bks, int nb, const struct attn_case *c)
         pos[t] = (int32_t)(p > t ? p : t);
         p = pos[t] - 1 - rng_int(0, 2);
     }
-    const struct rf_attn_params ap = {.n_tok = c->n_tok, .n_head = c->n_head,
-                                      .n_head_kv = c->n_head_kv, .head_dim = c->head_dim,
-                                      .pos = pos, .n_kv = c->n_kv,
+    const struct rf_attn_params ap = {.n_tok = c->n_tok,
+                                      .n_head = c->n_head,
+                                      .n_head_kv = c->n_head_kv,
+                                      .head_dim = c->head_dim,
+                                      .pos = pos,
+                                      .n_kv = c->n_kv,
                                       .scale = 1.0f / sqrtf((float)c->head_dim),
-                                      .softcap = c->softcap, .window = c->window};
+                                      .softcap = c->softcap,
+                                      .window = c->window};
     double *ref = malloc((size_t)qn * sizeof *ref);
     attn_ref(q, kc, vc, ref, &ap);
     float *first = NULL;
@@ -740,7 +774,8 @@ static void attn_case_run(struct bk *bks, int nb, const struct attn_case *c)
     for (int i = 0; i < nb; i++) {
         float *out = poisoned(qn);
         assert_int_equal(bks[i].b.iface->attention(bks[i].b.ctx, q, kc, vc, out, &ap), RF_OK);
-        snprintf(what, sizeof what, "attention heads %d/%d dim %d n_tok %lld n_kv %lld win %d cap %g %s nth %d",
+        snprintf(what, sizeof what,
+                 "attention heads %d/%d dim %d n_tok %lld n_kv %lld win %d cap %g %s nth %d",
                  c->n_head, c->n_head_kv, c->head_dim, (long long)c->n_tok, (long long)c->n_kv,
                  c->window, c->softcap, bks[i].kern, bks[i].nth);
         /* ~1e-13, plus ~3e-10 for each weight that rounds to the other f16
@@ -751,7 +786,8 @@ static void attn_case_run(struct bk *bks, int nb, const struct attn_case *c)
             free(first);
             first = out;
         } else {
-            if (memcmp(first, out, (size_t)qn * sizeof *out)) fail_msg("%s: differs from 1 thread", what);
+            if (memcmp(first, out, (size_t)qn * sizeof *out))
+                fail_msg("%s: differs from 1 thread", what);
             free(out);
         }
     }
@@ -768,9 +804,9 @@ static void test_attention(void **state)
     struct bk bks[MAX_BACKENDS];
     const int nb = open_backends(bks);
     const struct attn_case cases[] = {
-        {1, 1, 64, 1, 1, 0, 0},      {4, 4, 20, 7, 30, 0, 0},     {9, 3, 64, 1, 100, 0, 0},
-        {9, 3, 64, 37, 90, 0, 0},    {8, 2, 40, 5, 17, 0, 0},     {16, 2, 8, 3, 64, 0, 0},
-        {8, 1, 64, 1, 77, 0, 0},     {16, 1, 33, 11, 50, 0, 0},   {12, 4, 64, 9, 40, 5, 0},
+        {1, 1, 64, 1, 1, 0, 0},      {4, 4, 20, 7, 30, 0, 0},      {9, 3, 64, 1, 100, 0, 0},
+        {9, 3, 64, 37, 90, 0, 0},    {8, 2, 40, 5, 17, 0, 0},      {16, 2, 8, 3, 64, 0, 0},
+        {8, 1, 64, 1, 77, 0, 0},     {16, 1, 33, 11, 50, 0, 0},    {12, 4, 64, 9, 40, 5, 0},
         {6, 2, 16, 13, 60, 0, 1.5f}, {2, 1, 96, 4, 120, 16, 2.0f}, {16, 16, 128, 2, 9, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) attn_case_run(bks, nb, &cases[i]);
@@ -779,15 +815,17 @@ static void test_attention(void **state)
     float q[64] = {0}, out[64];
     uint16_t kc[64] = {0}, vc[64] = {0};
     int32_t pos[1] = {1};
-    struct rf_attn_params ap = {.n_tok = 1, .n_head = 1, .n_head_kv = 1, .head_dim = 64,
-                                .pos = pos, .n_kv = 1, .scale = 1};
-    assert_int_equal(bks[0].b.iface->attention(bks[0].b.ctx, q, kc, vc, out, &ap), RF_STATUS_INVALID_ARG);
+    struct rf_attn_params ap = {
+        .n_tok = 1, .n_head = 1, .n_head_kv = 1, .head_dim = 64, .pos = pos, .n_kv = 1, .scale = 1};
+    assert_int_equal(bks[0].b.iface->attention(bks[0].b.ctx, q, kc, vc, out, &ap),
+                     RF_STATUS_INVALID_ARG);
     assert_non_null(strstr(rf_last_error(), "position 1"));
     ap.n_kv = 2;
     ap.head_dim = 32;
     ap.n_head = 3;
     ap.n_head_kv = 2;
-    assert_int_equal(bks[0].b.iface->attention(bks[0].b.ctx, q, kc, vc, out, &ap), RF_STATUS_INVALID_ARG);
+    assert_int_equal(bks[0].b.iface->attention(bks[0].b.ctx, q, kc, vc, out, &ap),
+                     RF_STATUS_INVALID_ARG);
     close_backends(bks, nb);
 }
 
@@ -832,11 +870,13 @@ static void test_elementwise(void **state)
             char what[96];
             float *y = poisoned(n);
             be->swiglu(ctx, g, u, y, n);
-            snprintf(what, sizeof what, "swiglu n %lld %s nth %d", (long long)n, bks[i].kern, bks[i].nth);
+            snprintf(what, sizeof what, "swiglu n %lld %s nth %d", (long long)n, bks[i].kern,
+                     bks[i].nth);
             check_nmse(what, y, rs, n, 1e-12);
             for (int64_t j = 0; j < n; j++) y[j] = NAN;
             be->geglu(ctx, g, u, y, n);
-            snprintf(what, sizeof what, "geglu n %lld %s nth %d", (long long)n, bks[i].kern, bks[i].nth);
+            snprintf(what, sizeof what, "geglu n %lld %s nth %d", (long long)n, bks[i].kern,
+                     bks[i].nth);
             check_nmse(what, y, rg, n, 1e-12);
             memcpy(y, g, (size_t)n * sizeof *y);
             be->add(ctx, y, u, n);

@@ -66,14 +66,19 @@ static void rope_range(void *varg, int64_t t0, int64_t t1, int ith)
     }
 }
 
-void rf_cpu_rope(void *ctx, float *x, int64_t n_tok, int n_head, int head_dim,
-                 const int32_t *pos, const struct rf_rope_params *p)
+void rf_cpu_rope(void *ctx, float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos,
+                 const struct rf_rope_params *p)
 {
     /* n_rot beyond head_dim or odd cannot be meant; rotate what is well defined. */
     const int n_rot = (p->n_rot < head_dim ? p->n_rot : head_dim) & ~1;
     if (n_rot <= 0 || n_head <= 0 || n_tok <= 0) return;
-    struct rope_job j = {.x = x, .pos = pos, .n_head = n_head, .head_dim = head_dim,
-                         .n_rot = n_rot, .freq_scale = p->freq_scale, .neox = p->neox,
+    struct rope_job j = {.x = x,
+                         .pos = pos,
+                         .n_head = n_head,
+                         .head_dim = head_dim,
+                         .n_rot = n_rot,
+                         .freq_scale = p->freq_scale,
+                         .neox = p->neox,
                          .theta_scale = powf(p->freq_base, -2.0f / (float)n_rot)};
     rf_cpu_parallel_for(ctx, n_tok, (int64_t)n_head * n_rot * 2 + n_rot * 20, rope_range, &j);
 }
@@ -105,8 +110,8 @@ void rf_cpu_kv_store(void *ctx, const float *k, const float *v, int64_t n_tok, i
 {
     struct rf_cpu_ctx *c = ctx;
     if (n_tok <= 0 || width <= 0) return;
-    struct kv_job j = {.k = c->k, .ks = k, .vs = v, .width = width, .pos = pos,
-                       .kc = k_cache, .vc = v_cache};
+    struct kv_job j = {
+        .k = c->k, .ks = k, .vs = v, .width = width, .pos = pos, .kc = k_cache, .vc = v_cache};
     rf_cpu_parallel_for(c, n_tok, 2 * width, kv_range, &j);
 }
 
@@ -122,9 +127,9 @@ struct attn_job {
     const float *q;
     const uint16_t *kc, *vc;
     float *out;
-    int n_rep;  /* query heads per KV head */
-    int gs;     /* query heads per task */
-    int n_sub;  /* tasks per KV head and token */
+    int n_rep; /* query heads per KV head */
+    int gs;    /* query heads per task */
+    int n_sub; /* tasks per KV head and token */
     int64_t max_vis;
 };
 
@@ -146,7 +151,8 @@ static void attn_scores(const struct attn_job *j, const float *qf, int ng, int k
     for (int64_t r0 = 0; r0 < nvis; r0 += ATTN_ROWS) {
         const int64_t nr = nvis - r0 < ATTN_ROWS ? nvis - r0 : ATTN_ROWS;
         const uint16_t *kr = j->kc + (size_t)(lo + r0) * width + (size_t)kvh * hd;
-        for (int h = 0; h < ng; h++) k->dot_f16_rows(qf + h * hd, kr, width, nr, hd, s + h * nvis + r0);
+        for (int h = 0; h < ng; h++)
+            k->dot_f16_rows(qf + h * hd, kr, width, nr, hd, s + h * nvis + r0);
     }
     k->scale(s, p->scale, ng * nvis);
     if (p->softcap != 0.0f)
@@ -191,7 +197,8 @@ static void attn_task(void *varg, int64_t id, int ith)
     for (int64_t r0 = 0; r0 < nvis; r0 += ATTN_ROWS) {
         const int64_t nr = nvis - r0 < ATTN_ROWS ? nvis - r0 : ATTN_ROWS;
         const uint16_t *vr = j->vc + (size_t)(lo + r0) * width + (size_t)kvh * hd;
-        for (int h = 0; h < ng; h++) k->axpy_f16_rows(ot + h * hd, s + h * nvis + r0, vr, width, nr, hd);
+        for (int h = 0; h < ng; h++)
+            k->axpy_f16_rows(ot + h * hd, s + h * nvis + r0, vr, width, nr, hd);
     }
 }
 
@@ -229,7 +236,12 @@ rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_cache,
     struct rf_cpu_ctx *c = ctx;
     RF_TRY(attn_check(p));
     if (p->n_tok == 0) return RF_OK;
-    struct attn_job j = {.c = c, .p = p, .q = q, .kc = k_cache, .vc = v_cache, .out = out,
+    struct attn_job j = {.c = c,
+                         .p = p,
+                         .q = q,
+                         .kc = k_cache,
+                         .vc = v_cache,
+                         .out = out,
                          .n_rep = p->n_head / p->n_head_kv};
     attn_split(&j, c->nth);
     for (int64_t t = 0; t < p->n_tok; t++) {

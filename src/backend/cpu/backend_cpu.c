@@ -18,7 +18,8 @@ rf_status rf_cpu_buf_reserve(struct rf_cpu_buf *b, size_t bytes, const char *wha
 {
     if (bytes <= b->cap) return RF_OK;
     void *p = bytes > SIZE_MAX - ALIGN ? NULL : aligned_alloc(ALIGN, align_up(bytes));
-    if (!p) return rf_fail(RF_STATUS_NOMEM, "%s: cannot allocate %zu bytes of scratch", what, bytes);
+    if (!p)
+        return rf_fail(RF_STATUS_NOMEM, "%s: cannot allocate %zu bytes of scratch", what, bytes);
     free(b->p);
     b->p = p;
     b->cap = align_up(bytes);
@@ -28,7 +29,8 @@ rf_status rf_cpu_buf_reserve(struct rf_cpu_buf *b, size_t bytes, const char *wha
 rf_status rf_cpu_work_reserve(struct rf_cpu_ctx *c, size_t bytes, const char *what)
 {
     if (bytes > (SIZE_MAX - ALIGN) / (size_t)c->nth)
-        return rf_fail(RF_STATUS_NOMEM, "%s: scratch of %zu bytes per thread is too big", what, bytes);
+        return rf_fail(RF_STATUS_NOMEM, "%s: scratch of %zu bytes per thread is too big", what,
+                       bytes);
     const size_t stride = align_up(bytes);
     RF_TRY(rf_cpu_buf_reserve(&c->work, stride * (size_t)c->nth, what));
     c->work_stride = stride;
@@ -79,15 +81,16 @@ static void range_task(void *varg, int64_t i, int ith)
     j->fn(j->arg, j->n * i / j->n_ranges, j->n * (i + 1) / j->n_ranges, ith);
 }
 
-void rf_cpu_parallel_for(struct rf_cpu_ctx *c, int64_t n, int64_t cost_per_item,
-                         rf_cpu_range_fn fn, void *arg)
+void rf_cpu_parallel_for(struct rf_cpu_ctx *c, int64_t n, int64_t cost_per_item, rf_cpu_range_fn fn,
+                         void *arg)
 {
     if (n <= 0) return;
     if (c->nth == 1 || n == 1 || n * cost_per_item < RF_CPU_PAR_MIN_WORK) {
         fn(arg, 0, n, 0);
         return;
     }
-    struct range_job j = {.fn = fn, .arg = arg, .n = n, .n_ranges = (int64_t)c->nth * RANGES_PER_THREAD};
+    struct range_job j = {
+        .fn = fn, .arg = arg, .n = n, .n_ranges = (int64_t)c->nth * RANGES_PER_THREAD};
     if (j.n_ranges > n) j.n_ranges = n;
     rf_cpu_parallel_tasks(c, j.n_ranges, false, range_task, &j);
 }
@@ -129,7 +132,12 @@ struct ew_job {
     float s;
 };
 
-enum { EW_SWIGLU, EW_GEGLU, EW_ADD, EW_SCALE };
+enum {
+    EW_SWIGLU,
+    EW_GEGLU,
+    EW_ADD,
+    EW_SCALE
+};
 
 static void ew_range(void *varg, int64_t i0, int64_t i1, int ith)
 {
@@ -186,8 +194,8 @@ static rf_status check_vec(const char *op, const struct rf_tensor *t, int64_t n)
                        rf_type_name(t->type));
     const int64_t ne = t->ne[0] * (t->ne[1] > 0 ? t->ne[1] : 1);
     if (ne != n || !t->data || t->nbytes < (size_t)n * sizeof(float))
-        return rf_fail(RF_STATUS_SHAPE, "%s: %s is (%lld) but rows have %lld columns", op,
-                       t->name, (long long)ne, (long long)n);
+        return rf_fail(RF_STATUS_SHAPE, "%s: %s is (%lld) but rows have %lld columns", op, t->name,
+                       (long long)ne, (long long)n);
     return RF_OK;
 }
 

@@ -42,8 +42,8 @@ static inline void *rf_cpu_work_slice(struct rf_cpu_ctx *c, int ith)
 /* Runs fn over [0, n) split into a few contiguous ranges per thread, or on the
  * caller alone when n * cost_per_item is too small to be worth waking the pool. */
 typedef void (*rf_cpu_range_fn)(void *arg, int64_t i0, int64_t i1, int ith);
-void rf_cpu_parallel_for(struct rf_cpu_ctx *c, int64_t n, int64_t cost_per_item,
-                         rf_cpu_range_fn fn, void *arg);
+void rf_cpu_parallel_for(struct rf_cpu_ctx *c, int64_t n, int64_t cost_per_item, rf_cpu_range_fn fn,
+                         void *arg);
 
 /* Runs fn(arg, i, ith) for every task i in [0, n); threads take tasks from an
  * atomic counter, so uneven tasks balance. serial: run all on the caller. */
@@ -55,8 +55,8 @@ rf_status rf_cpu_matmul(void *ctx, const struct rf_tensor *w, const float *x, in
                         float *y, int64_t n_tok);
 rf_status rf_cpu_get_rows(void *ctx, const struct rf_tensor *w, const int32_t *ids, int64_t n,
                           float *out);
-void rf_cpu_rope(void *ctx, float *x, int64_t n_tok, int n_head, int head_dim,
-                 const int32_t *pos, const struct rf_rope_params *p);
+void rf_cpu_rope(void *ctx, float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos,
+                 const struct rf_rope_params *p);
 void rf_cpu_kv_store(void *ctx, const float *k, const float *v, int64_t n_tok, int64_t width,
                      const int32_t *pos, uint16_t *k_cache, uint16_t *v_cache);
 rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_cache,

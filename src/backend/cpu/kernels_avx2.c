@@ -37,8 +37,8 @@ static inline __m256 exp256(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
-                                                         _mm256_set1_epi32(127)), 23);
+    const __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
@@ -95,7 +95,8 @@ static void scale_mul(const float *x, float s, const float *w, float *y, int64_t
                                                   _mm256_loadu_ps(w + i)));
         for (; i < n; i++) y[i] = x[i] * s * w[i];
     } else {
-        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
         for (; i < n; i++) y[i] = x[i] * s;
     }
 }
@@ -119,8 +120,8 @@ static void geglu(const float *gate, const float *up, float *out, int64_t n)
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 g = _mm256_loadu_ps(gate + i);
-        const __m256 y2 = _mm256_mul_ps(_mm256_mul_ps(c2, g),
-                                        _mm256_fmadd_ps(_mm256_mul_ps(a, g), g, one));
+        const __m256 y2 =
+            _mm256_mul_ps(_mm256_mul_ps(c2, g), _mm256_fmadd_ps(_mm256_mul_ps(a, g), g, one));
         _mm256_storeu_ps(out + i, _mm256_mul_ps(x_sigmoid(g, y2), _mm256_loadu_ps(up + i)));
     }
     for (; i < n; i++) {
@@ -164,8 +165,8 @@ static void scale_round_f16(const float *x, float s, float *y, int64_t n)
     const __m256 vs = _mm256_set1_ps(s);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs),
-                                                                F16C_RNE)));
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(
+                                    _mm256_mul_ps(_mm256_loadu_ps(x + i), vs), F16C_RNE)));
     for (; i < n; i++) y[i] = rf_fp16_to_fp32(rf_fp32_to_fp16(x[i] * s));
 }
 
@@ -203,7 +204,8 @@ static void dot_f16_rows(const float *q, const uint16_t *k, size_t k_stride, int
     for (; r < n_rows; r++) {
         const uint16_t *kr = k + (size_t)r * k_stride;
         __m256 a = _mm256_setzero_ps();
-        for (int64_t i = 0; i < n8; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(kr + i), a);
+        for (int64_t i = 0; i < n8; i += 8)
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(kr + i), a);
         float s = hsum(a);
         for (int64_t i = n8; i < n; i++) s += q[i] * rf_fp16_to_fp32(kr[i]);
         out[r] = s;
@@ -238,7 +240,8 @@ static void axpy_f16_rows(float *acc, const float *w, const uint16_t *v, size_t 
         _mm256_storeu_ps(acc + i, a);
     }
     for (; i < n; i++)
-        for (int64_t r = 0; r < n_rows; r++) acc[i] += w[r] * rf_fp16_to_fp32(v[(size_t)r * v_stride + i]);
+        for (int64_t r = 0; r < n_rows; r++)
+            acc[i] += w[r] * rf_fp16_to_fp32(v[(size_t)r * v_stride + i]);
 }
 
 static float softmax_exp(float *s, float max, int64_t n)

@@ -86,7 +86,8 @@ static void quantize_rows(void *varg, int64_t t0, int64_t t1, int ith)
 {
     (void)ith;
     const struct quantize_job *q = varg;
-    for (int64_t t = t0; t < t1; t++) q->vt->from_float(q->x + t * q->k, q->xq + (size_t)t * q->stride, q->k);
+    for (int64_t t = t0; t < t1; t++)
+        q->vt->from_float(q->x + t * q->k, q->xq + (size_t)t * q->stride, q->k);
 }
 
 /* Product of dims 2 and 3 (unused dims may be stored as 0 or 1). */
@@ -150,7 +151,8 @@ static rf_status convert_activations(struct rf_cpu_ctx *c, struct mm_job *j,
     }
     j->xq_stride = rf_row_size(tt->vec_dot_type, j->k);
     if ((size_t)j->n_tok > SIZE_MAX / j->xq_stride)
-        return rf_fail(RF_STATUS_NOMEM, "matmul: %lld activation rows are too many", (long long)j->n_tok);
+        return rf_fail(RF_STATUS_NOMEM, "matmul: %lld activation rows are too many",
+                       (long long)j->n_tok);
     RF_TRY(rf_cpu_buf_reserve(&c->xq, (size_t)j->n_tok * j->xq_stride, "matmul"));
     struct quantize_job q = {.vt = vt, .x = j->x, .xq = c->xq.p, .k = j->k, .stride = j->xq_stride};
     rf_cpu_parallel_for(c, j->n_tok, 4 * j->k, quantize_rows, &q);
@@ -165,14 +167,21 @@ rf_status rf_cpu_matmul(void *ctx, const struct rf_tensor *w, const float *x, in
     const struct rf_type_traits *tt;
     RF_TRY(check_matrix("matmul", w, &tt));
     if (x_cols != w->ne[0])
-        return rf_fail(RF_STATUS_SHAPE, "matmul: %s is (%lld x %lld) but input rows have %lld columns",
-                       w->name, (long long)w->ne[0], (long long)w->ne[1], (long long)x_cols);
+        return rf_fail(RF_STATUS_SHAPE,
+                       "matmul: %s is (%lld x %lld) but input rows have %lld columns", w->name,
+                       (long long)w->ne[0], (long long)w->ne[1], (long long)x_cols);
     if (n_tok < 0)
         return rf_fail(RF_STATUS_INVALID_ARG, "matmul: %s: %lld tokens", w->name, (long long)n_tok);
     if (n_tok == 0 || w->ne[1] == 0) return RF_OK;
 
-    struct mm_job j = {.c = c, .tt = tt, .w = w->data, .x = x, .y = y, .k = w->ne[0],
-                       .rows = w->ne[1], .n_tok = n_tok};
+    struct mm_job j = {.c = c,
+                       .tt = tt,
+                       .w = w->data,
+                       .x = x,
+                       .y = y,
+                       .k = w->ne[0],
+                       .rows = w->ne[1],
+                       .n_tok = n_tok};
     j.w_stride = rf_row_size(w->type, j.k);
     const struct rf_type_traits *vt = vec_dot_traits(c, tt, j.k);
     if (vt) RF_TRY(convert_activations(c, &j, tt, vt));
@@ -207,11 +216,16 @@ rf_status rf_cpu_get_rows(void *ctx, const struct rf_tensor *w, const int32_t *i
     RF_TRY(check_matrix("get_rows", w, &tt));
     for (int64_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= w->ne[1])
-            return rf_fail(RF_STATUS_INVALID_ARG,
-                           "get_rows: id %d (entry %lld) is out of range for %s, which has %lld rows",
-                           ids[i], (long long)i, w->name, (long long)w->ne[1]);
-    struct rows_job j = {.tt = tt, .w = w->data, .stride = rf_row_size(w->type, w->ne[0]),
-                         .ids = ids, .out = out, .k = w->ne[0]};
+            return rf_fail(
+                RF_STATUS_INVALID_ARG,
+                "get_rows: id %d (entry %lld) is out of range for %s, which has %lld rows", ids[i],
+                (long long)i, w->name, (long long)w->ne[1]);
+    struct rows_job j = {.tt = tt,
+                         .w = w->data,
+                         .stride = rf_row_size(w->type, w->ne[0]),
+                         .ids = ids,
+                         .out = out,
+                         .k = w->ne[0]};
     rf_cpu_parallel_for(ctx, n, 2 * j.k, get_rows_range, &j);
     return RF_OK;
 }
