@@ -5,6 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The tanh approximation of GELU: 0.5 g (1 + tanh(sqrt(2/pi) g (1 + a g^2))). */
+#define GELU_SQRT_2_OVER_PI 0.79788456080286535588f
+#define GELU_COEF_A 0.044715f
+
 struct rf_cpu_kernels {
     const char *name;
     /* sum a[i]*b[i] in f32. */

@@ -5,8 +5,6 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "core/fp16.h"
 
-#define GELU_SQRT_2_OVER_PI 0.79788456080286535588f
-#define GELU_COEF_A 0.044715f
 
 static float dot_f32(const float *a, const float *b, int64_t n)
 {

@@ -7,8 +7,6 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "core/fp16.h"
 
-#define GELU_SQRT_2_OVER_PI 0.79788456080286535588f
-#define GELU_COEF_A 0.044715f
 #define F16C_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
 static inline float hsum(__m256 v)
