@@ -11,7 +11,7 @@ PROMPT    ?= Give three tips for staying healthy.
 N         ?= 64
 THREADS   ?= $(JOBS)
 SAN_BUILD ?= build-sanitize
-SAN_CC    ?= $(if $(shell command -v clang),clang,gcc)
+SAN_CC    ?=
 FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME ?= 600
 CTEST_TIMEOUT ?= 900
@@ -44,10 +44,12 @@ test:
 	@$(MAKE) --no-print-directory build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) --timeout $(CTEST_TIMEOUT)
 
-# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, asserts on.
+# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, asserts on;
+# clang unless SAN_CC says otherwise (chosen after deps, which installs clang).
 test-sanitize:
 	@$(SETUP) deps
-	CC=$(SAN_CC) cmake -S . -B $(SAN_BUILD) -DRF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
+	CC=$(or $(SAN_CC),$$(command -v clang >/dev/null && echo clang || echo gcc)) \
+		cmake -S . -B $(SAN_BUILD) -DRF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
 		-DCMAKE_C_FLAGS_DEBUG="-O1 -g" $(CMAKE_ARGS)
 	cmake --build $(SAN_BUILD) -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
