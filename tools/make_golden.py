@@ -1,7 +1,7 @@
 """Golden fixtures from llama-cpp-python (the reference implementation).
 
 Usage (with the reference venv that has llama_cpp installed):
-    python tools/make_golden.py --what tokenize [--models DIR] [--model PATH ...] [--out DIR]
+    python tools/make_golden.py --what tokenize|greedy [--models DIR] [--model PATH ...] [--out DIR]
 
 --what selects the fixture kind; each kind is one function registered in WHAT below, so
 more kinds can be added without touching the others.
@@ -11,6 +11,10 @@ tokenize: for each model, tests/fixtures/<name>_tokenize.txt with one case per l
     \t <hex of the concatenated pieces of the first ids, special tokens not rendered>
 Ids are space-separated and include BOS/EOS as the model's add_bos/add_eos decide. Header
 lines start with '#'. The corpus is generated deterministically (fixed seed).
+
+greedy: tests/fixtures/smollm2_greedy.txt and smollm2_logprobs.f16: for 20 prompts, the
+greedy 64-token continuation and the log-probabilities at 8 teacher-forced positions
+(see tools/golden_logits.py).
 """
 import argparse
 import glob
@@ -381,8 +385,19 @@ def what_tokenize(args):
                                  model_name=os.path.basename(path), stride=VARIANT_STRIDE)
 
 
+def what_greedy(args):
+    """<name>_greedy.txt and <name>_logprobs.f16 (formats in tools/golden_logits.py)."""
+    import golden_logits
+
+    path = (args.model or [find_model(args.models, "SmolLM2-135M-Instruct.Q4_1.gguf")])[0]
+    if not path:
+        sys.exit("no SmolLM2-135M-Instruct.Q4_1.gguf in %s" % args.models)
+    golden_logits.write(path, args.out, "smollm2")
+
+
 WHAT = {
     "tokenize": what_tokenize,
+    "greedy": what_greedy,
 }
 
 
