@@ -89,19 +89,20 @@ void rf_to_float_f16_avx2(const void *vx, float *y, int64_t n)
     for (; i < n; i++) y[i] = _cvtsh_ss(x[i]);
 }
 
-/* ---- activation quantizers, bit-exact with the reference ---- */
+/* ---- activation quantizers, bit-exact with the reference for finite input ----
+ * (For NaN or inf input the codes are unspecified, as long as nothing is undefined:
+ * the reference clamps, these kernels rely on the saturating packs.) */
 
-/* roundf(v) after clamping to +-127 (NaN -> 127), as int32: trunc(v + copysign(h, v))
- * with h the float just below 0.5 equals roundf for every |v| <= 128 (checked
- * exhaustively), unlike adding 0.5. */
+/* roundf(v) as int32 for |v| <= 128: trunc(v + copysign(h, v)) with h the float
+ * just below 0.5 equals roundf on that range (checked exhaustively), unlike
+ * adding 0.5. */
 static inline __m256i round_q8(__m256 v)
 {
-    v = _mm256_max_ps(_mm256_min_ps(v, _mm256_set1_ps(127.0f)), _mm256_set1_ps(-127.0f));
     const __m256 h = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(0.49999997f));
     return _mm256_cvttps_epi32(_mm256_add_ps(v, h));
 }
 
-/* Four i32x8 (elements 0..31 in order) -> 32 int8 in order. */
+/* Four i32x8 (elements 0..31 in order) -> 32 int8 in order (saturating). */
 static inline __m256i pack_i32x4_to_i8(__m256i a, __m256i b, __m256i c, __m256i d)
 {
     const __m256i ab = _mm256_packs_epi32(a, b); /* a0-3 b0-3 | a4-7 b4-7 */
@@ -110,30 +111,87 @@ static inline __m256i pack_i32x4_to_i8(__m256i a, __m256i b, __m256i c, __m256i 
     return _mm256_permutevar8x32_epi32(q, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-/* One 32-element block: *dout the f32 scale amax/127, codes to qs; returns the
- * code sum. id = 1/d as a separate division, as the reference. */
-static inline int quant_block_q8(const float *x, float *dout, int8_t *qs)
+static inline __m256 abs_max32(const float *x)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
-    const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
-    const __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                                   _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-    const float d = rf_hmax_ps(m) / 127.0f;
-    const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-    const __m256i q0 = round_q8(_mm256_mul_ps(v0, id)), q1 = round_q8(_mm256_mul_ps(v1, id));
-    const __m256i q2 = round_q8(_mm256_mul_ps(v2, id)), q3 = round_q8(_mm256_mul_ps(v3, id));
+    const __m256 a = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x)), _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8)));
+    const __m256 b = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + 16)), _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 24)));
+    return _mm256_max_ps(a, b);
+}
+
+/* Codes of one block with the broadcast 1/d; returns the codes' i32 lane sums. */
+static inline __m256i codes_q8(const float *x, __m256 id, int8_t *qs)
+{
+    const __m256i q0 = round_q8(_mm256_mul_ps(_mm256_loadu_ps(x), id));
+    const __m256i q1 = round_q8(_mm256_mul_ps(_mm256_loadu_ps(x + 8), id));
+    const __m256i q2 = round_q8(_mm256_mul_ps(_mm256_loadu_ps(x + 16), id));
+    const __m256i q3 = round_q8(_mm256_mul_ps(_mm256_loadu_ps(x + 24), id));
     _mm256_storeu_si256((__m256i *)qs, pack_i32x4_to_i8(q0, q1, q2, q3));
+    return _mm256_add_epi32(_mm256_add_epi32(q0, q1), _mm256_add_epi32(q2, q3));
+}
+
+/* Lane b of the result = reduction (max or add) of all lanes of v[b]: a transpose
+ * in three shuffle levels instead of eight horizontal reductions. */
+#define REDUCE8(T, OP, UNLO, UNHI, LO64, HI64, PERM)                                              \
+    static inline T reduce8_##OP(const T *v)                                                       \
+    {                                                                                              \
+        T a[4], b[2];                                                                              \
+        for (int k = 0; k < 4; k++) a[k] = OP(UNLO(v[2 * k], v[2 * k + 1]), UNHI(v[2 * k], v[2 * k + 1])); \
+        for (int k = 0; k < 2; k++) b[k] = OP(LO64(a[2 * k], a[2 * k + 1]), HI64(a[2 * k], a[2 * k + 1])); \
+        return OP(PERM(b[0], b[1], 0x20), PERM(b[0], b[1], 0x31));                                 \
+    }
+#define LO64_PS(a, b) _mm256_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0))
+#define HI64_PS(a, b) _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2))
+REDUCE8(__m256, _mm256_max_ps, _mm256_unpacklo_ps, _mm256_unpackhi_ps, LO64_PS, HI64_PS, _mm256_permute2f128_ps)
+REDUCE8(__m256i, _mm256_add_epi32, _mm256_unpacklo_epi32, _mm256_unpackhi_epi32, _mm256_unpacklo_epi64,
+        _mm256_unpackhi_epi64, _mm256_permute2x128_si256)
+
+/* Eight blocks at p (bs bytes apart; qs at byte 2 or 4): d = amax/127 and
+ * id = 1/d as vectors (one division each for eight blocks, correctly rounded as
+ * the scalar ones), codes stored, d and the code sums returned per lane. */
+static inline void quant8_q8(const float *x, uint8_t *p, size_t bs, size_t qs_off, __m256 *dv, __m256i *sums)
+{
+    __m256 m[8];
+    for (int b = 0; b < 8; b++) m[b] = abs_max32(x + 32 * b);
+    const __m256 d = _mm256_div_ps(reduce8__mm256_max_ps(m), _mm256_set1_ps(127.0f));
+    const __m256 nz = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+    const __m256 id = _mm256_and_ps(nz, _mm256_div_ps(_mm256_set1_ps(1.0f), d));
+    __m256i s[8];
+    for (int b = 0; b < 8; b++)
+        s[b] = codes_q8(x + 32 * b, _mm256_permutevar8x32_ps(id, _mm256_set1_epi32(b)), (int8_t *)(p + b * bs + qs_off));
+    *dv = d;
+    *sums = reduce8__mm256_add_epi32(s);
+}
+
+static inline void store_halves8(__m256 v, uint8_t *p, size_t bs)
+{
+    uint16_t h[8];
+    _mm_storeu_si128((__m128i *)h, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    for (int b = 0; b < 8; b++) memcpy(p + b * bs, &h[b], 2);
+}
+
+/* One block: the f32 scale, codes to qs, returns the code sum. */
+static inline int quant1_q8(const float *x, float *dout, int8_t *qs)
+{
+    const float d = rf_hmax_ps(abs_max32(x)) / 127.0f;
     *dout = d;
-    return rf_hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q0, q1), _mm256_add_epi32(q2, q3)));
+    return rf_hsum_epi32(codes_q8(x, _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f), qs));
 }
 
 void rf_from_float_q8_0_avx2(const float *x, void *vy, int64_t n)
 {
     struct rf_block_q8_0 *y = vy;
-    for (int64_t i = 0; i < n / RF_QK8_0; i++) {
+    const int64_t nb = n / RF_QK8_0;
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8) {
+        __m256 d;
+        __m256i sums;
+        quant8_q8(x + i * RF_QK8_0, (uint8_t *)&y[i], sizeof(*y), 2, &d, &sums);
+        store_halves8(d, (uint8_t *)&y[i], sizeof(*y));
+    }
+    for (; i < nb; i++) {
         float d;
-        quant_block_q8(x + i * RF_QK8_0, &d, y[i].qs);
+        quant1_q8(x + i * RF_QK8_0, &d, y[i].qs);
         y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
     }
 }
@@ -141,9 +199,18 @@ void rf_from_float_q8_0_avx2(const float *x, void *vy, int64_t n)
 void rf_from_float_q8_1_avx2(const float *x, void *vy, int64_t n)
 {
     struct rf_block_q8_1 *y = vy;
-    for (int64_t i = 0; i < n / RF_QK8_1; i++) {
+    const int64_t nb = n / RF_QK8_1;
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8) {
+        __m256 d;
+        __m256i sums;
+        quant8_q8(x + i * RF_QK8_1, (uint8_t *)&y[i], sizeof(*y), 4, &d, &sums);
+        store_halves8(d, (uint8_t *)&y[i], sizeof(*y));
+        store_halves8(_mm256_mul_ps(_mm256_cvtepi32_ps(sums), d), (uint8_t *)&y[i] + 2, sizeof(*y));
+    }
+    for (; i < nb; i++) {
         float d;
-        const int sum = quant_block_q8(x + i * RF_QK8_1, &d, y[i].qs);
+        const int sum = quant1_q8(x + i * RF_QK8_1, &d, y[i].qs);
         y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
         y[i].s = _cvtss_sh((float)sum * d, _MM_FROUND_TO_NEAREST_INT);
     }

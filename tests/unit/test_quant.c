@@ -502,9 +502,18 @@ static void test_live_quant_matches_ref(void **state)
                 for (int64_t i = 0; i < n; i++)
                     x[i] = (i % 32 == 0) ? 127.0f
                                          : (i & 1 ? -1.0f : 1.0f) * nextafterf((float)(rnd() % 127) + 0.5f, 0.0f);
+            /* rep 4: NaN and inf in the first 256 elements: their blocks' codes are
+             * unspecified (but nothing may trap); every other block must still match */
+            const size_t skip = rep == 4 ? rf_row_size(id, RF_QK_K) : 0;
+            if (rep == 4) {
+                x[3] = NAN;
+                x[40] = INFINITY;
+                x[77] = -INFINITY;
+                x[200] = -NAN;
+            }
             r->from_float(x, a, n);
             t->from_float(x, b, n);
-            for (size_t i = 0; i < rf_row_size(id, n); i++)
+            for (size_t i = skip; i < rf_row_size(id, n); i++)
                 if (a[i] != b[i]) fail_msg("%s rep %d: byte %zu live 0x%02x ref 0x%02x", t->name, rep, i, b[i], a[i]);
         }
         free(b);
