@@ -114,6 +114,9 @@ void rf_context_free(struct rf_context *ctx);
 int32_t rf_context_n_ctx(const struct rf_context *ctx);
 int32_t rf_context_n_past(const struct rf_context *ctx); /* tokens in the KV cache */
 void rf_context_reset(struct rf_context *ctx);           /* forget the KV cache */
+/* Bytes of K and V cache one position occupies over all layers (what attention reads
+ * per cached token). */
+uint64_t rf_context_kv_bytes_per_pos(const struct rf_context *ctx);
 
 /* Appends tokens to the sequence and runs the forward pass. When all_logits, the
  * logits of every token are kept, else only the last one's. */

@@ -120,6 +120,7 @@ struct bench_env {
     const char *model_name; /* file name */
     const struct rf_model *m;
     int32_t n_threads;
+    uint64_t kv_bytes_per_pos;
 };
 
 static void print_header(void)
@@ -128,13 +129,16 @@ static void print_header(void)
     printf("| --- | ---: | --- | ---: | --- | ---: | ---: | ---: |\n");
 }
 
+/* Generation reads every weight once per token plus the KV cache so far: from an empty
+ * cache, token i reads i + 1 positions, (n + 1) / 2 on average. */
 static void print_row(const struct bench_env *e, const char *test, const struct bench_row *r,
-                      bool tg)
+                      int32_t n_gen)
 {
     const double wb = (double)rf_model_weight_bytes(e->m);
+    const double bpt = wb + (double)e->kv_bytes_per_pos * (n_gen + 1) / 2.0;
     printf("| %s %s | %.2f MiB | CPU | %d | %s | %.2f ± %.2f |", rf_model_arch(e->m), e->model_name,
            wb / (1024.0 * 1024.0), e->n_threads, test, r->mean, r->sd);
-    if (tg) printf(" %.1f MB | %.2f |\n", wb / 1e6, wb * r->mean / 1e9);
+    if (n_gen > 0) printf(" %.1f MB | %.2f |\n", bpt / 1e6, bpt * r->mean / 1e9);
     else printf(" | |\n");
 }
 
@@ -152,14 +156,16 @@ static int bench_loaded(const struct bench_opts *o, const struct bench_env *e,
     if (o->n_prompt > 0) {
         if (!run_test(ctx, t, o->n_prompt, false, o->reps, &row)) goto fail;
         snprintf(test, sizeof test, "pp%d", o->n_prompt);
-        print_row(e, test, &row, false);
+        print_row(e, test, &row, 0);
     }
     if (o->n_gen > 0) {
         if (!run_test(ctx, t, o->n_gen, true, o->reps, &row)) goto fail;
         snprintf(test, sizeof test, "tg%d", o->n_gen);
-        print_row(e, test, &row, true);
+        print_row(e, test, &row, o->n_gen);
     }
-    printf("\nB/token: weight bytes read per generated token (KV cache reads not counted).\n");
+    printf("\nB/token: bytes read per generated token: all weights plus the KV cache rows "
+           "attention reads (%.1f KB per position, on average (n+1)/2 positions).\n",
+           e->kv_bytes_per_pos / 1e3);
     goto done;
 fail:
     rc = cli_fail("bench", "decode failed: %s", rf_last_error());
@@ -190,6 +196,7 @@ int cmd_bench(int argc, char **argv)
             .model_name = slash ? slash + 1 : path,
             .m = m,
             .n_threads = o.n_threads > 0 ? o.n_threads : (int32_t)(cpus > 0 ? cpus : 1),
+            .kv_bytes_per_pos = rf_context_kv_bytes_per_pos(ctx),
         };
         rc = bench_loaded(&o, &e, ctx);
     }

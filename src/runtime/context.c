@@ -109,6 +109,11 @@ void rf_context_free(struct rf_context *c)
 int32_t rf_context_n_ctx(const struct rf_context *c) { return c->n_ctx; }
 int32_t rf_context_n_past(const struct rf_context *c) { return c->n_past; }
 
+uint64_t rf_context_kv_bytes_per_pos(const struct rf_context *c)
+{
+    return 2ull * (uint64_t)c->model->hp.n_layer * (uint64_t)c->kv_width * sizeof(uint16_t);
+}
+
 void rf_context_reset(struct rf_context *c)
 {
     c->n_past = 0;
