@@ -228,6 +228,46 @@ static void bench_mv(enum rf_type t, int64_t rows, int64_t cols)
     free(m.w);
 }
 
+/* ---- agreement with the reference engine's kernels (when loaded) ---- */
+static void agreement(enum rf_type t)
+{
+    const struct ggml_traits_cpu *g = ggml_traits ? ggml_traits((int)t) : NULL;
+    const struct rf_type_traits *live = rf_type_traits(t);
+    if (!g || !g->vec_dot || g->vec_dot_type != (int)live->vec_dot_type) return;
+    const struct rf_type_traits *act = rf_type_traits(live->vec_dot_type);
+    const struct ggml_traits_cpu *ga = ggml_traits((int)live->vec_dot_type);
+    const int64_t n = 1536, rows = 64;
+    const size_t wb = rf_row_size(t, n), ab = rf_row_size(live->vec_dot_type, n);
+    uint8_t *w = malloc(wb * rows), *ya = malloc(ab), *yb = malloc(ab);
+    float *x = malloc((size_t)n * 4), *wf = malloc((size_t)n * 4);
+    fill_weights(t, w, wb * rows);
+    for (int64_t i = 0; i < n; i++) x[i] = (float)((int)(rnd() % 2001) - 1000) * 1e-3f * (float)(1 + i % 5);
+    act->from_float(x, ya, n);
+    size_t diff = 0;
+    if (ga && ga->from_float) {
+        ga->from_float(x, yb, n);
+        for (size_t i = 0; i < ab; i++) diff += ya[i] != yb[i];
+    }
+    double worst = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        float s_ours, s_g;
+        live->vec_dot(n, &s_ours, w + (size_t)r * wb, ya);
+        g->vec_dot((int)n, &s_g, 0, w + (size_t)r * wb, 0, ya, 0, 1);
+        live->to_float(w + (size_t)r * wb, wf, n);
+        double mag = 0;
+        for (int64_t i = 0; i < n; i++) mag += fabs((double)wf[i] * x[i]);
+        const double rel = fabs((double)s_ours - s_g) / (mag > 0 ? mag : 1);
+        worst = rel > worst ? rel : worst;
+    }
+    printf("agreement %-5s: vec_dot max |ours - ggml| / sum|w*x| = %.2g; %s from_float: %zu of %zu bytes differ\n",
+           live->name, worst, act->name, diff, ab);
+    free(wf);
+    free(x);
+    free(yb);
+    free(ya);
+    free(w);
+}
+
 /* ---- activation quantizers ---- */
 static void bench_from_float(enum rf_type t, int64_t n)
 {
@@ -277,6 +317,7 @@ int main(int argc, char **argv)
         bench_mv(types[i], 1536, k ? 768 : 576);
         bench_mv(types[i], 576, 1536);
     }
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) agreement(types[i]);
     bench_from_float(RF_TYPE_Q8_0, 576);
     bench_from_float(RF_TYPE_Q8_1, 576);
     bench_from_float(RF_TYPE_Q8_0, 1536);

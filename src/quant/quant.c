@@ -5,6 +5,7 @@
 #include <cpuid.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "core/fp16.h"
 #include "quant/quant_avx2.h"
@@ -83,6 +84,8 @@ static void init_once(void)
 {
     for (uint32_t h = 0; h < (1u << 16); h++) rf_f16_table[h] = rf_fp16_to_fp32((uint16_t)h);
     for (int t = 0; t < RF_TYPE_COUNT; t++) traits[t] = ref_traits[t];
+    const char *off = getenv("RF_QUANT_REF");
+    if (off && *off && *off != '0') return; /* debugging: reference kernels only */
     if (rf_cpu_has_avx2()) rf_quant_use_avx2(traits);
 }
 

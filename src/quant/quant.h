@@ -83,7 +83,9 @@ const char *rf_type_name(uint32_t type); /* "type 99" style text for unknown ids
  * type, n < 0 or n not a multiple; SIZE_MAX when the size overflows size_t. */
 size_t rf_row_size(enum rf_type type, int64_t n);
 
-/* Picks SIMD kernels for this CPU; called once (thread-safe, idempotent). */
+/* Picks SIMD kernels for this CPU; called once (thread-safe, idempotent). With the
+ * environment variable RF_QUANT_REF=1 the live table keeps the reference kernels
+ * (for debugging numerics). */
 void rf_quant_init(void);
 bool rf_cpu_has_avx2(void);
 
