@@ -41,8 +41,7 @@ struct rf_model_params {
 
 struct rf_context_params {
     int32_t n_ctx;     /* 0: the model's training context, capped at 4096 */
-    int32_t n_batch;   /* max tokens per forward call (prefill chunk) */
-    int32_t n_threads; /* 0: inherit from the model */
+    int32_t n_batch;   /* max tokens per forward call (prefill chunk); threads are the model's */
 };
 
 struct rf_sampler_params {

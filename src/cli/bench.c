@@ -185,7 +185,6 @@ int cmd_bench(int argc, char **argv)
     if (!m) return CLI_EXIT_FAIL;
     struct rf_context_params cp = rf_context_default_params();
     cp.n_ctx = o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen;
-    cp.n_threads = o.n_threads;
     struct rf_context *ctx = NULL;
     if (rf_context_init(m, &cp, &ctx) != RF_OK) {
         rc = cli_fail("bench", "cannot create a context: %s", rf_last_error());

@@ -353,7 +353,6 @@ int cmd_run(int argc, char **argv)
     if (m) {
         struct rf_context_params cp = rf_context_default_params();
         cp.n_ctx = o.n_ctx;
-        cp.n_threads = o.n_threads;
         if (rf_context_init(m, &cp, &ctx) != RF_OK)
             cli_fail("run", "cannot create a context: %s", rf_last_error());
         else rc = run_loaded(&o, m, ctx, text);

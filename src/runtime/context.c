@@ -6,7 +6,7 @@
 
 struct rf_context_params rf_context_default_params(void)
 {
-    return (struct rf_context_params){.n_ctx = 0, .n_batch = 512, .n_threads = 0};
+    return (struct rf_context_params){.n_ctx = 0, .n_batch = 512};
 }
 
 static void *be_alloc(struct rf_context *c, size_t bytes)
