@@ -71,8 +71,9 @@ static rf_status rank_of(struct bpe_ctx *c, const struct rf_sym *a, const struct
     return RF_OK;
 }
 
-static rf_status try_bigram(struct bpe_ctx *c, int32_t left, int32_t right)
+static rf_status try_bigram(void *ctx, int32_t left, int32_t right)
 {
+    struct bpe_ctx *c = ctx;
     if (left < 0 || right < 0) return RF_OK;
     int32_t rank;
     RF_TRY(rank_of(c, &c->syms[left], &c->syms[right], &rank));
@@ -80,24 +81,6 @@ static rf_status try_bigram(struct bpe_ctx *c, int32_t left, int32_t right)
     const struct rf_bigram b = {.key = rank, .left = left, .right = right,
                                 .size = c->syms[left].n + c->syms[right].n};
     return rf_heap_push(&c->heap, b);
-}
-
-static rf_status merge_all(struct bpe_ctx *c, int32_t n_syms)
-{
-    c->heap.n = 0;
-    for (int32_t i = 1; i < n_syms; i++) RF_TRY(try_bigram(c, i - 1, i));
-    while (c->heap.n > 0) {
-        const struct rf_bigram b = rf_heap_pop(&c->heap);
-        struct rf_sym *l = &c->syms[b.left], *r = &c->syms[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) c->syms[r->next].prev = b.left;
-        RF_TRY(try_bigram(c, l->prev, b.left));
-        RF_TRY(try_bigram(c, b.left, l->next));
-    }
-    return RF_OK;
 }
 
 /* A symbol that is no token falls back to the single bytes of its text that are
@@ -123,7 +106,7 @@ static rf_status tokenize_word(struct bpe_ctx *c, const char *s, size_t n)
     }
     const int32_t n_syms = rf_syms_init(w, c->word.n, &c->syms, &c->syms_cap);
     if (n_syms < 0) return rf_fail(RF_STATUS_NOMEM, "tokenizer: out of memory");
-    RF_TRY(merge_all(c, n_syms));
+    RF_TRY(rf_merge_symbols(c->syms, n_syms, &c->heap, try_bigram, c));
     for (int32_t i = 0; i < n_syms; i++)
         if (c->syms[i].n > 0) RF_TRY(emit_symbol(c, w + c->syms[i].off, c->syms[i].n));
     return RF_OK;

@@ -66,3 +66,22 @@ int32_t rf_syms_init(const char *word, size_t n, struct rf_sym **syms, size_t *c
     }
     return k;
 }
+
+rf_status rf_merge_symbols(struct rf_sym *syms, int32_t n, struct rf_heap *heap,
+                           rf_bigram_fn try_bigram, void *ctx)
+{
+    heap->n = 0;
+    for (int32_t i = 1; i < n; i++) RF_TRY(try_bigram(ctx, i - 1, i));
+    while (heap->n > 0) {
+        const struct rf_bigram b = rf_heap_pop(heap);
+        struct rf_sym *l = &syms[b.left], *r = &syms[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0) syms[r->next].prev = b.left;
+        RF_TRY(try_bigram(ctx, l->prev, b.left));
+        RF_TRY(try_bigram(ctx, b.left, l->next));
+    }
+    return RF_OK;
+}

@@ -16,8 +16,9 @@ struct spm_ctx {
     struct rf_heap heap;
 };
 
-static rf_status try_bigram(struct spm_ctx *c, int32_t left, int32_t right)
+static rf_status try_bigram(void *ctx, int32_t left, int32_t right)
 {
+    struct spm_ctx *c = ctx;
     if (left < 0 || right < 0) return RF_OK;
     const struct rf_sym *l = &c->syms[left], *r = &c->syms[right];
     const rf_token t = rf_strmap_get(&c->v->by_text, c->s + l->off, l->n + r->n);
@@ -25,23 +26,6 @@ static rf_status try_bigram(struct spm_ctx *c, int32_t left, int32_t right)
     const struct rf_bigram b = {.key = -(double)c->v->toks[t].score, .left = left, .right = right,
                                 .size = l->n + r->n};
     return rf_heap_push(&c->heap, b);
-}
-
-static rf_status merge_all(struct spm_ctx *c, int32_t n_syms)
-{
-    for (int32_t i = 1; i < n_syms; i++) RF_TRY(try_bigram(c, i - 1, i));
-    while (c->heap.n > 0) {
-        const struct rf_bigram b = rf_heap_pop(&c->heap);
-        struct rf_sym *l = &c->syms[b.left], *r = &c->syms[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size) continue; /* stale */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0) c->syms[r->next].prev = b.left;
-        RF_TRY(try_bigram(c, l->prev, b.left));
-        RF_TRY(try_bigram(c, b.left, l->next));
-    }
-    return RF_OK;
 }
 
 /* <0xNN>, else the byte as a one-byte token, else the unknown token. */
@@ -88,7 +72,7 @@ static rf_status run(struct spm_ctx *c, struct rf_bytes *esc, struct rf_ids *out
     c->s = esc->p;
     const int32_t n_syms = rf_syms_init(esc->p, esc->n, &c->syms, &c->syms_cap);
     if (n_syms < 0) return rf_fail(RF_STATUS_NOMEM, "tokenizer: out of memory");
-    RF_TRY(merge_all(c, n_syms));
+    RF_TRY(rf_merge_symbols(c->syms, n_syms, &c->heap, try_bigram, c));
     for (int32_t i = 0; i < n_syms; i++)
         if (c->syms[i].n > 0) RF_TRY(emit(c, &c->syms[i], out));
     return RF_OK;
