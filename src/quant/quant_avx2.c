@@ -1,5 +1,7 @@
 /* AVX2/FMA/F16C kernels of the float and 32-element block types, and the
  * activation quantizers Q8_0/Q8_1/F16. */
+#include <math.h>
+
 #include "quant/avx2_common.h"
 #include "quant/quant_avx2.h"
 #include "quant/quant_impl.h"
@@ -89,17 +91,19 @@ void rf_to_float_f16_avx2(const void *vx, float *y, int64_t n)
     for (; i < n; i++) y[i] = _cvtsh_ss(x[i]);
 }
 
-/* ---- activation quantizers, bit-exact with the reference for finite input ----
+/* ---- activation quantizers ----
+ * Not the reference rounding: these compute what ggml's AVX2 quantizers compute, so
+ * that products match llama.cpp bit for bit (see bench/NOTES.md, "Numerics vs
+ * llama.cpp"): d = amax/127, codes = x * (127/amax) (not x/d) rounded half to even
+ * (not half away from zero). Codes differ from the reference only where x*id lands
+ * within an ulp of a .5 tie.
  * (For NaN or inf input the codes are unspecified, as long as nothing is undefined:
- * the reference clamps, these kernels rely on the saturating packs.) */
+ * these kernels rely on the saturating packs.) */
 
-/* roundf(v) as int32 for |v| <= 128: trunc(v + copysign(h, v)) with h the float
- * just below 0.5 equals roundf on that range (checked exhaustively), unlike
- * adding 0.5. */
+/* Round half to even as int32 (|v| <= 127.5 after scaling, so no overflow). */
 static inline __m256i round_q8(__m256 v)
 {
-    const __m256 h = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(0.49999997f));
-    return _mm256_cvttps_epi32(_mm256_add_ps(v, h));
+    return _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
 /* Four i32x8 (elements 0..31 in order) -> 32 int8 in order (saturating). */
@@ -147,15 +151,16 @@ REDUCE8(__m256i, _mm256_add_epi32, _mm256_unpacklo_epi32, _mm256_unpackhi_epi32,
         _mm256_unpackhi_epi64, _mm256_permute2x128_si256)
 
 /* Eight blocks at p (bs bytes apart; qs at byte 2 or 4): d = amax/127 and
- * id = 1/d as vectors (one division each for eight blocks, correctly rounded as
- * the scalar ones), codes stored, d and the code sums returned per lane. */
+ * id = 127/amax as vectors (one division each for eight blocks, correctly rounded
+ * as the scalar ones), codes stored, d and the code sums returned per lane. */
 static inline void quant8_q8(const float *x, uint8_t *p, size_t bs, size_t qs_off, __m256 *dv, __m256i *sums)
 {
     __m256 m[8];
     for (int b = 0; b < 8; b++) m[b] = abs_max32(x + 32 * b);
-    const __m256 d = _mm256_div_ps(reduce8__mm256_max_ps(m), _mm256_set1_ps(127.0f));
-    const __m256 nz = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_OQ);
-    const __m256 id = _mm256_and_ps(nz, _mm256_div_ps(_mm256_set1_ps(1.0f), d));
+    const __m256 amax = reduce8__mm256_max_ps(m);
+    const __m256 d = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
+    const __m256 nz = _mm256_cmp_ps(amax, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+    const __m256 id = _mm256_and_ps(nz, _mm256_div_ps(_mm256_set1_ps(127.0f), amax));
     __m256i s[8];
     for (int b = 0; b < 8; b++)
         s[b] = codes_q8(x + 32 * b, _mm256_permutevar8x32_ps(id, _mm256_set1_epi32(b)), (int8_t *)(p + b * bs + qs_off));
@@ -173,9 +178,9 @@ static inline void store_halves8(__m256 v, uint8_t *p, size_t bs)
 /* One block: the f32 scale, codes to qs, returns the code sum. */
 static inline int quant1_q8(const float *x, float *dout, int8_t *qs)
 {
-    const float d = rf_hmax_ps(abs_max32(x)) / 127.0f;
-    *dout = d;
-    return rf_hsum_epi32(codes_q8(x, _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f), qs));
+    const float amax = rf_hmax_ps(abs_max32(x));
+    *dout = amax / 127.0f;
+    return rf_hsum_epi32(codes_q8(x, _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f), qs));
 }
 
 void rf_from_float_q8_0_avx2(const float *x, void *vy, int64_t n)
@@ -221,15 +226,11 @@ void rf_from_float_q8_1_avx2(const float *x, void *vy, int64_t n)
  * a compile-time constant after inlining): the weight codes and scales are
  * unpacked once and used for every activation row. vec_dot is the nt = 1
  * instance and vec_dot_multi runs groups of 3, 2, 1, so both give bit-identical
- * results for a (row, activation) pair. Two shapes, whichever measured faster on
- * Zen 3 for the type:
- *  - per block (signed codes with Q8_0): isum as i32x8, converted and multiplied by
- *    the broadcast scale (f16 scales through rf_f16_table) into one of two
- *    accumulators (even/odd blocks);
- *  - four blocks at a time (unsigned codes with Q8_1: Q4_1, Q5_1): the i16 pair sums
- *    of the four blocks reduced together by vphaddw (|sum of 4 pairs| <=
- *    4*2*31*128 fits i16), one convert and one FMA per four blocks; scales of the
- *    four blocks converted by one vcvtph2ps per operand. */
+ * results for a (row, activation) pair. Per block: the i32x8 lane sums of the
+ * code products (lane j: bytes 4j..4j+3), converted and multiplied by the scale
+ * product into a single accumulator per token, blocks in order; this is the
+ * rounding order of ggml's AVX2 kernels, which the model numerics rely on (the
+ * tokens of a tile give the independent chains that hide the FMA latency). */
 
 #define RF_INLINE static inline __attribute__((always_inline))
 #define MAXT 3
@@ -271,20 +272,17 @@ RF_INLINE void step_q8_0(const uint8_t *xb, const uint8_t *y, size_t ys, int64_t
     }
 }
 
+/* One accumulator per token, blocks in order, then one horizontal sum: ggml's
+ * AVX2 q8_0 dot and its tinyBLAS Q8_0 product both round in this order. */
 RF_INLINE void dot_q8_0_body(int64_t n, float *s, size_t ss, const uint8_t *x, const uint8_t *y, size_t ys,
                              int nt, enum q8_0_kind k)
 {
     const size_t bx = block_bytes_signed(k);
     const int64_t nb = n / 32;
-    __m256 a0[MAXT], a1[MAXT];
-    for (int t = 0; t < nt; t++) a0[t] = a1[t] = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        step_q8_0(x + (size_t)i * bx, y, ys, i, k, nt, a0);
-        step_q8_0(x + (size_t)(i + 1) * bx, y, ys, i + 1, k, nt, a1);
-    }
-    if (i < nb) step_q8_0(x + (size_t)i * bx, y, ys, i, k, nt, a0);
-    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(_mm256_add_ps(a0[t], a1[t]));
+    __m256 acc[MAXT];
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) step_q8_0(x + (size_t)i * bx, y, ys, i, k, nt, acc);
+    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(acc[t]);
 }
 
 /* Unsigned codes of one block at p, for the types dotted with Q8_1. */
@@ -294,66 +292,33 @@ RF_INLINE __m256i codes_unsigned(const uint8_t *p, int q5)
     return _mm256_or_si256(rf_nibbles32(p + 8), _mm256_and_si256(rf_bits_to_bytes32(p + 4), _mm256_set1_epi8(0x10)));
 }
 
-/* (d, m) of four x blocks or (d, s) of four y blocks, dwords at a stride. */
-RF_INLINE __m256 scales4(const uint8_t *p, size_t stride)
-{
-    const __m128i h = _mm_setr_epi32(rf_ld32(p), rf_ld32(p + stride), rf_ld32(p + 2 * stride),
-                                     rf_ld32(p + 3 * stride));
-    return _mm256_cvtph_ps(h);
-}
-
-/* Sum of each of four blocks' i16 pair sums: i32 lanes [b0 b1 b2 b3 | b0 b1 b2 b3]
- * (low and high 128-bit halves hold partial sums). */
-RF_INLINE __m256i reduce4_i16(__m256i p0, __m256i p1, __m256i p2, __m256i p3)
-{
-    const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3));
-    return _mm256_madd_epi16(h, _mm256_set1_epi16(1));
-}
-
-/* Q4_1/Q5_1 x Q8_1: per block isum * dx*dy + mx*sy. The scale product sc holds
- * dx*dy in even lanes and mx*sy in odd lanes; am sums the latter. */
+/* Q4_1/Q5_1 x Q8_1: per block, acc += (dx*dy) * isum lanes and summ = fma(mx, sy,
+ * summ) (one rounding: ggml's build contracts it); the result is hsum(acc) + summ.
+ * This is ggml's AVX2 q4_1.q8_1 rounding sequence, so products match llama.cpp. */
 RF_INLINE void dot_q8_1_body(int64_t n, float *s, size_t ss, const uint8_t *x, const uint8_t *y, size_t ys,
                              int nt, int q5)
 {
     const size_t bx = q5 ? sizeof(struct rf_block_q5_1) : sizeof(struct rf_block_q4_1);
     const size_t by = sizeof(struct rf_block_q8_1);
     const int64_t nb = n / 32;
-    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
-    __m256 a[MAXT], am[MAXT];
+    __m256 acc[MAXT];
     float summ[MAXT];
     for (int t = 0; t < nt; t++) {
-        a[t] = am[t] = _mm256_setzero_ps();
+        acc[t] = _mm256_setzero_ps();
         summ[t] = 0.0f;
     }
-    int64_t i = 0;
-    for (; i + 4 <= nb; i += 4) {
-        const uint8_t *xb = x + (size_t)i * bx;
-        const __m256 sx = scales4(xb, bx);
-        const __m256i c0 = codes_unsigned(xb, q5), c1 = codes_unsigned(xb + bx, q5);
-        const __m256i c2 = codes_unsigned(xb + 2 * bx, q5), c3 = codes_unsigned(xb + 3 * bx, q5);
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *yb = y + (size_t)t * ys + (size_t)i * by;
-            const __m256 sc = _mm256_mul_ps(sx, scales4(yb, by));
-            am[t] = _mm256_add_ps(am[t], sc);
-            const __m256i q = reduce4_i16(
-                _mm256_maddubs_epi16(c0, load32(yb + 4)), _mm256_maddubs_epi16(c1, load32(yb + by + 4)),
-                _mm256_maddubs_epi16(c2, load32(yb + 2 * by + 4)), _mm256_maddubs_epi16(c3, load32(yb + 3 * by + 4)));
-            a[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sc, even), _mm256_cvtepi32_ps(q), a[t]);
-        }
-    }
-    for (; i < nb; i++) {
+    for (int64_t i = 0; i < nb; i++) {
         const uint8_t *xb = x + (size_t)i * bx;
         const __m256i c = codes_unsigned(xb, q5);
         const float dx = F16(ld_h(xb)), mx = F16(ld_h(xb + 2));
         for (int t = 0; t < nt; t++) {
             const uint8_t *yb = y + (size_t)t * ys + (size_t)i * by;
             const __m256i p = rf_dot_u8s8(c, load32(yb + 4));
-            a[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * F16(ld_h(yb))), _mm256_cvtepi32_ps(p), a[t]);
-            summ[t] += mx * F16(ld_h(yb + 2));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * F16(ld_h(yb))), _mm256_cvtepi32_ps(p), acc[t]);
+            summ[t] = fmaf(mx, F16(ld_h(yb + 2)), summ[t]);
         }
     }
-    for (int t = 0; t < nt; t++)
-        s[(size_t)t * ss] = rf_hsum_ps(a[t]) + (rf_hsum_ps(_mm256_blend_ps(_mm256_setzero_ps(), am[t], 0xAA)) + summ[t]);
+    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(acc[t]) + summ[t];
 }
 
 /* vec_dot and vec_dot_multi of one type from its body. */

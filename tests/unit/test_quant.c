@@ -7,7 +7,10 @@
  * ggml's reference algorithm in the fixture script). No type needs a tolerance.
  * Exceptions, by design: NaN inputs are outside the contract (F16 NaN payloads may
  * differ; the fixtures hold no NaN halves), and Q8_1's size is 36 bytes where
- * gguf-py 0.19's GGML_QUANT_SIZES still lists the old 40-byte f32 layout. */
+ * gguf-py 0.19's GGML_QUANT_SIZES still lists the old 40-byte f32 layout. The live
+ * (SIMD) Q8_0/Q8_1 quantizers round activations as ggml's AVX2 ones do (codes of
+ * x * (127/amax), half to even) so that products match llama.cpp bit for bit; they
+ * are held byte for byte to act_q8_model below, the reference ones to gguf-py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,6 +35,35 @@ static bool simd_active(void)
 {
     const char *ref_only = getenv("RF_QUANT_REF");
     return rf_cpu_has_avx2() && !(ref_only && *ref_only && *ref_only != '0');
+}
+
+/* The rounding of the live activation quantizers (SIMD only): per 32-block
+ * d = amax/127, codes rint(x * (127/amax)) (half to even), Q8_1's s = d * sum. */
+static void act_q8_model(enum rf_type type, const float *x, uint8_t *out, int64_t n)
+{
+    const bool q81 = type == RF_TYPE_Q8_1;
+    const size_t bs = q81 ? sizeof(struct rf_block_q8_1) : sizeof(struct rf_block_q8_0);
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *xb = x + 32 * b;
+        uint8_t *o = out + (size_t)b * bs;
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        for (int i = 0; i < 32; i++) {
+            const int q = (int)rintf(xb[i] * id);
+            o[(q81 ? 4 : 2) + i] = (uint8_t)(int8_t)q;
+            sum += q;
+        }
+        const uint16_t dh = rf_fp32_to_fp16(d), sh = rf_fp32_to_fp16(d * (float)sum);
+        memcpy(o, &dh, 2);
+        if (q81) memcpy(o + 2, &sh, 2);
+    }
+}
+
+static bool live_act_q8(enum rf_type type)
+{
+    return simd_active() && (type == RF_TYPE_Q8_0 || type == RF_TYPE_Q8_1);
 }
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -285,14 +317,20 @@ static void check_quant(enum rf_type type)
     const uint8_t *want = buf + 16 + (size_t)n * 4;
     uint8_t *got = malloc(nbytes);
     const struct rf_type_traits *impl[2] = {rf_type_traits_ref(type), rf_type_traits(type)};
+    uint8_t *model = malloc(nbytes);
     for (int k = 0; k < 2; k++) {
         memset(got, 0xAB, nbytes);
         impl[k]->from_float(x, got, n);
+        if (k == 1 && live_act_q8(type)) {
+            act_q8_model(type, x, model, n);
+            want = model;
+        }
         for (uint32_t i = 0; i < nbytes; i++)
             if (got[i] != want[i])
                 fail_msg("%s %s: byte %u (block %u) = 0x%02x, gguf-py 0x%02x", rf_type_name(type),
                          k ? "live" : "ref", i, i / (uint32_t)impl[k]->type_size, got[i], want[i]);
     }
+    free(model);
     free(got);
     free(x);
     free(buf);
@@ -519,7 +557,8 @@ static void test_live_quant_matches_ref(void **state)
                 x[77] = -INFINITY;
                 x[200] = -NAN;
             }
-            r->from_float(x, a, n);
+            if (live_act_q8(id)) act_q8_model(id, x, a, n);
+            else r->from_float(x, a, n);
             t->from_float(x, b, n);
             for (size_t i = skip; i < rf_row_size(id, n); i++)
                 if (a[i] != b[i]) fail_msg("%s rep %d: byte %zu live 0x%02x ref 0x%02x", t->name, rep, i, b[i], a[i]);
@@ -527,6 +566,25 @@ static void test_live_quant_matches_ref(void **state)
         free(b);
         free(a);
         free(x);
+    }
+}
+
+/* amax 127 makes the scale 1: .5 ties go to even in the live quantizers (as
+ * ggml's AVX2 ones), away from zero in the reference (as ggml's and gguf-py's). */
+static void test_act_q8_ties(void **state)
+{
+    (void)state;
+    float x[32] = {127.0f, 2.5f, -3.5f, 0.5f, 1.5f, -0.5f};
+    const int8_t even[6] = {127, 2, -4, 0, 2, 0}, away[6] = {127, 3, -4, 1, 2, -1};
+    const enum rf_type types[2] = {RF_TYPE_Q8_0, RF_TYPE_Q8_1};
+    for (int k = 0; k < 2; k++) {
+        const size_t off = types[k] == RF_TYPE_Q8_1 ? 4 : 2;
+        uint8_t blk[40];
+        rf_type_traits_ref(types[k])->from_float(x, blk, 32);
+        assert_memory_equal(blk + off, away, 6);
+        if (!simd_active()) continue;
+        rf_type_traits(types[k])->from_float(x, blk, 32);
+        assert_memory_equal(blk + off, even, 6);
     }
 }
 
@@ -556,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_names_and_unknown_ids),
         cmocka_unit_test(test_row_size),
         cmocka_unit_test(test_init_idempotent),
+        cmocka_unit_test(test_act_q8_ties),
         cmocka_unit_test(test_dequant_F32),
         cmocka_unit_test(test_dequant_F16),
         cmocka_unit_test(test_dequant_BF16),
