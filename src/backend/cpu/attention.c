@@ -5,9 +5,13 @@
  * query heads that share it, token): K and V rows are read in blocks, each block
  * used by every query head of the group while it is in L1.
  *
- * Numerics follow ggml's CPU path (no flash attention): q rounded to f16, q.k with
- * exact products summed in f32, softmax in f32, the normalized weights rounded to
- * f16, then the weighted sum of V in f32. */
+ * Numerics follow ggml's CPU path (no flash attention) bit for bit: q rounded to
+ * f16, q.k with exact products summed in f32 (in tinyBLAS's or vec_dot's order),
+ * softmax with ggml's expf and a double sum, the normalized weights rounded to f16,
+ * then the weighted sum of V in f32 (same orders). Rows start at cache row 0 as
+ * llama.cpp's do; with a sliding window (rows from lo > 0) the partial-sum lanes
+ * are shifted against llama.cpp's masked full rows, so only there results may
+ * differ in the last bits. */
 #include <math.h>
 
 #include "backend/cpu/cpu_internal.h"
@@ -37,8 +41,10 @@ static void rope_apply(const struct rope_job *j, float *xt, int i0, int n, const
             float *a = j->neox ? xr + i0 + i : xr + 2 * (i0 + i);
             float *b = j->neox ? a + half : a + 1;
             const float x0 = *a, x1 = *b;
-            *a = x0 * cs[i] - x1 * sn[i];
-            *b = x0 * sn[i] + x1 * cs[i];
+            /* Which product is fused and which rounded alone is what ggml's build
+             * does (measured against llama.cpp); it keeps q and k bit-exact. */
+            *a = fmaf(x0, cs[i], -(x1 * sn[i]));
+            *b = fmaf(x0, sn[i], x1 * cs[i]);
         }
     }
 }
@@ -131,6 +137,7 @@ struct attn_job {
     int gs;    /* query heads per task */
     int n_sub; /* tasks per KV head and token */
     int64_t max_vis;
+    int kq_lanes, kqv_lanes; /* summation orders, RF_LANES_* */
 };
 
 /* First cache row token t sees; it sees rows lo..pos. */
@@ -152,7 +159,7 @@ static void attn_scores(const struct attn_job *j, const float *qf, int ng, int k
         const int64_t nr = nvis - r0 < ATTN_ROWS ? nvis - r0 : ATTN_ROWS;
         const uint16_t *kr = j->kc + (size_t)(lo + r0) * width + (size_t)kvh * hd;
         for (int h = 0; h < ng; h++)
-            k->dot_f16_rows(qf + h * hd, kr, width, nr, hd, s + h * nvis + r0);
+            k->dot_f16_rows(qf + h * hd, kr, width, nr, hd, s + h * nvis + r0, j->kq_lanes);
     }
     k->scale(s, p->scale, ng * nvis);
     if (p->softcap != 0.0f)
@@ -165,7 +172,8 @@ static void attn_softmax(const struct rf_cpu_kernels *k, float *s, int ng, int64
     for (int h = 0; h < ng; h++) {
         float *sh = s + h * nvis, m = -INFINITY;
         for (int64_t r = 0; r < nvis; r++) m = sh[r] > m ? sh[r] : m;
-        const float inv = 1.0f / k->softmax_exp(sh, m, nvis);
+        /* 1/sum in double, then f32: ggml's soft_max. */
+        const float inv = (float)(1.0 / k->softmax_exp(sh, m, nvis));
         /* Normalized weights go through f16 before meeting V, as in ggml's CPU path
          * (the f16 V product converts its other operand), so the numerics match. */
         k->scale_round_f16(sh, inv, sh, nvis);
@@ -190,16 +198,12 @@ static void attn_task(void *varg, int64_t id, int ith)
     k->scale_round_f16(j->q + (t * p->n_head + h0) * hd, 1.0f, qf, ng * hd);
     attn_scores(j, qf, ng, kvh, lo, nvis, s);
     attn_softmax(k, s, ng, nvis);
-    /* The group's output rows are contiguous: (ng, hd) at ot, accumulated in place. */
+    /* The group's output rows are contiguous: (ng, hd) at ot. */
     float *ot = j->out + (t * p->n_head + h0) * hd;
-    for (int i = 0; i < ng * hd; i++) ot[i] = 0;
     const size_t width = (size_t)p->n_head_kv * (size_t)hd;
-    for (int64_t r0 = 0; r0 < nvis; r0 += ATTN_ROWS) {
-        const int64_t nr = nvis - r0 < ATTN_ROWS ? nvis - r0 : ATTN_ROWS;
-        const uint16_t *vr = j->vc + (size_t)(lo + r0) * width + (size_t)kvh * hd;
-        for (int h = 0; h < ng; h++)
-            k->axpy_f16_rows(ot + h * hd, s + h * nvis + r0, vr, width, nr, hd);
-    }
+    const uint16_t *vr = j->vc + (size_t)lo * width + (size_t)kvh * hd;
+    for (int h = 0; h < ng; h++)
+        k->wsum_f16_rows(ot + h * hd, s + h * nvis, vr, width, nvis, hd, j->kqv_lanes);
 }
 
 static rf_status attn_check(const struct rf_attn_params *p)
@@ -244,6 +248,11 @@ rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_cache,
                          .out = out,
                          .n_rep = p->n_head / p->n_head_kv};
     attn_split(&j, c->nth);
+    /* ggml's CPU path takes tinyBLAS for the f16 products of a batch (when the
+     * shapes tile: k % 8, m % 4) and vec_dot for a single token; each has its own
+     * summation order, followed here so that the results match it bit for bit. */
+    j.kq_lanes = p->n_tok >= 2 && p->head_dim % 8 == 0 ? RF_LANES_GEMM : RF_LANES_VEC;
+    j.kqv_lanes = p->n_tok >= 2 && p->head_dim % 4 == 0 ? RF_LANES_GEMM : RF_LANES_VEC;
     for (int64_t t = 0; t < p->n_tok; t++) {
         const int64_t nvis = p->pos[t] - first_row(p, t) + 1;
         if (nvis > j.max_vis) j.max_vis = nvis;

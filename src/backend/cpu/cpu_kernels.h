@@ -9,6 +9,10 @@
 #define GELU_SQRT_2_OVER_PI 0.79788456080286535588f
 #define GELU_COEF_A 0.044715f
 
+/* Summation orders of the f16 attention products (see dot_f16_rows). */
+#define RF_LANES_GEMM 8
+#define RF_LANES_VEC 32
+
 struct rf_cpu_kernels {
     const char *name;
     /* sum a[i]*b[i] in f32. */
@@ -26,14 +30,21 @@ struct rf_cpu_kernels {
     /* y[i] = x[i] * s rounded to f16 (round to nearest even), kept as f32. */
     void (*scale_round_f16)(const float *x, float s, float *y, int64_t n);
     /* out[r] = sum_i q[i] * k[r * k_stride + i] for r < n_rows, f32 sums; q holds
-     * values representable in f16, so the products are exact. */
+     * values representable in f16, so the products are exact. lanes names the
+     * summation order (the SIMD kernels follow it, the scalar ones need not):
+     * RF_LANES_GEMM: lane i % 8 sums its products in order, then the 8 lanes are
+     * added as ggml's tinyBLAS does; RF_LANES_VEC: lane i % 32, ggml's f16 vec_dot
+     * (four registers reduced pairwise, remainders past n & ~31 added in double). */
     void (*dot_f16_rows)(const float *q, const uint16_t *k, size_t k_stride, int64_t n_rows,
-                         int64_t n, float *out);
-    /* acc[i] += sum_r w[r] * v[r * v_stride + i] for r < n_rows, i < n. */
-    void (*axpy_f16_rows)(float *acc, const float *w, const uint16_t *v, size_t v_stride,
-                          int64_t n_rows, int64_t n);
-    /* s[i] = exp(s[i] - max); returns the sum. */
-    float (*softmax_exp)(float *s, float max, int64_t n);
+                         int64_t n, float *out, int lanes);
+    /* out[i] = sum_r w[r] * v[r * v_stride + i] for r < n_rows, i < n: the same two
+     * orders over r (partial sums by r % lanes, combined as dot_f16_rows). */
+    void (*wsum_f16_rows)(float *out, const float *w, const uint16_t *v, size_t v_stride,
+                          int64_t n_rows, int64_t n, int lanes);
+    /* s[i] = exp(s[i] - max); returns the sum in double. The AVX2 kernel uses
+     * ggml's vectorized expf and adds each group of 8 in f32 before the double sum,
+     * as ggml's soft_max. */
+    double (*softmax_exp)(float *s, float max, int64_t n);
 };
 
 extern const struct rf_cpu_kernels rf_cpu_kernels_scalar;

@@ -67,9 +67,11 @@ static void scale_round_f16(const float *x, float s, float *y, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] = rf_fp16_to_fp32(rf_fp32_to_fp16(x[i] * s));
 }
 
+/* The scalar kernels sum in index order whatever the lanes argument. */
 static void dot_f16_rows(const float *q, const uint16_t *k, size_t k_stride, int64_t n_rows,
-                         int64_t n, float *out)
+                         int64_t n, float *out, int lanes)
 {
+    (void)lanes;
     for (int64_t r = 0; r < n_rows; r++) {
         const uint16_t *kr = k + (size_t)r * k_stride;
         float s = 0;
@@ -78,23 +80,25 @@ static void dot_f16_rows(const float *q, const uint16_t *k, size_t k_stride, int
     }
 }
 
-static void axpy_f16_rows(float *acc, const float *w, const uint16_t *v, size_t v_stride,
-                          int64_t n_rows, int64_t n)
+static void wsum_f16_rows(float *out, const float *w, const uint16_t *v, size_t v_stride,
+                          int64_t n_rows, int64_t n, int lanes)
 {
+    (void)lanes;
+    for (int64_t i = 0; i < n; i++) out[i] = 0;
     for (int64_t r = 0; r < n_rows; r++) {
         const uint16_t *vr = v + (size_t)r * v_stride;
-        for (int64_t i = 0; i < n; i++) acc[i] += w[r] * rf_fp16_to_fp32(vr[i]);
+        for (int64_t i = 0; i < n; i++) out[i] += w[r] * rf_fp16_to_fp32(vr[i]);
     }
 }
 
-static float softmax_exp(float *s, float max, int64_t n)
+static double softmax_exp(float *s, float max, int64_t n)
 {
     double sum = 0;
     for (int64_t i = 0; i < n; i++) {
         s[i] = expf(s[i] - max);
         sum += s[i];
     }
-    return (float)sum;
+    return sum;
 }
 
 const struct rf_cpu_kernels rf_cpu_kernels_scalar = {
@@ -109,6 +113,6 @@ const struct rf_cpu_kernels rf_cpu_kernels_scalar = {
     .to_f16 = to_f16,
     .scale_round_f16 = scale_round_f16,
     .dot_f16_rows = dot_f16_rows,
-    .axpy_f16_rows = axpy_f16_rows,
+    .wsum_f16_rows = wsum_f16_rows,
     .softmax_exp = softmax_exp,
 };

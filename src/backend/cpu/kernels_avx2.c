@@ -17,27 +17,39 @@ static inline float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* e^x to ~2 ulp for x in [-87, 88]; inputs outside are clamped (so e^-1000 gives
- * 1.6e-38, not 0), NaN stays NaN. x = n ln2 + r with |r| <= ln2/2, e^r by its
- * degree-6 Taylor polynomial (truncation ~1e-7 relative). */
+/* e^x as ggml's AVX2 expf computes it (to ~1.5 ulp), so that softmax and SiLU
+ * match llama.cpp bit for bit: x = n ln2 + b with n = round(x / ln2) (by adding
+ * 1.5 * 2^23), ln2 split in two parts for b, e^b - 1 by a degree-5 polynomial
+ * in b (even and odd halves in b^2), and 2^n added into the exponent bits. For
+ * |n| > 126 the scale 2^n is split in two factors so that results near the ends
+ * of the range come out right (|n| > 192: +inf or 0). -inf gives 0. */
 static inline __m256 exp256(__m256 x)
 {
-    /* min/max return the second operand on NaN: constants first keeps NaN. */
-    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), _mm256_min_ps(_mm256_set1_ps(88.0f), x));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    const __m256i e =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
+    const __m256 n = _mm256_sub_ps(z, shift);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_set1_epi32(0x3f800000)));
+    const __m256 abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    const __m256 big = _mm256_cmp_ps(abs_n, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 hi = _mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f));
+    const __m256 lo = _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f));
+    const __m256 j = _mm256_fmadd_ps(_mm256_fmadd_ps(hi, u, lo), u,
+                                     _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    if (!_mm256_movemask_ps(big)) return _mm256_fmadd_ps(j, k, k);
+    /* 2^n = s1 * s2 with s1 = 2^(+-127) (sign of n) folded out of the exponent. */
+    const __m256i g = _mm256_and_si256(
+        _mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+        _mm256_set1_epi32((int)0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256 huge = _mm256_cmp_ps(abs_n, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+    const __m256 scaled = _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1);
+    const __m256 mid = _mm256_blendv_ps(_mm256_fmadd_ps(k, j, k), scaled, big);
+    return _mm256_blendv_ps(mid, _mm256_mul_ps(s1, s1), huge);
 }
 
 /* x / (1 + e^-x), the same formula both for silu and (with 2y) for tanh-GELU. */
@@ -66,20 +78,13 @@ static float dot_f32(const float *a, const float *b, int64_t n)
     return s;
 }
 
+/* Squares rounded to f32, summed in double strictly in order: ggml's rms_norm sums
+ * this way, and the norm's scale must match it bit for bit. The chain of dependent
+ * double adds costs ~4 cycles an element (2.3k cycles a 576 row). */
 static double sum_sq(const float *x, int64_t n)
 {
-    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 v = _mm256_loadu_ps(x + i);
-        const __m256 sq = _mm256_mul_ps(v, v);
-        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
-        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
-    }
-    double lanes[4];
-    _mm256_storeu_pd(lanes, _mm256_add_pd(s0, s1));
-    double s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-    for (; i < n; i++) s += (double)(x[i] * x[i]);
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += (double)(x[i] * x[i]);
     return s;
 }
 
@@ -168,96 +173,111 @@ static void scale_round_f16(const float *x, float s, float *y, int64_t n)
     for (; i < n; i++) y[i] = rf_fp16_to_fp32(rf_fp32_to_fp16(x[i] * s));
 }
 
-/* Four rows at a time: one accumulator each, reduced together at the end. */
-static void dot_f16_rows(const float *q, const uint16_t *k, size_t k_stride, int64_t n_rows,
-                         int64_t n, float *out)
+/* The reduction of ggml's f16 vec_dot: registers 0+2 and 1+3, then those two,
+ * then the halves, then two horizontal adds. */
+static inline float reduce_vec4(const __m256 a[4])
 {
-    const int64_t n8 = n & ~(int64_t)7;
-    int64_t r = 0;
-    for (; r + 4 <= n_rows; r += 4) {
-        const uint16_t *k0 = k + (size_t)r * k_stride, *k1 = k0 + k_stride;
-        const uint16_t *k2 = k1 + k_stride, *k3 = k2 + k_stride;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-        for (int64_t i = 0; i < n8; i += 8) {
-            const __m256 qv = _mm256_loadu_ps(q + i);
-            a0 = _mm256_fmadd_ps(qv, load_f16(k0 + i), a0);
-            a1 = _mm256_fmadd_ps(qv, load_f16(k1 + i), a1);
-            a2 = _mm256_fmadd_ps(qv, load_f16(k2 + i), a2);
-            a3 = _mm256_fmadd_ps(qv, load_f16(k3 + i), a3);
-        }
-        /* Lane sums of a0..a3 as four floats: hadd pairs, then the two 128-bit halves. */
-        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        float s[4];
-        _mm_storeu_ps(s, s4);
-        for (int64_t i = n8; i < n; i++) {
-            s[0] += q[i] * rf_fp16_to_fp32(k0[i]);
-            s[1] += q[i] * rf_fp16_to_fp32(k1[i]);
-            s[2] += q[i] * rf_fp16_to_fp32(k2[i]);
-            s[3] += q[i] * rf_fp16_to_fp32(k3[i]);
-        }
-        memcpy(out + r, s, sizeof s);
-    }
-    for (; r < n_rows; r++) {
-        const uint16_t *kr = k + (size_t)r * k_stride;
+    const __m256 x = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+    const __m128 t = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    const __m128 h = _mm_hadd_ps(t, t);
+    return _mm_cvtss_f32(_mm_hadd_ps(h, h));
+}
+
+/* One row: the lanes' partial sums (see RF_LANES_*), reduced in that order. */
+static float dot_f16_row(const float *q, const uint16_t *k, int64_t n, int lanes)
+{
+    if (lanes == RF_LANES_GEMM) {
         __m256 a = _mm256_setzero_ps();
-        for (int64_t i = 0; i < n8; i += 8)
-            a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(kr + i), a);
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(k + i), a);
         float s = hsum(a);
-        for (int64_t i = n8; i < n; i++) s += q[i] * rf_fp16_to_fp32(kr[i]);
-        out[r] = s;
+        for (; i < n; i++) s += q[i] * rf_fp16_to_fp32(k[i]);
+        return s;
     }
-}
-
-/* 32 accumulators (four registers) stay in registers across all rows. */
-static void axpy_f16_rows(float *acc, const float *w, const uint16_t *v, size_t v_stride,
-                          int64_t n_rows, int64_t n)
-{
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
     int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256 a0 = _mm256_loadu_ps(acc + i), a1 = _mm256_loadu_ps(acc + i + 8);
-        __m256 a2 = _mm256_loadu_ps(acc + i + 16), a3 = _mm256_loadu_ps(acc + i + 24);
-        for (int64_t r = 0; r < n_rows; r++) {
-            const uint16_t *vr = v + (size_t)r * v_stride + i;
-            const __m256 wr = _mm256_set1_ps(w[r]);
-            a0 = _mm256_fmadd_ps(wr, load_f16(vr), a0);
-            a1 = _mm256_fmadd_ps(wr, load_f16(vr + 8), a1);
-            a2 = _mm256_fmadd_ps(wr, load_f16(vr + 16), a2);
-            a3 = _mm256_fmadd_ps(wr, load_f16(vr + 24), a3);
-        }
-        _mm256_storeu_ps(acc + i, a0);
-        _mm256_storeu_ps(acc + i + 8, a1);
-        _mm256_storeu_ps(acc + i + 16, a2);
-        _mm256_storeu_ps(acc + i + 24, a3);
-    }
-    for (; i + 8 <= n; i += 8) {
-        __m256 a = _mm256_loadu_ps(acc + i);
-        for (int64_t r = 0; r < n_rows; r++)
-            a = _mm256_fmadd_ps(_mm256_set1_ps(w[r]), load_f16(v + (size_t)r * v_stride + i), a);
-        _mm256_storeu_ps(acc + i, a);
-    }
-    for (; i < n; i++)
-        for (int64_t r = 0; r < n_rows; r++)
-            acc[i] += w[r] * rf_fp16_to_fp32(v[(size_t)r * v_stride + i]);
+    for (; i + 32 <= n; i += 32)
+        for (int j = 0; j < 4; j++)
+            a[j] = _mm256_fmadd_ps(load_f16(k + i + 8 * j), _mm256_loadu_ps(q + i + 8 * j), a[j]);
+    double s = reduce_vec4(a);
+    for (; i < n; i++) s += (double)(q[i] * rf_fp16_to_fp32(k[i]));
+    return (float)s;
 }
 
-static float softmax_exp(float *s, float max, int64_t n)
+static void dot_f16_rows(const float *q, const uint16_t *k, size_t k_stride, int64_t n_rows,
+                         int64_t n, float *out, int lanes)
+{
+    for (int64_t r = 0; r < n_rows; r++) out[r] = dot_f16_row(q, k + (size_t)r * k_stride, n, lanes);
+}
+
+/* Combines the partial sums p[0..lanes) of 8 columns (see RF_LANES_*). */
+static inline __m256 reduce_partials(const __m256 *p, int lanes)
+{
+    if (lanes == RF_LANES_GEMM) {
+        /* tinyBLAS's hsum of the 8 lanes: t_l = p_l + p_(l+4), (t0 + t2) + (t1 + t3) */
+        const __m256 t0 = _mm256_add_ps(p[4], p[0]), t1 = _mm256_add_ps(p[5], p[1]);
+        const __m256 t2 = _mm256_add_ps(p[6], p[2]), t3 = _mm256_add_ps(p[7], p[3]);
+        return _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3));
+    }
+    /* vec_dot's: x_l = (p_l + p_(l+16)) + (p_(l+8) + p_(l+24)), t_l = x_l + x_(l+4),
+     * (t0 + t1) + (t2 + t3) */
+    __m256 x[8];
+    for (int l = 0; l < 8; l++)
+        x[l] = _mm256_add_ps(_mm256_add_ps(p[l], p[l + 16]), _mm256_add_ps(p[l + 8], p[l + 24]));
+    __m256 t[4];
+    for (int l = 0; l < 4; l++) t[l] = _mm256_add_ps(x[l], x[l + 4]);
+    return _mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3]));
+}
+
+/* 8 columns at a time: partial sums by r % lanes, each lane an FMA chain in r
+ * order (rows past the end of a lane group add nothing, as the zero weights of
+ * llama.cpp's masked cache rows). Column tails go through the same steps in
+ * scalar FMAs. */
+static void wsum_f16_rows(float *out, const float *w, const uint16_t *v, size_t v_stride,
+                          int64_t n_rows, int64_t n, int lanes)
+{
+    const int mask = lanes - 1;
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8) {
+        __m256 p[RF_LANES_VEC];
+        for (int l = 0; l < lanes; l++) p[l] = _mm256_setzero_ps();
+        for (int64_t r = 0; r < n_rows; r++)
+            p[r & mask] = _mm256_fmadd_ps(_mm256_set1_ps(w[r]), load_f16(v + (size_t)r * v_stride + c),
+                                          p[r & mask]);
+        _mm256_storeu_ps(out + c, reduce_partials(p, lanes));
+    }
+    for (; c < n; c++) {
+        float p[RF_LANES_VEC] = {0};
+        for (int64_t r = 0; r < n_rows; r++)
+            p[r & mask] = fmaf(w[r], rf_fp16_to_fp32(v[(size_t)r * v_stride + c]), p[r & mask]);
+        __m256 pv[RF_LANES_VEC];
+        for (int l = 0; l < lanes; l++) pv[l] = _mm256_set1_ps(p[l]);
+        out[c] = _mm256_cvtss_f32(reduce_partials(pv, lanes));
+    }
+}
+
+/* Groups of 8 from index 0, each added in f32 (hsum) and then into the double
+ * sum, as ggml's soft_max; the tail group is padded with -inf (e^-inf = 0). */
+static double softmax_exp(float *s, float max, int64_t n)
 {
     const __m256 vm = _mm256_set1_ps(max);
-    __m256 sum = _mm256_setzero_ps();
+    double sum = 0;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm));
         _mm256_storeu_ps(s + i, e);
-        sum = _mm256_add_ps(sum, e);
+        sum += (double)hsum(e);
     }
-    float total = hsum(sum);
-    for (; i < n; i++) {
-        s[i] = expf(s[i] - max);
-        total += s[i];
+    if (i < n) {
+        float t[8];
+        for (int j = 0; j < 8; j++) t[j] = i + j < n ? s[i + j] : -INFINITY;
+        const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(t), vm));
+        _mm256_storeu_ps(t, e);
+        for (int j = 0; i + j < n; j++) s[i + j] = t[j];
+        sum += (double)hsum(e);
     }
-    return total;
+    return sum;
 }
 
 const struct rf_cpu_kernels rf_cpu_kernels_avx2 = {
@@ -272,6 +292,6 @@ const struct rf_cpu_kernels rf_cpu_kernels_avx2 = {
     .to_f16 = to_f16,
     .scale_round_f16 = scale_round_f16,
     .dot_f16_rows = dot_f16_rows,
-    .axpy_f16_rows = axpy_f16_rows,
+    .wsum_f16_rows = wsum_f16_rows,
     .softmax_exp = softmax_exp,
 };
