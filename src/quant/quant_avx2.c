@@ -222,10 +222,10 @@ void rf_from_float_q8_1_avx2(const float *x, void *vy, int64_t n)
 }
 
 /* ---- dots of the 32-element block types ----
- * Each kernel body handles one weight row against nt activation rows (nt <= 3,
+ * Each kernel body handles one weight row against nt activation rows (nt <= 4,
  * a compile-time constant after inlining): the weight codes and scales are
  * unpacked once and used for every activation row. vec_dot is the nt = 1
- * instance and vec_dot_multi runs groups of 3, 2, 1, so both give bit-identical
+ * instance and vec_dot_multi runs groups of 4, then 3, 2 or 1, so both give bit-identical
  * results for a (row, activation) pair. Per block: the i32x8 lane sums of the
  * code products (lane j: bytes 4j..4j+3), converted and multiplied by the scale
  * product into a single accumulator per token, blocks in order; this is the
@@ -233,7 +233,7 @@ void rf_from_float_q8_1_avx2(const float *x, void *vy, int64_t n)
  * tokens of a tile give the independent chains that hide the FMA latency). */
 
 #define RF_INLINE static inline __attribute__((always_inline))
-#define MAXT 3
+#define MAXT 4
 #define F16(h) rf_f16_table[(h)]
 
 RF_INLINE uint16_t ld_h(const uint8_t *p) { return (uint16_t)rf_ld16(p); }
@@ -332,8 +332,9 @@ RF_INLINE void dot_q8_1_body(int64_t n, float *s, size_t ss, const uint8_t *x, c
     {                                                                                              \
         const uint8_t *y = vy;                                                                     \
         int64_t t = 0;                                                                             \
-        for (; t + 3 <= nt; t += 3) BODY(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 3, arg); \
-        if (nt - t == 2) BODY(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 2, arg);      \
+        for (; t + 4 <= nt; t += 4) BODY(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 4, arg); \
+        if (nt - t == 3) BODY(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 3, arg);      \
+        else if (nt - t == 2) BODY(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 2, arg);      \
         else if (nt - t == 1) BODY(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 1, arg); \
     }
 
@@ -342,6 +343,77 @@ DEF_DOTS(q4_0, dot_q8_0_body, K_Q4_0)
 DEF_DOTS(q5_0, dot_q8_0_body, K_Q5_0)
 DEF_DOTS(q4_1, dot_q8_1_body, 0)
 DEF_DOTS(q5_1, dot_q8_1_body, 1)
+
+/* ---- several weight rows against one activation row (decode) ----
+ * Each row keeps its own accumulator chain in exactly vec_dot's order (so results
+ * are bit-identical to vec_dot); interleaving MAXR rows hides the FMA latency that
+ * a single chain, blocks in order, is bound by. */
+#define MAXR 4
+
+RF_INLINE void rows_q8_0_body(int64_t n, float *s, const uint8_t *x, size_t xs, int nr, const uint8_t *y,
+                              enum q8_0_kind k)
+{
+    const size_t bx = block_bytes_signed(k), by = sizeof(struct rf_block_q8_0);
+    __m256 acc[MAXR];
+    for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; i++) {
+        const uint8_t *yb = y + (size_t)i * by;
+        const __m256i yv = load32(yb + 2);
+        const float dy = F16(ld_h(yb));
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *xb = x + (size_t)r * xs + (size_t)i * bx;
+            const __m256i c = codes_signed(xb, k);
+            const __m256i p = rf_dot_u8s8(_mm256_sign_epi8(c, c), _mm256_sign_epi8(yv, c));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(F16(ld_h(xb)) * dy), _mm256_cvtepi32_ps(p), acc[r]);
+        }
+    }
+    for (int r = 0; r < nr; r++) s[r] = rf_hsum_ps(acc[r]);
+}
+
+RF_INLINE void rows_q8_1_body(int64_t n, float *s, const uint8_t *x, size_t xs, int nr, const uint8_t *y, int q5)
+{
+    const size_t bx = q5 ? sizeof(struct rf_block_q5_1) : sizeof(struct rf_block_q4_1);
+    const size_t by = sizeof(struct rf_block_q8_1);
+    __m256 acc[MAXR];
+    float summ[MAXR];
+    for (int r = 0; r < nr; r++) {
+        acc[r] = _mm256_setzero_ps();
+        summ[r] = 0.0f;
+    }
+    for (int64_t i = 0; i < n / 32; i++) {
+        const uint8_t *yb = y + (size_t)i * by;
+        const __m256i yv = load32(yb + 4);
+        const float dy = F16(ld_h(yb)), sy = F16(ld_h(yb + 2));
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *xb = x + (size_t)r * xs + (size_t)i * bx;
+            const __m256i p = rf_dot_u8s8(codes_unsigned(xb, q5), yv);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(F16(ld_h(xb)) * dy), _mm256_cvtepi32_ps(p), acc[r]);
+            summ[r] = fmaf(F16(ld_h(xb + 2)), sy, summ[r]);
+        }
+    }
+    for (int r = 0; r < nr; r++) s[r] = rf_hsum_ps(acc[r]) + summ[r];
+}
+
+#define DEF_ROWS(name, BODY, arg)                                                                  \
+    void rf_vec_dot_rows_##name##_avx2(int64_t n, float *s, const void *vx, size_t xs, int64_t nr, \
+                                       const void *vy)                                             \
+    {                                                                                              \
+        const uint8_t *x = vx;                                                                     \
+        int64_t r = 0;                                                                             \
+        for (; r + MAXR <= nr; r += MAXR) BODY(n, s + r, x + (size_t)r * xs, xs, MAXR, vy, arg);   \
+        switch (nr - r) {                                                                          \
+        case 3: BODY(n, s + r, x + (size_t)r * xs, xs, 3, vy, arg); break;                         \
+        case 2: BODY(n, s + r, x + (size_t)r * xs, xs, 2, vy, arg); break;                         \
+        case 1: BODY(n, s + r, x + (size_t)r * xs, xs, 1, vy, arg); break;                         \
+        default: break;                                                                            \
+        }                                                                                          \
+    }
+
+DEF_ROWS(q8_0, rows_q8_0_body, K_Q8_0)
+DEF_ROWS(q4_0, rows_q8_0_body, K_Q4_0)
+DEF_ROWS(q5_0, rows_q8_0_body, K_Q5_0)
+DEF_ROWS(q4_1, rows_q8_1_body, 0)
+DEF_ROWS(q5_1, rows_q8_1_body, 1)
 
 /* ---- table ---- */
 
@@ -362,6 +434,11 @@ void rf_quant_use_avx2(struct rf_type_traits *t)
     t[RF_TYPE_Q5_0].vec_dot_multi = rf_vec_dot_multi_q5_0_avx2;
     t[RF_TYPE_Q5_1].vec_dot_multi = rf_vec_dot_multi_q5_1_avx2;
     t[RF_TYPE_Q8_0].vec_dot_multi = rf_vec_dot_multi_q8_0_avx2;
+    t[RF_TYPE_Q4_0].vec_dot_rows = rf_vec_dot_rows_q4_0_avx2;
+    t[RF_TYPE_Q4_1].vec_dot_rows = rf_vec_dot_rows_q4_1_avx2;
+    t[RF_TYPE_Q5_0].vec_dot_rows = rf_vec_dot_rows_q5_0_avx2;
+    t[RF_TYPE_Q5_1].vec_dot_rows = rf_vec_dot_rows_q5_1_avx2;
+    t[RF_TYPE_Q8_0].vec_dot_rows = rf_vec_dot_rows_q8_0_avx2;
     t[RF_TYPE_Q8_0].from_float = rf_from_float_q8_0_avx2;
     t[RF_TYPE_Q8_1].from_float = rf_from_float_q8_1_avx2;
     t[RF_TYPE_Q8_K].from_float = rf_from_float_q8_K_avx2;
