@@ -64,7 +64,7 @@ struct rf_type_traits {
     bool is_quantized;
     /* n: multiple of block_size. NULL when the type cannot be dequantized. */
     void (*to_float)(const void *x, float *y, int64_t n);
-    /* Quantizer, bit-exact with the reference row's whatever the CPU; NULL when none. */
+    /* Quantizer; NULL when none. See rf_type_traits for how live and reference differ. */
     void (*from_float)(const float *x, void *y, int64_t n);
     /* Fast weight-row dot product, or NULL: then callers dequantize the row and use
      * an f32 dot. */
@@ -77,10 +77,13 @@ struct rf_type_traits {
 };
 
 /* The live row of a type (SIMD kernels where the CPU has them). to_float and
- * from_float give the same bits as the reference row; vec_dot may differ from it in
- * the last bits (f32 summation order). NULL for ids that are not types (gaps, out of
- * range). Known types whose data we cannot use still have a row (block size and
- * bytes) with to_float NULL. */
+ * from_float give the same bits as the reference row, except the SIMD Q8_0/Q8_1
+ * activation quantizers, which round as llama.cpp's AVX2 ones (codes of
+ * x * (127/amax), half to even) so that products match llama.cpp; vec_dot may differ
+ * from the reference in the last bits (f32 summation order: the SIMD dots follow
+ * llama.cpp's). NULL for ids that are not types (gaps, out of range). Known types
+ * whose data we cannot use still have a row (block size and bytes) with to_float
+ * NULL. */
 const struct rf_type_traits *rf_type_traits(uint32_t type);
 /* The reference row of a type: portable C kernels that define the numerics (the
  * oracle for SIMD and device kernels); never swapped. NULL as rf_type_traits. */
