@@ -302,23 +302,27 @@ RF_INLINE void dot_q8_1_body(int64_t n, float *s, size_t ss, const uint8_t *x, c
     const size_t by = sizeof(struct rf_block_q8_1);
     const int64_t nb = n / 32;
     __m256 acc[MAXT];
-    float summ[MAXT];
+    __m128 summ[MAXT]; /* in lane 0 */
     for (int t = 0; t < nt; t++) {
         acc[t] = _mm256_setzero_ps();
-        summ[t] = 0.0f;
+        summ[t] = _mm_setzero_ps();
     }
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *xb = x + (size_t)i * bx;
         const __m256i c = codes_unsigned(xb, q5);
-        const float dx = F16(ld_h(xb)), mx = F16(ld_h(xb + 2));
+        /* (d, m) and (d, s) pairs by one conversion each: exact, as the table */
+        const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(rf_ld32(xb)));
+        const __m128 mx = _mm_movehdup_ps(dm);
         for (int t = 0; t < nt; t++) {
             const uint8_t *yb = y + (size_t)t * ys + (size_t)i * by;
+            const __m128 ds = _mm_cvtph_ps(_mm_cvtsi32_si128(rf_ld32(yb)));
+            const __m256 dd = _mm256_broadcastss_ps(_mm_mul_ss(dm, ds));
             const __m256i p = rf_dot_u8s8(c, load32(yb + 4));
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * F16(ld_h(yb))), _mm256_cvtepi32_ps(p), acc[t]);
-            summ[t] = fmaf(mx, F16(ld_h(yb + 2)), summ[t]);
+            acc[t] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(p), acc[t]);
+            summ[t] = _mm_fmadd_ss(mx, _mm_movehdup_ps(ds), summ[t]);
         }
     }
-    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(acc[t]) + summ[t];
+    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(acc[t]) + _mm_cvtss_f32(summ[t]);
 }
 
 /* vec_dot and vec_dot_multi of one type from its body. */
