@@ -24,23 +24,27 @@ RF_INLINE const struct rf_block_q8_K *q8k_row(const void *y, size_t ys, int t)
 
 /* Q4_K x Q8_K: per super-block d*sum_j sc_j*(q.y)_j - dmin*sum_j m_j*bsum_j. The
  * scale multiplies the i16 pair sums inside vpmaddwd, so each 64-element chunk
- * costs two maddubs and two maddwd per activation row; integer sums are exact, so
- * only the two FMAs per super-block fix the rounding. */
+ * costs two maddubs and two maddwd per activation row. The float steps are
+ * llama.cpp's (bit-identical results): acc += d * lanes (8 lanes), the min term in
+ * 4 lanes (pairs of sub-blocks) with -dmin, result hsum8(acc) + hsum4(acc_m). */
 RF_INLINE void dot_q4_K_body(int64_t n, float *s, size_t ss, const void *vx, const void *vy, size_t ys, int nt)
 {
     const struct rf_block_q4_K *x = vx;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256i pick[8]; /* vpshufb control broadcasting i16 word j */
     for (int j = 0; j < 8; j++) pick[j] = _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j));
-    __m256 acc[MAXT], accm[MAXT];
-    for (int t = 0; t < nt; t++) acc[t] = accm[t] = _mm256_setzero_ps();
+    __m256 acc[MAXT];
+    __m128 accm[MAXT];
+    for (int t = 0; t < nt; t++) {
+        acc[t] = _mm256_setzero_ps();
+        accm[t] = _mm_setzero_ps();
+    }
     for (int64_t i = 0; i < n / RF_QK_K; i++) {
         uint32_t sc[2], mn[2];
         q4k_scales(x[i].scales, sc, mn);
         /* scales as i16 in both lanes: words 0..7 = sc0..sc7 */
         const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_setr_epi32((int)sc[0], (int)sc[1], 0, 0)));
-        const __m128i m8 = _mm_setr_epi32((int)mn[0], (int)mn[1], 0, 0);
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8)); /* m0 m0 m1 m1 .. */
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_setr_epi32((int)mn[0], (int)mn[1], 0, 0)); /* m0..m7 */
         __m256i sumi[MAXT];
         for (int t = 0; t < nt; t++) sumi[t] = _mm256_setzero_si256();
         for (int g = 0; g < 4; g++) {
@@ -59,12 +63,19 @@ RF_INLINE void dot_q4_K_body(int64_t n, float *s, size_t ss, const void *vx, con
         const float xd = rf_f16_table[x[i].d], xmin = rf_f16_table[x[i].dmin];
         for (int t = 0; t < nt; t++) {
             const struct rf_block_q8_K *y = q8k_row(vy, ys, t) + i;
-            const __m256i summ = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), mins);
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+            /* bsums of sub-block j (16-element pairs summed), times m_j, pairs of j summed */
+            const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+            const __m128i prod = _mm_madd_epi16(mins, q8s);
+            accm[t] = _mm_fmadd_ps(_mm_set1_ps(-y->d * xmin), _mm_cvtepi32_ps(prod), accm[t]);
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * xd), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(y->d * xmin), _mm256_cvtepi32_ps(summ), accm[t]);
         }
     }
-    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(acc[t]) - rf_hsum_ps(accm[t]);
+    for (int t = 0; t < nt; t++) {
+        __m128 m = _mm_add_ps(accm[t], _mm_movehl_ps(accm[t], accm[t]));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        s[(size_t)t * ss] = rf_hsum_ps(acc[t]) + _mm_cvtss_f32(m);
+    }
 }
 
 /* i16 lane broadcast inside each 128-bit lane: word a in the low lane, word b in
