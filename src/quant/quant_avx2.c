@@ -6,7 +6,25 @@
 #include "quant/quant_avx2.h"
 #include "quant/quant_impl.h"
 
-/* ---- f32 / f16 / bf16 ---- */
+/* ---- f32 / f16 / bf16 ----
+ * llama.cpp's summation order, so results are bit-identical to its AVX2 kernels:
+ * four 8-lane FMA accumulators over chunks of 32 elements, combined as
+ * (a0 + a2) + (a1 + a3), then the 8 lanes by halves; the last n % 32 elements
+ * one by one (in f32 for F32, in double for F16 and BF16). */
+
+static inline __m256 add_pairs4(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
+{
+    return _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+}
+
+/* 8 lanes to one: halves added, then two horizontal adds (F32, F16). */
+static inline float hsum_hadd(__m256 v)
+{
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    t = _mm_hadd_ps(t, t);
+    t = _mm_hadd_ps(t, t);
+    return _mm_cvtss_f32(t);
+}
 
 void rf_vec_dot_f32_avx2(int64_t n, float *s, const void *vx, const void *vy)
 {
@@ -19,9 +37,14 @@ void rf_vec_dot_f32_avx2(int64_t n, float *s, const void *vx, const void *vy)
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
         a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
     }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-    float sum = rf_hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) sum += x[i] * y[i];
+    float sum = hsum_hadd(add_pairs4(a0, a1, a2, a3));
+    /* the remainder as llama.cpp's build computes it: products of 8, then of 4,
+     * added in order, the last 1-3 elements fused */
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) sum += x[i + k] * y[i + k];
+    if (i + 4 <= n)
+        for (int k = 0; k < 4; k++, i++) sum += x[i] * y[i];
+    for (; i < n; i++) sum = fmaf(x[i], y[i], sum);
     *s = sum;
 }
 
@@ -41,10 +64,9 @@ void rf_vec_dot_f16_avx2(int64_t n, float *s, const void *vx, const void *vy)
         a2 = _mm256_fmadd_ps(load_f16x8(x + i + 16), load_f16x8(y + i + 16), a2);
         a3 = _mm256_fmadd_ps(load_f16x8(x + i + 24), load_f16x8(y + i + 24), a3);
     }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), a0);
-    float sum = rf_hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) sum += _cvtsh_ss(x[i]) * _cvtsh_ss(y[i]);
-    *s = sum;
+    double sum = hsum_hadd(add_pairs4(a0, a1, a2, a3));
+    for (; i < n; i++) sum += (double)(_cvtsh_ss(x[i]) * _cvtsh_ss(y[i]));
+    *s = (float)sum;
 }
 
 static inline __m256 load_bf16x8(const uint16_t *p)
@@ -53,24 +75,28 @@ static inline __m256 load_bf16x8(const uint16_t *p)
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
 }
 
+static inline float bf16f(uint16_t h)
+{
+    const uint32_t b = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
 void rf_vec_dot_bf16_avx2(int64_t n, float *s, const void *vx, const void *vy)
 {
     const uint16_t *x = vx, *y = vy;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
+    for (; i + 32 <= n; i += 32) {
         a0 = _mm256_fmadd_ps(load_bf16x8(x + i), load_bf16x8(y + i), a0);
         a1 = _mm256_fmadd_ps(load_bf16x8(x + i + 8), load_bf16x8(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load_bf16x8(x + i + 16), load_bf16x8(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load_bf16x8(x + i + 24), load_bf16x8(y + i + 24), a3);
     }
-    float sum = rf_hsum_ps(_mm256_add_ps(a0, a1));
-    for (; i < n; i++) {
-        float xf, yf;
-        const uint32_t xb = (uint32_t)x[i] << 16, yb = (uint32_t)y[i] << 16;
-        memcpy(&xf, &xb, 4);
-        memcpy(&yf, &yb, 4);
-        sum += xf * yf;
-    }
-    *s = sum;
+    double sum = rf_hsum_ps(add_pairs4(a0, a1, a2, a3));
+    for (; i < n; i++) sum += (double)(bf16f(x[i]) * bf16f(y[i]));
+    *s = (float)sum;
 }
 
 void rf_from_float_f16_avx2(const float *x, void *vy, int64_t n)
