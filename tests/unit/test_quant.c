@@ -10,7 +10,9 @@
  * gguf-py 0.19's GGML_QUANT_SIZES still lists the old 40-byte f32 layout. The live
  * (SIMD) Q8_0/Q8_1 quantizers round activations as ggml's AVX2 ones do (codes of
  * x * (127/amax), half to even) so that products match llama.cpp bit for bit; they
- * are held byte for byte to act_q8_model below, the reference ones to gguf-py. */
+ * are held byte for byte to act_q8_model below, the reference ones to gguf-py.
+ * The SIMD dots (and activation quantizers) are also held bit for bit to results
+ * of llama.cpp's own AVX2 kernels (tools/make_quant_ggml_fixtures.py). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -529,6 +531,55 @@ static void test_vec_dot_rows(void **state)
     if (simd_active()) assert_true(checked > 0);
 }
 
+/* The SIMD kernels against llama.cpp's (tools/make_quant_ggml_fixtures.py): the
+ * activation bytes of from_float and every vec_dot result, bit for bit. The
+ * reference kernels round differently (gguf-py's order), so this holds only the
+ * live SIMD table. */
+static void check_ggml_dot(enum rf_type type)
+{
+    if (!simd_active()) {
+        print_message("reference kernels only: skipping the llama.cpp bit-identity check\n");
+        return;
+    }
+    char name[64];
+    size_t size;
+    snprintf(name, sizeof(name), "ggml_dot_%s.bin", rf_type_name(type));
+    uint8_t *buf = read_file(name, &size);
+    assert_memory_equal(buf, "RFGD", 4);
+    const struct rf_type_traits *t = rf_type_traits(type);
+    assert_int_equal(rd32(buf + 4), type);
+    assert_int_equal(rd32(buf + 8), t->vec_dot_type);
+    const uint32_t n = rd32(buf + 12), rows = rd32(buf + 16);
+    const size_t rs = rf_row_size(type, n), as = rf_row_size(t->vec_dot_type, n);
+    assert_int_equal(size, 20 + rs * rows + (size_t)n * 4 + as + (size_t)rows * 4);
+    const uint8_t *w = buf + 20, *xf = w + rs * rows, *xq = xf + (size_t)n * 4, *res = xq + as;
+    float *x = malloc((size_t)n * 4);
+    uint8_t *q = malloc(as);
+    memcpy(x, xf, (size_t)n * 4);
+    rf_type_traits(t->vec_dot_type)->from_float(x, q, n);
+    for (size_t i = 0; i < as; i++)
+        if (q[i] != xq[i]) fail_msg("%s from_float byte %zu: 0x%02x, llama.cpp 0x%02x", rf_type_name(t->vec_dot_type), i, q[i], xq[i]);
+    for (uint32_t r = 0; r < rows; r++) {
+        float got, want;
+        memcpy(&want, res + 4 * r, 4);
+        t->vec_dot(n, &got, w + r * rs, xq);
+        if (rf_fp32_to_bits(got) != rf_fp32_to_bits(want))
+            fail_msg("%s row %u: vec_dot %.9g (0x%08x), llama.cpp %.9g (0x%08x)", t->name, r, got, rf_fp32_to_bits(got),
+                     want, rf_fp32_to_bits(want));
+    }
+    free(q);
+    free(x);
+    free(buf);
+}
+
+static void test_ggml_dots(void **state)
+{
+    (void)state;
+    const enum rf_type types[] = {RF_TYPE_F32,  RF_TYPE_F16,  RF_TYPE_BF16, RF_TYPE_Q4_0, RF_TYPE_Q4_1,
+                                  RF_TYPE_Q5_0, RF_TYPE_Q5_1, RF_TYPE_Q8_0, RF_TYPE_Q4_K, RF_TYPE_Q6_K};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) check_ggml_dot(types[i]);
+}
+
 /* Known small case by hand: Q8_0 blocks with d = 1 and codes 1..32 against codes
  * all 2 with d = 0.5: dot = sum(1..32) * 1 = 528. */
 static void test_vec_dot_known_value(void **state)
@@ -687,6 +738,7 @@ int main(void)
         cmocka_unit_test(test_vec_dot_float),
         cmocka_unit_test(test_vec_dot_multi),
         cmocka_unit_test(test_vec_dot_rows),
+        cmocka_unit_test(test_ggml_dots),
         cmocka_unit_test(test_live_dequant_matches_ref),
         cmocka_unit_test(test_live_quant_matches_ref),
     };
