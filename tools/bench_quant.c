@@ -10,6 +10,8 @@
  * through that library's CPU type traits (same block layouts, same type ids), for
  * a side-by-side comparison on this machine.
  *
+ * "ours" is vec_dot per row; the batched line vec_dot per (row, token) or
+ * vec_dot_multi per row (prefill).
  * "hot": the same matrix every call (it sits in L2/L3); "stream": a different
  * copy each call, copies totalling 256 MiB, so weights come from DRAM. Cache-hot
  * figures are the best single call (matrix-vector product, buffer pass, quantizer

@@ -374,77 +374,6 @@ DEF_DOTS(q5_0, dot_q8_0_body, K_Q5_0)
 DEF_DOTS(q4_1, dot_q8_1_body, 0)
 DEF_DOTS(q5_1, dot_q8_1_body, 1)
 
-/* ---- several weight rows against one activation row (decode) ----
- * Each row keeps its own accumulator chain in exactly vec_dot's order (so results
- * are bit-identical to vec_dot); interleaving MAXR rows hides the FMA latency that
- * a single chain, blocks in order, is bound by. */
-#define MAXR 4
-
-RF_INLINE void rows_q8_0_body(int64_t n, float *s, const uint8_t *x, size_t xs, int nr, const uint8_t *y,
-                              enum q8_0_kind k)
-{
-    const size_t bx = block_bytes_signed(k), by = sizeof(struct rf_block_q8_0);
-    __m256 acc[MAXR];
-    for (int r = 0; r < nr; r++) acc[r] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / 32; i++) {
-        const uint8_t *yb = y + (size_t)i * by;
-        const __m256i yv = load32(yb + 2);
-        const float dy = F16(ld_h(yb));
-        for (int r = 0; r < nr; r++) {
-            const uint8_t *xb = x + (size_t)r * xs + (size_t)i * bx;
-            const __m256i c = codes_signed(xb, k);
-            const __m256i p = rf_dot_u8s8(_mm256_sign_epi8(c, c), _mm256_sign_epi8(yv, c));
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(F16(ld_h(xb)) * dy), _mm256_cvtepi32_ps(p), acc[r]);
-        }
-    }
-    for (int r = 0; r < nr; r++) s[r] = rf_hsum_ps(acc[r]);
-}
-
-RF_INLINE void rows_q8_1_body(int64_t n, float *s, const uint8_t *x, size_t xs, int nr, const uint8_t *y, int q5)
-{
-    const size_t bx = q5 ? sizeof(struct rf_block_q5_1) : sizeof(struct rf_block_q4_1);
-    const size_t by = sizeof(struct rf_block_q8_1);
-    __m256 acc[MAXR];
-    float summ[MAXR];
-    for (int r = 0; r < nr; r++) {
-        acc[r] = _mm256_setzero_ps();
-        summ[r] = 0.0f;
-    }
-    for (int64_t i = 0; i < n / 32; i++) {
-        const uint8_t *yb = y + (size_t)i * by;
-        const __m256i yv = load32(yb + 4);
-        const float dy = F16(ld_h(yb)), sy = F16(ld_h(yb + 2));
-        for (int r = 0; r < nr; r++) {
-            const uint8_t *xb = x + (size_t)r * xs + (size_t)i * bx;
-            const __m256i p = rf_dot_u8s8(codes_unsigned(xb, q5), yv);
-            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(F16(ld_h(xb)) * dy), _mm256_cvtepi32_ps(p), acc[r]);
-            summ[r] = fmaf(F16(ld_h(xb + 2)), sy, summ[r]);
-        }
-    }
-    for (int r = 0; r < nr; r++) s[r] = rf_hsum_ps(acc[r]) + summ[r];
-}
-
-#define DEF_ROWS(name, BODY, arg)                                                                  \
-    void rf_vec_dot_rows_##name##_avx2(int64_t n, float *s, const void *vx, size_t xs, int64_t nr, \
-                                       const void *vy)                                             \
-    {                                                                                              \
-        const uint8_t *x = vx;                                                                     \
-        int64_t r = 0;                                                                             \
-        for (; r + MAXR <= nr; r += MAXR) BODY(n, s + r, x + (size_t)r * xs, xs, MAXR, vy, arg);   \
-        switch (nr - r) {                                                                          \
-        case 3: BODY(n, s + r, x + (size_t)r * xs, xs, 3, vy, arg); break;                         \
-        case 2: BODY(n, s + r, x + (size_t)r * xs, xs, 2, vy, arg); break;                         \
-        case 1: BODY(n, s + r, x + (size_t)r * xs, xs, 1, vy, arg); break;                         \
-        default: break;                                                                            \
-        }                                                                                          \
-    }
-
-DEF_ROWS(q8_0, rows_q8_0_body, K_Q8_0)
-DEF_ROWS(q4_0, rows_q8_0_body, K_Q4_0)
-DEF_ROWS(q5_0, rows_q8_0_body, K_Q5_0)
-DEF_ROWS(q4_1, rows_q8_1_body, 0)
-DEF_ROWS(q5_1, rows_q8_1_body, 1)
-
 /* ---- table ---- */
 
 void rf_quant_use_avx2(struct rf_type_traits *t)
@@ -464,11 +393,6 @@ void rf_quant_use_avx2(struct rf_type_traits *t)
     t[RF_TYPE_Q5_0].vec_dot_multi = rf_vec_dot_multi_q5_0_avx2;
     t[RF_TYPE_Q5_1].vec_dot_multi = rf_vec_dot_multi_q5_1_avx2;
     t[RF_TYPE_Q8_0].vec_dot_multi = rf_vec_dot_multi_q8_0_avx2;
-    t[RF_TYPE_Q4_0].vec_dot_rows = rf_vec_dot_rows_q4_0_avx2;
-    t[RF_TYPE_Q4_1].vec_dot_rows = rf_vec_dot_rows_q4_1_avx2;
-    t[RF_TYPE_Q5_0].vec_dot_rows = rf_vec_dot_rows_q5_0_avx2;
-    t[RF_TYPE_Q5_1].vec_dot_rows = rf_vec_dot_rows_q5_1_avx2;
-    t[RF_TYPE_Q8_0].vec_dot_rows = rf_vec_dot_rows_q8_0_avx2;
     t[RF_TYPE_Q8_0].from_float = rf_from_float_q8_0_avx2;
     t[RF_TYPE_Q8_1].from_float = rf_from_float_q8_1_avx2;
     t[RF_TYPE_Q8_K].from_float = rf_from_float_q8_K_avx2;

@@ -28,13 +28,6 @@ RF_DECL_AVX2_MULTI(q5_1);
 RF_DECL_AVX2_MULTI(q8_0);
 RF_DECL_AVX2_MULTI(q4_K);
 RF_DECL_AVX2_MULTI(q6_K);
-#define RF_DECL_AVX2_ROWS(t)                                                                      \
-    void rf_vec_dot_rows_##t##_avx2(int64_t n, float *s, const void *x, size_t x_stride, int64_t nr, const void *y)
-RF_DECL_AVX2_ROWS(q4_0);
-RF_DECL_AVX2_ROWS(q4_1);
-RF_DECL_AVX2_ROWS(q5_0);
-RF_DECL_AVX2_ROWS(q5_1);
-RF_DECL_AVX2_ROWS(q8_0);
 void rf_from_float_f16_avx2(const float *x, void *y, int64_t n);
 void rf_from_float_q8_0_avx2(const float *x, void *y, int64_t n);
 void rf_from_float_q8_1_avx2(const float *x, void *y, int64_t n);

@@ -491,46 +491,6 @@ static void test_vec_dot_multi(void **state)
     if (simd_active()) assert_true(checked > 0);
 }
 
-/* vec_dot_rows: each result bit-identical to vec_dot on that weight row, for 1..9
- * rows (the kernels work in groups of up to 4) and a padded row stride. */
-static void test_vec_dot_rows(void **state)
-{
-    (void)state;
-    int checked = 0;
-    for (uint32_t id = 0; id < RF_TYPE_COUNT; id++) {
-        const struct rf_type_traits *t = rf_type_traits(id);
-        if (!t || !t->vec_dot_rows) continue;
-        const struct rf_type_traits *act = rf_type_traits(t->vec_dot_type);
-        const int64_t lens[] = {t->block_size, 3 * t->block_size, 576 / t->block_size * t->block_size};
-        for (int li = 0; li < 3; li++) {
-            const int64_t n = lens[li];
-            const size_t xs = rf_row_size(id, n) + 6; /* padded rows */
-            uint8_t *w = malloc(xs * 9);
-            void *a = malloc(rf_row_size(t->vec_dot_type, n));
-            float *x = malloc((size_t)n * 4), got[10], want;
-            for (int r = 0; r < 9; r++) random_blocks(id, w + (size_t)r * xs, n);
-            for (int64_t i = 0; i < n; i++) x[i] = rnd_normal();
-            act->from_float(x, a, n);
-            for (int nr = 1; nr <= 9; nr++) {
-                got[nr] = -1.0f;
-                t->vec_dot_rows(n, got, w, xs, nr, a);
-                assert_true(got[nr] == -1.0f); /* nothing past nr */
-                for (int r = 0; r < nr; r++) {
-                    t->vec_dot(n, &want, w + (size_t)r * xs, a);
-                    if (rf_fp32_to_bits(got[r]) != rf_fp32_to_bits(want))
-                        fail_msg("%s n=%lld nr=%d row %d: rows %.9g vec_dot %.9g", t->name, (long long)n, nr, r,
-                                 got[r], want);
-                }
-                checked++;
-            }
-            free(x);
-            free(a);
-            free(w);
-        }
-    }
-    if (simd_active()) assert_true(checked > 0);
-}
-
 /* The SIMD kernels against llama.cpp's (tools/make_quant_ggml_fixtures.py): the
  * activation bytes of from_float and every vec_dot result, bit for bit. The
  * reference kernels round differently (gguf-py's order), so this holds only the
@@ -737,7 +697,6 @@ int main(void)
         cmocka_unit_test(test_vec_dot_kquants),
         cmocka_unit_test(test_vec_dot_float),
         cmocka_unit_test(test_vec_dot_multi),
-        cmocka_unit_test(test_vec_dot_rows),
         cmocka_unit_test(test_ggml_dots),
         cmocka_unit_test(test_live_dequant_matches_ref),
         cmocka_unit_test(test_live_quant_matches_ref),
