@@ -53,7 +53,8 @@ static void act_q8_model(enum rf_type type, const float *x, uint8_t *out, int64_
         const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int i = 0; i < 32; i++) {
-            const int q = (int)rintf(xb[i] * id);
+            const float v = rintf(xb[i] * id);
+            const int q = isfinite(v) ? (int)v : 0; /* non-finite input: codes unspecified */
             o[(q81 ? 4 : 2) + i] = (uint8_t)(int8_t)q;
             sum += q;
         }
