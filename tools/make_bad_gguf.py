@@ -348,6 +348,9 @@ def bad_files():
         "element count of dims [4294967296, 4294967296, 4294967296, 1] at byte 55 overflows")
     add("bytes_overflow.gguf", t_name + gstr("w") + u32(2) + u64(1 << 31) + u64(1 << 31) + u32(0)
         + u64(0), "byte size of 4611686018427387904 elements of type F32 (dims at byte 55) overflows")
+    # one row whose byte size alone wraps: (2^62 + 8) elements x 4 bytes = 32 mod 2^64
+    add("row_bytes_overflow.gguf", t_name + gstr("w") + u32(1) + u64((1 << 62) + 8) + u32(0)
+        + u64(0), "byte size of 4611686018427387912 elements of type F32 (dims at byte 55) overflows")
     add("long_tensor_name.gguf", one_tensor(Tensor("n" * 257, [4], T_F32)),
         "tensor name length 257 at byte 68 exceeds the limit of 256")
     add("empty_tensor_name.gguf", one_tensor(Tensor("", [4], T_F32)), "empty tensor name at byte 68")

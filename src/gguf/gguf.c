@@ -440,8 +440,10 @@ static rf_status size_tensor(struct parser *p, struct rf_gguf_tensor *t, size_t 
                    "ne[0] = %lld at byte %zu is not a multiple of the block size %lld of type %s",
                    (long long)t->ne[0], dims_at + 4, (long long)tr->block_size, tr->name);
     const uint64_t rows = (uint64_t)(nel / t->ne[0]);
-    const uint64_t row_bytes = (uint64_t)(t->ne[0] / tr->block_size) * tr->type_size;
-    if (__builtin_mul_overflow(row_bytes, rows, &t->nbytes))
+    uint64_t row_bytes;
+    if (__builtin_mul_overflow((uint64_t)(t->ne[0] / tr->block_size), (uint64_t)tr->type_size,
+                               &row_bytes) ||
+        __builtin_mul_overflow(row_bytes, rows, &t->nbytes))
         return bad(p, "byte size of %lld elements of type %s (dims at byte %zu) overflows",
                    (long long)nel, tr->name, dims_at);
     return RF_OK;
