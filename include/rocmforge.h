@@ -107,6 +107,8 @@ int32_t rf_chat_apply(const struct rf_model *model, const char *name,
                       bool add_assistant, char *out, int32_t cap);
 
 /* ---- context ---- */
+/* A model may have several contexts, but they share the model's backend (its threads and
+ * scratch): calls on contexts of one model must not run at the same time. */
 rf_status rf_context_init(struct rf_model *model, const struct rf_context_params *params,
                           struct rf_context **out);
 void rf_context_free(struct rf_context *ctx);
