@@ -51,6 +51,11 @@ typedef void (*rf_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y)
  * vec_dot(n, &s[t*s_stride], x, y_t); faster because x is unpacked once. */
 typedef void (*rf_vec_dot_multi_fn)(int64_t n, float *s, size_t s_stride, const void *x, const void *y,
                                     size_t y_stride, int64_t nt);
+/* nr weight rows x + r*x_stride (bytes) against nt activation rows y + t*y_stride:
+ * s[t*s_stride + r] = dot(x_r, y_t), each bit-identical to vec_dot; faster because
+ * per-token data (scales) is prepared once for all rows. */
+typedef void (*rf_vec_dot_tile_fn)(int64_t n, float *s, size_t s_stride, const void *x, size_t x_stride,
+                                   int64_t nr, const void *y, size_t y_stride, int64_t nt);
 struct rf_type_traits {
     const char *name;        /* "Q4_0": gguf-py's GGMLQuantizationType name */
     int64_t block_size;      /* elements per block */
@@ -66,6 +71,8 @@ struct rf_type_traits {
     rf_vec_dot_fn vec_dot;
     /* Optional (NULL: call vec_dot per activation row); same numbers as vec_dot. */
     rf_vec_dot_multi_fn vec_dot_multi;
+    /* Optional (NULL: vec_dot_multi per weight row); same numbers as vec_dot. */
+    rf_vec_dot_tile_fn vec_dot_tile;
 };
 
 /* The live row of a type (SIMD kernels where the CPU has them). to_float and

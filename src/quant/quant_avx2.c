@@ -291,7 +291,7 @@ RF_INLINE void step_q8_0(const uint8_t *xb, const uint8_t *y, size_t ys, int64_t
     const __m256i c = codes_signed(xb, k);
     const __m256i ac = _mm256_sign_epi8(c, c);
     const float dx = F16(ld_h(xb));
-    for (int t = 0; t < nt; t++) {
+    RF_UNROLL for (int t = 0; t < nt; t++) {
         const uint8_t *yb = y + (size_t)t * ys + (size_t)b * by;
         const __m256i p = rf_dot_u8s8(ac, _mm256_sign_epi8(load32(yb + 2), c));
         acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * F16(ld_h(yb))), _mm256_cvtepi32_ps(p), acc[t]);
@@ -306,9 +306,9 @@ RF_INLINE void dot_q8_0_body(int64_t n, float *s, size_t ss, const uint8_t *x, c
     const size_t bx = block_bytes_signed(k);
     const int64_t nb = n / 32;
     __m256 acc[MAXT];
-    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    RF_UNROLL for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) step_q8_0(x + (size_t)i * bx, y, ys, i, k, nt, acc);
-    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(acc[t]);
+    RF_UNROLL for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(acc[t]);
 }
 
 /* Unsigned codes of one block at p, for the types dotted with Q8_1. */
@@ -329,7 +329,7 @@ RF_INLINE void dot_q8_1_body(int64_t n, float *s, size_t ss, const uint8_t *x, c
     const int64_t nb = n / 32;
     __m256 acc[MAXT];
     __m128 summ[MAXT]; /* in lane 0 */
-    for (int t = 0; t < nt; t++) {
+    RF_UNROLL for (int t = 0; t < nt; t++) {
         acc[t] = _mm256_setzero_ps();
         summ[t] = _mm_setzero_ps();
     }
@@ -339,7 +339,7 @@ RF_INLINE void dot_q8_1_body(int64_t n, float *s, size_t ss, const uint8_t *x, c
         /* (d, m) and (d, s) pairs by one conversion each: exact, as the table */
         const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(rf_ld32(xb)));
         const __m128 mx = _mm_movehdup_ps(dm);
-        for (int t = 0; t < nt; t++) {
+        RF_UNROLL for (int t = 0; t < nt; t++) {
             const uint8_t *yb = y + (size_t)t * ys + (size_t)i * by;
             const __m128 ds = _mm_cvtph_ps(_mm_cvtsi32_si128(rf_ld32(yb)));
             const __m256 dd = _mm256_broadcastss_ps(_mm_mul_ss(dm, ds));
@@ -348,7 +348,98 @@ RF_INLINE void dot_q8_1_body(int64_t n, float *s, size_t ss, const uint8_t *x, c
             summ[t] = _mm_fmadd_ss(mx, _mm_movehdup_ps(ds), summ[t]);
         }
     }
-    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(acc[t]) + _mm_cvtss_f32(summ[t]);
+    RF_UNROLL for (int t = 0; t < nt; t++) s[(size_t)t * ss] = rf_hsum_ps(acc[t]) + _mm_cvtss_f32(summ[t]);
+}
+
+/* Eight tokens of dot_q8_1_body at once, same rounding per token. dy and sy hold
+ * the eight tokens' scales per block (dy[8i + t]: d of token t, block i, as f32),
+ * so dx*dy is one vector multiply (lane t: the scalar product of token t) and the
+ * m*s chains of the eight tokens are the lanes of one vector FMA. Accumulators
+ * in registers: 8 for acc, 1 for summ. */
+RF_INLINE void dot_q8_1_x8(int64_t n, float *s, size_t ss, const uint8_t *x, const uint8_t *y, size_t ys,
+                           const float *dy, const float *sy, int q5)
+{
+    const size_t bx = q5 ? sizeof(struct rf_block_q5_1) : sizeof(struct rf_block_q4_1);
+    const size_t by = sizeof(struct rf_block_q8_1);
+    const int64_t nb = n / 32;
+    __m256 acc[8];
+    RF_UNROLL for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
+    __m256 summ = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *xb = x + (size_t)i * bx;
+        const uint8_t *yb = y + (size_t)i * by + 4;
+        const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(rf_ld32(xb)));
+        summ = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dm)), _mm256_load_ps(sy + 8 * i), summ);
+        const __m256 dd = _mm256_mul_ps(_mm256_broadcastss_ps(dm), _mm256_load_ps(dy + 8 * i));
+        const __m256 dlo = _mm256_permute2f128_ps(dd, dd, 0x00), dhi = _mm256_permute2f128_ps(dd, dd, 0x11);
+        const __m256i c = codes_unsigned(xb, q5);
+#define RF_Q81_STEP(t, dh, imm)                                                                     \
+    acc[t] = _mm256_fmadd_ps(_mm256_permute_ps(dh, imm),                                           \
+                             _mm256_cvtepi32_ps(rf_dot_u8s8(c, load32(yb + (size_t)(t) * ys))), acc[t])
+        RF_Q81_STEP(0, dlo, 0x00);
+        RF_Q81_STEP(1, dlo, 0x55);
+        RF_Q81_STEP(2, dlo, 0xAA);
+        RF_Q81_STEP(3, dlo, 0xFF);
+        RF_Q81_STEP(4, dhi, 0x00);
+        RF_Q81_STEP(5, dhi, 0x55);
+        RF_Q81_STEP(6, dhi, 0xAA);
+        RF_Q81_STEP(7, dhi, 0xFF);
+#undef RF_Q81_STEP
+    }
+    float sm[8];
+    _mm256_storeu_ps(sm, summ);
+    RF_UNROLL for (int t = 0; t < 8; t++) s[(size_t)t * ss] = rf_hsum_ps(acc[t]) + sm[t];
+}
+
+#define TILE_MAX_BLOCKS 256 /* rows of up to 8192 elements take the 8-token path */
+
+/* The (d, s) scales of 8 Q8_1 rows, block-major: d[8i + t], sc[8i + t]. */
+static void q8_1_scales_x8(int64_t nb, const uint8_t *y, size_t ys, float *d, float *sc)
+{
+    for (int t = 0; t < 8; t++)
+        for (int64_t i = 0; i < nb; i++) {
+            const uint8_t *yb = y + (size_t)t * ys + (size_t)i * sizeof(struct rf_block_q8_1);
+            d[8 * i + t] = F16(ld_h(yb));
+            sc[8 * i + t] = F16(ld_h(yb + 2));
+        }
+}
+
+/* Q4_1/Q5_1 tile: rows x (nr, x_stride bytes apart) against nt activation rows;
+ * s[t*ss + r]. Per (row, token) the arithmetic of vec_dot. */
+RF_INLINE void tile_q8_1(int64_t n, float *s, size_t ss, const uint8_t *x, size_t xs, int64_t nr,
+                         const uint8_t *y, size_t ys, int64_t nt, int q5)
+{
+    const int64_t nb = n / 32;
+    _Alignas(32) float d[8 * TILE_MAX_BLOCKS], sc[8 * TILE_MAX_BLOCKS];
+    int64_t t = 0;
+    if (nb <= TILE_MAX_BLOCKS)
+        for (; t + 8 <= nt; t += 8) {
+            q8_1_scales_x8(nb, y + (size_t)t * ys, ys, d, sc);
+            for (int64_t r = 0; r < nr; r++)
+                dot_q8_1_x8(n, s + (size_t)t * ss + r, ss, x + (size_t)r * xs, y + (size_t)t * ys, ys, d, sc, q5);
+        }
+    if (t == nt) return;
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *xr = x + (size_t)r * xs, *yt = y + (size_t)t * ys;
+        float *sr = s + (size_t)t * ss + r;
+        int64_t u = 0;
+        for (; u + 4 <= nt - t; u += 4) dot_q8_1_body(n, sr + (size_t)u * ss, ss, xr, yt + (size_t)u * ys, ys, 4, q5);
+        if (nt - t - u == 3) dot_q8_1_body(n, sr + (size_t)u * ss, ss, xr, yt + (size_t)u * ys, ys, 3, q5);
+        else if (nt - t - u == 2) dot_q8_1_body(n, sr + (size_t)u * ss, ss, xr, yt + (size_t)u * ys, ys, 2, q5);
+        else if (nt - t - u == 1) dot_q8_1_body(n, sr + (size_t)u * ss, ss, xr, yt + (size_t)u * ys, ys, 1, q5);
+    }
+}
+
+void rf_vec_dot_tile_q4_1_avx2(int64_t n, float *s, size_t ss, const void *x, size_t xs, int64_t nr,
+                               const void *y, size_t ys, int64_t nt)
+{
+    tile_q8_1(n, s, ss, x, xs, nr, y, ys, nt, 0);
+}
+
+void rf_vec_dot_tile_q5_1_avx2(int64_t n, float *s, size_t ss, const void *x, size_t xs, int64_t nr,
+                               const void *y, size_t ys, int64_t nt)
+{
+    tile_q8_1(n, s, ss, x, xs, nr, y, ys, nt, 1);
 }
 
 /* vec_dot and vec_dot_multi of one type from its body. */
@@ -393,6 +484,8 @@ void rf_quant_use_avx2(struct rf_type_traits *t)
     t[RF_TYPE_Q5_0].vec_dot_multi = rf_vec_dot_multi_q5_0_avx2;
     t[RF_TYPE_Q5_1].vec_dot_multi = rf_vec_dot_multi_q5_1_avx2;
     t[RF_TYPE_Q8_0].vec_dot_multi = rf_vec_dot_multi_q8_0_avx2;
+    t[RF_TYPE_Q4_1].vec_dot_tile = rf_vec_dot_tile_q4_1_avx2;
+    t[RF_TYPE_Q5_1].vec_dot_tile = rf_vec_dot_tile_q5_1_avx2;
     t[RF_TYPE_Q8_0].from_float = rf_from_float_q8_0_avx2;
     t[RF_TYPE_Q8_1].from_float = rf_from_float_q8_1_avx2;
     t[RF_TYPE_Q8_K].from_float = rf_from_float_q8_K_avx2;

@@ -28,6 +28,10 @@ RF_DECL_AVX2_MULTI(q5_1);
 RF_DECL_AVX2_MULTI(q8_0);
 RF_DECL_AVX2_MULTI(q4_K);
 RF_DECL_AVX2_MULTI(q6_K);
+void rf_vec_dot_tile_q4_1_avx2(int64_t n, float *s, size_t s_stride, const void *x, size_t x_stride,
+                               int64_t nr, const void *y, size_t y_stride, int64_t nt);
+void rf_vec_dot_tile_q5_1_avx2(int64_t n, float *s, size_t s_stride, const void *x, size_t x_stride,
+                               int64_t nr, const void *y, size_t y_stride, int64_t nt);
 void rf_from_float_f16_avx2(const float *x, void *y, int64_t n);
 void rf_from_float_q8_0_avx2(const float *x, void *y, int64_t n);
 void rf_from_float_q8_1_avx2(const float *x, void *y, int64_t n);

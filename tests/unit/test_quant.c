@@ -451,7 +451,9 @@ static void test_vec_dot_float(void **state)
 }
 
 /* vec_dot_multi: each result bit-identical to vec_dot on that activation row, for
- * group sizes 1..7 (the kernels work in groups of up to 3) and padded strides. */
+ * group sizes 1..MULTI_NT (the kernels work in groups of 8 and of up to 4) and padded
+ * strides. */
+#define MULTI_NT 19
 static void test_vec_dot_multi(void **state)
 {
     (void)state;
@@ -464,17 +466,29 @@ static void test_vec_dot_multi(void **state)
         for (int li = 0; li < 4; li++) {
             const int64_t n = lens[li];
             const size_t ys = rf_row_size(t->vec_dot_type, n) + 8; /* padded rows */
-            void *w = malloc(rf_row_size(id, n));
-            uint8_t *a = malloc(ys * 7);
-            float *x = malloc((size_t)n * 4), got[7 * 3], want;
-            random_blocks(id, w, n);
-            for (int r = 0; r < 7; r++) {
+            void *w = malloc(2 * rf_row_size(id, n)); /* two rows for vec_dot_tile */
+            uint8_t *a = malloc(ys * MULTI_NT);
+            float *x = malloc((size_t)n * 4), got[MULTI_NT * 3], want;
+            random_blocks(id, w, 2 * n);
+            for (int r = 0; r < MULTI_NT; r++) {
                 for (int64_t i = 0; i < n; i++) x[i] = rnd_normal();
                 act->from_float(x, a + (size_t)r * ys, n);
             }
-            for (int nt = 1; nt <= 7; nt++) {
+            for (int nt = 1; nt <= MULTI_NT; nt++) {
                 memset(got, 0, sizeof(got));
-                t->vec_dot_multi(n, got, 3, w, a, ys, nt);
+                if (t->vec_dot_tile) { /* also two weight rows: row 1 in lanes 1 */
+                    const size_t rs = rf_row_size(id, n);
+                    float two[MULTI_NT * 3], want1;
+                    t->vec_dot_tile(n, got, 3, w, rs, 1, a, ys, nt);
+                    t->vec_dot_tile(n, two, 3, w, rs, 2, a, ys, nt);
+                    for (int r = 0; r < nt; r++) {
+                        t->vec_dot(n, &want1, (const char *)w + rs, a + (size_t)r * ys);
+                        assert_true(rf_fp32_to_bits(two[3 * r]) == rf_fp32_to_bits(got[3 * r]));
+                        assert_true(rf_fp32_to_bits(two[3 * r + 1]) == rf_fp32_to_bits(want1));
+                    }
+                } else {
+                    t->vec_dot_multi(n, got, 3, w, a, ys, nt);
+                }
                 for (int r = 0; r < nt; r++) {
                     t->vec_dot(n, &want, w, a + (size_t)r * ys);
                     if (rf_fp32_to_bits(got[3 * r]) != rf_fp32_to_bits(want))

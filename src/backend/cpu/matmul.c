@@ -4,8 +4,9 @@
  * per call into the weight type's vec_dot_type, then threads take chunks of weight
  * rows from an atomic counter. Within a chunk, tokens go in tiles so that each
  * weight row is read from memory once and reused from L1 by the tile's tokens
- * (vec_dot_multi unpacks it once for all of them), while the chunk's rows stay in
- * L2 for the next tile. Each output element is the same vec_dot arithmetic on the
+ * (vec_dot_multi unpacks it once for all of them; vec_dot_tile also prepares the
+ * tile's per-token scales once for all the chunk's rows), while the chunk's rows
+ * stay in L2 for the next tile. Each output element is the same vec_dot arithmetic on the
  * same inputs whatever the split, so results depend neither on the thread count
  * nor on the other tokens of the batch. */
 #include <stdint.h>
@@ -38,6 +39,11 @@ static void mm_chunk_vec_dot(const struct mm_job *j, int64_t r0, int64_t r1)
     for (int64_t t0 = 0; t0 < j->n_tok; t0 += TOK_TILE) {
         const int64_t t1 = t0 + TOK_TILE < j->n_tok ? t0 + TOK_TILE : j->n_tok;
         const char *x0 = j->xq + (size_t)t0 * j->xq_stride;
+        if (j->tt->vec_dot_tile && t1 - t0 > 1) {
+            j->tt->vec_dot_tile(j->k, j->y + t0 * j->rows + r0, (size_t)j->rows, j->w + (size_t)r0 * j->w_stride,
+                                j->w_stride, r1 - r0, x0, j->xq_stride, t1 - t0);
+            continue;
+        }
         for (int64_t r = r0; r < r1; r++) {
             const char *wr = j->w + (size_t)r * j->w_stride;
             float *y0 = j->y + t0 * j->rows + r;
