@@ -6,16 +6,9 @@
 
 #include "backend/cpu/cpu_kernels.h"
 #include "core/fp16.h"
+#include "quant/avx2_common.h"
 
 #define F16C_RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-
-static inline float hsum(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* e^x as ggml's AVX2 expf computes it (to ~1.5 ulp), so that softmax and SiLU
  * match llama.cpp bit for bit: x = n ln2 + b with n = round(x / ln2) (by adding
@@ -73,7 +66,7 @@ static float dot_f32(const float *a, const float *b, int64_t n)
     }
     for (; i + 8 <= n; i += 8)
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    float s = rf_hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
     for (; i < n; i++) s += a[i] * b[i];
     return s;
 }
@@ -190,7 +183,7 @@ static float dot_f16_row(const float *q, const uint16_t *k, int64_t n, int lanes
         __m256 a = _mm256_setzero_ps();
         int64_t i = 0;
         for (; i + 8 <= n; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(k + i), a);
-        float s = hsum(a);
+        float s = rf_hsum_ps(a);
         for (; i < n; i++) s += q[i] * rf_fp16_to_fp32(k[i]);
         return s;
     }
@@ -267,7 +260,7 @@ static double softmax_exp(float *s, float max, int64_t n)
     for (; i + 8 <= n; i += 8) {
         const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm));
         _mm256_storeu_ps(s + i, e);
-        sum += (double)hsum(e);
+        sum += (double)rf_hsum_ps(e);
     }
     if (i < n) {
         float t[8];
@@ -275,7 +268,7 @@ static double softmax_exp(float *s, float max, int64_t n)
         const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(t), vm));
         _mm256_storeu_ps(t, e);
         for (int j = 0; i + j < n; j++) s[i + j] = t[j];
-        sum += (double)hsum(e);
+        sum += (double)rf_hsum_ps(e);
     }
     return sum;
 }
