@@ -44,16 +44,17 @@ test:
 	@$(MAKE) --no-print-directory build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) --timeout $(CTEST_TIMEOUT)
 
-# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, asserts on;
+# The whole suite (unit tests, and the end-to-end tests running the sanitized binary)
+# under AddressSanitizer + UndefinedBehaviorSanitizer, asserts on;
 # clang unless SAN_CC says otherwise (chosen after deps, which installs clang).
 test-sanitize:
-	@$(SETUP) deps
+	@$(SETUP) all
 	CC=$(or $(SAN_CC),$$(command -v clang >/dev/null && echo clang || echo gcc)) \
 		cmake -S . -B $(SAN_BUILD) -DRF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
 		-DCMAKE_C_FLAGS_DEBUG="-O1 -g" $(CMAKE_ARGS)
 	cmake --build $(SAN_BUILD) -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --test-dir $(SAN_BUILD) -L unit --output-on-failure -j$(JOBS) --timeout $(CTEST_TIMEOUT)
+		ctest --test-dir $(SAN_BUILD) --output-on-failure -j$(JOBS) --timeout $(CTEST_TIMEOUT)
 
 # Each fuzz target for one minute from its committed seeds (what CI runs).
 fuzz-ci:
