@@ -2,6 +2,7 @@
  * activation quantizers Q8_0/Q8_1/F16. */
 #include <math.h>
 
+#include "core/fp16.h"
 #include "quant/avx2_common.h"
 #include "quant/quant_avx2.h"
 #include "quant/quant_impl.h"
@@ -75,14 +76,6 @@ static inline __m256 load_bf16x8(const uint16_t *p)
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
 }
 
-static inline float bf16f(uint16_t h)
-{
-    const uint32_t b = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
 void rf_vec_dot_bf16_avx2(int64_t n, float *s, const void *vx, const void *vy)
 {
     const uint16_t *x = vx, *y = vy;
@@ -95,7 +88,7 @@ void rf_vec_dot_bf16_avx2(int64_t n, float *s, const void *vx, const void *vy)
         a3 = _mm256_fmadd_ps(load_bf16x8(x + i + 24), load_bf16x8(y + i + 24), a3);
     }
     double sum = rf_hsum_ps(add_pairs4(a0, a1, a2, a3));
-    for (; i < n; i++) sum += (double)(bf16f(x[i]) * bf16f(y[i]));
+    for (; i < n; i++) sum += (double)(rf_bf16_to_fp32(x[i]) * rf_bf16_to_fp32(y[i]));
     *s = (float)sum;
 }
 
