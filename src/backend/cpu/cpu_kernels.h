@@ -15,8 +15,6 @@
 
 struct rf_cpu_kernels {
     const char *name;
-    /* sum a[i]*b[i] in f32. */
-    float (*dot_f32)(const float *a, const float *b, int64_t n);
     /* sum x[i]*x[i]: products in f32, sum in double. */
     double (*sum_sq)(const float *x, int64_t n);
     /* y[i] = x[i] * s * w[i]; w NULL: y[i] = x[i] * s. */

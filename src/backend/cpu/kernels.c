@@ -6,13 +6,6 @@
 #include "core/fp16.h"
 
 
-static float dot_f32(const float *a, const float *b, int64_t n)
-{
-    float s = 0;
-    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
 static double sum_sq(const float *x, int64_t n)
 {
     double s = 0;
@@ -103,7 +96,6 @@ static double softmax_exp(float *s, float max, int64_t n)
 
 const struct rf_cpu_kernels rf_cpu_kernels_scalar = {
     .name = "scalar",
-    .dot_f32 = dot_f32,
     .sum_sq = sum_sq,
     .scale_mul = scale_mul,
     .swiglu = swiglu,

@@ -53,24 +53,6 @@ static inline __m256 x_sigmoid(__m256 x, __m256 arg)
     return _mm256_div_ps(x, _mm256_add_ps(one, e));
 }
 
-static float dot_f32(const float *a, const float *b, int64_t n)
-{
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
-        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
-    }
-    for (; i + 8 <= n; i += 8)
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-    float s = rf_hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
 /* Squares rounded to f32, summed in double strictly in order: ggml's rms_norm sums
  * this way, and the norm's scale must match it bit for bit. The chain of dependent
  * double adds costs ~4 cycles an element (2.3k cycles a 576 row). */
@@ -275,7 +257,6 @@ static double softmax_exp(float *s, float max, int64_t n)
 
 const struct rf_cpu_kernels rf_cpu_kernels_avx2 = {
     .name = "avx2",
-    .dot_f32 = dot_f32,
     .sum_sq = sum_sq,
     .scale_mul = scale_mul,
     .swiglu = swiglu,

@@ -57,17 +57,19 @@ static void mm_chunk_vec_dot(const struct mm_job *j, int64_t r0, int64_t r1)
     }
 }
 
-/* Types without vec_dot: DEQ_ROWS rows to f32 in this thread's scratch, then f32 dots. */
+/* Types without vec_dot: DEQ_ROWS rows to f32 in this thread's scratch, then the F32
+ * type's own dot. */
 static void mm_chunk_dequant(const struct mm_job *j, int64_t r0, int64_t r1, float *wf)
 {
     const int64_t k = j->k;
+    const rf_vec_dot_fn dot_f32 = rf_type_traits(RF_TYPE_F32)->vec_dot;
     for (int64_t rb = r0; rb < r1; rb += DEQ_ROWS) {
         const int64_t re = rb + DEQ_ROWS < r1 ? rb + DEQ_ROWS : r1;
         for (int64_t r = rb; r < re; r++)
             j->tt->to_float(j->w + (size_t)r * j->w_stride, wf + (r - rb) * k, k);
         for (int64_t t = 0; t < j->n_tok; t++)
             for (int64_t r = rb; r < re; r++)
-                j->y[t * j->rows + r] = j->c->k->dot_f32(wf + (r - rb) * k, j->x + t * k, k);
+                dot_f32(k, &j->y[t * j->rows + r], wf + (r - rb) * k, j->x + t * k);
     }
 }
 
