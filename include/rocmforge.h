@@ -22,6 +22,7 @@ typedef enum rf_status {
     RF_STATUS_CONTEXT_FULL, /* tokens would exceed the context size */
     RF_STATUS_DEVICE,       /* accelerator failure */
     RF_STATUS_CANCELLED,
+    RF_STATUS_BUSY,         /* a queue is full: try again later */
 } rf_status;
 
 /* Message of the last failure on this thread ("" when none). */
@@ -35,8 +36,10 @@ struct rf_context;
 struct rf_sampler;
 
 struct rf_model_params {
-    int32_t n_threads; /* 0: number of online CPUs */
-    bool verbose;
+    int32_t n_threads;    /* 0: number of online CPUs */
+    int32_t n_gpu_layers; /* layers on the GPU: -1 all (default), 0 none (CPU only) */
+    int32_t main_gpu;     /* device index */
+    bool verbose;         /* progress and device information on stderr */
 };
 
 struct rf_context_params {

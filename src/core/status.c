@@ -31,6 +31,7 @@ const char *rf_status_name(rf_status s)
     case RF_STATUS_CONTEXT_FULL: return "context full";
     case RF_STATUS_DEVICE: return "device error";
     case RF_STATUS_CANCELLED: return "cancelled";
+    case RF_STATUS_BUSY: return "busy";
     }
     return "unknown status";
 }

@@ -9,7 +9,7 @@
 
 struct rf_model_params rf_model_default_params(void)
 {
-    return (struct rf_model_params){.n_threads = 0, .verbose = false};
+    return (struct rf_model_params){.n_threads = 0, .n_gpu_layers = -1, .main_gpu = 0, .verbose = false};
 }
 
 static rf_status copy_chat_template(struct rf_model *m)

@@ -1,0 +1,88 @@
+#ifndef RF_RUNTIME_SCHEDULER_H
+#define RF_RUNTIME_SCHEDULER_H
+/* Continuous batching. One scheduler thread owns the model's forward passes: each
+ * step runs every active sequence's next token plus chunks of waiting prompts (at
+ * most n_batch tokens in all), over a paged KV cache whose blocks are shared between
+ * sequences with a common prompt prefix (copy on write). When blocks run out the
+ * newest sequence is preempted (its blocks freed) and requeued to be recomputed.
+ * Requests talk to the thread only through submit/cancel and their callback. */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rocmforge.h"
+
+struct rf_model;
+struct rf_sched;
+
+struct rf_sched_params {
+    int32_t n_parallel;  /* most sequences decoding at once (default 8) */
+    int32_t n_ctx;       /* most positions of one sequence, prompt + generated */
+    int32_t n_batch;     /* most tokens in one step, decode tokens first (default 512) */
+    int32_t n_blocks;    /* KV blocks in the pool; 0: enough for n_parallel full contexts */
+    int32_t block_size;  /* 0: RF_KV_BLOCK_SIZE */
+    int32_t queue_size;  /* most requests waiting; more are refused (default 64) */
+    bool prefix_cache;   /* share blocks of equal prompt prefixes (default true) */
+};
+struct rf_sched_params rf_sched_default_params(void);
+
+enum rf_finish {
+    RF_FINISH_NONE = 0,  /* more tokens follow */
+    RF_FINISH_STOP,      /* end-of-generation token (not reported as a token) */
+    RF_FINISH_LENGTH,    /* max_tokens or the context reached */
+    RF_FINISH_CANCELLED, /* rf_sched_cancel, or the callback returned false */
+    RF_FINISH_ERROR,     /* see message */
+};
+
+#define RF_SCHED_MAX_TOP_LOGPROBS 20
+
+struct rf_sched_event {
+    uint64_t id;
+    rf_token token;      /* -1 when no token comes with this event */
+    float logprob;       /* log-softmax of token under the unmodified logits */
+    int32_t n_top;       /* top_logprobs entries filled */
+    rf_token top_ids[RF_SCHED_MAX_TOP_LOGPROBS];
+    float top_logprobs[RF_SCHED_MAX_TOP_LOGPROBS];
+    enum rf_finish finish;
+    int32_t n_prompt;    /* prompt tokens */
+    int32_t n_generated; /* tokens generated so far, this one included */
+    int32_t n_cached;    /* prompt tokens whose KV came from the prefix cache */
+    const char *message; /* finish == RF_FINISH_ERROR */
+};
+
+/* Called on the scheduler thread, once per generated token and once with finish set
+ * (the last call for the request; it may carry the last token too). Must not block
+ * for long. Returning false cancels the request (its final event still comes). */
+typedef bool (*rf_sched_cb)(void *user, const struct rf_sched_event *ev);
+
+struct rf_sched_request {
+    const rf_token *prompt; /* copied at submit */
+    int32_t n_prompt;
+    int32_t max_tokens;     /* <= 0: until the context is full */
+    struct rf_sampler_params sampling;
+    int32_t top_logprobs;   /* 0: none; at most RF_SCHED_MAX_TOP_LOGPROBS */
+    bool logprobs;
+    rf_sched_cb cb;
+    void *user;
+};
+
+struct rf_sched_stats {
+    int32_t waiting, active;
+    int32_t blocks_total, blocks_used, blocks_cached; /* cached: held only by the prefix cache */
+    uint64_t requests_started, requests_finished, requests_failed, requests_cancelled;
+    uint64_t tokens_generated, tokens_prompt, tokens_prompt_cached, preemptions;
+};
+
+rf_status rf_sched_new(struct rf_model *m, const struct rf_sched_params *p, struct rf_sched **out);
+/* Stops taking requests, finishes (drain) or cancels the ones in flight, joins the
+ * thread and frees everything. */
+void rf_sched_free(struct rf_sched *s, bool drain);
+/* RF_STATUS_BUSY when the queue is full; RF_STATUS_CONTEXT_FULL when the prompt does
+ * not fit n_ctx (message names both lengths). *id identifies the request. */
+rf_status rf_sched_submit(struct rf_sched *s, const struct rf_sched_request *r, uint64_t *id);
+/* Cancels a waiting or running request; its blocks are freed within one step. False
+ * when the id is unknown or already finished. */
+bool rf_sched_cancel(struct rf_sched *s, uint64_t id);
+void rf_sched_get_stats(struct rf_sched *s, struct rf_sched_stats *out);
+int32_t rf_sched_n_ctx(const struct rf_sched *s);
+
+#endif
