@@ -49,6 +49,8 @@ struct rf_attn_params {
     int32_t window;     /* 0: none; else sees positions pos-window+1..pos */
 };
 
+struct rf_sample_params;
+
 struct rf_backend_i {
     const char *name;
     void (*free)(void *ctx);
@@ -92,6 +94,8 @@ struct rf_backend_i {
      * on the host and reports any failure of the work queued before it. */
     rf_status (*copy_in)(void *ctx, void *dst, const void *src, size_t bytes);
     rf_status (*copy_out)(void *ctx, void *dst, const void *src, size_t bytes);
+    /* Backend to backend memory, queued like the ops. */
+    rf_status (*copy)(void *ctx, void *dst, const void *src, size_t bytes);
     /* Moves a weight tensor's data (t->data: host memory, the mmap) to where the
      * backend's kernels read it, and points t->data there; NULL for backends that
      * read host memory directly. Uploaded tensors are freed by free_tensor. */
@@ -115,9 +119,11 @@ struct rf_backend_i {
                         const struct rf_sample_params *sp, uint64_t rng_state, int32_t *token);
 };
 
-/* Parameters of backend sampling: temperature <= 0 is greedy (top_k, top_p unused);
- * else softmax(logits / temperature), cut to the top_k most likely (0: all), then to
- * the smallest set whose mass reaches top_p (1: all), drawn with the uniform u. */
+/* Parameters of backend sampling, in the order of the host sampler's chain: temperature
+ * <= 0 is greedy (highest logit, lowest id on ties); else the top_k highest logits (0:
+ * all), then the smallest prefix of those, by descending probability under
+ * softmax(logits), whose mass reaches top_p (1: all), then softmax(kept / temperature),
+ * drawn by inverting its cumulative sum (in that order) at u * total. */
 struct rf_sample_params {
     float temperature;
     int32_t top_k;

@@ -5,12 +5,13 @@
 #include <stdlib.h>
 
 #include "core/status.h"
-#include "runtime/context.h"
+#include "runtime/scratch.h"
+#include "sampling/sampler.h"
 
 /* Debugging: with RF_TRACE_DIR set, each op's output is written as raw f32 to
  * $RF_TRACE_DIR/<call>/<name>-<layer>.f32 (call = rf_forward calls so far), names as
  * llama.cpp's graph callbacks use them, for tools/trace_compare.py. Read once; the
- * cost when unset is one branch per op. The backend must be host memory (CPU). */
+ * cost when unset is one branch per op. Only host-memory lanes are traced. */
 static const char *trace_dir(void)
 {
     static int init;
@@ -38,98 +39,379 @@ static void trace(const char *name, int il, const float *x, int64_t n)
     fclose(f);
 }
 
-static rf_status attention_block(struct rf_context *c, const struct rf_layer *l, int il, int32_t n)
-{
-    const struct rf_backend_i *be = c->be->iface;
-    void *bc = c->be->ctx;
-    const struct rf_hparams *hp = &c->model->hp;
-    const int64_t d = hp->n_embd, qw = (int64_t)hp->n_head * hp->head_dim;
+/* What every op of one step needs besides the lane's buffers. */
+struct step {
+    const struct rf_model *m;
+    struct rf_scratch *s;
+    struct rf_kv_cache *kv;
+    int32_t n;        /* tokens */
+    int32_t max_pos;  /* bound on the positions, for the backends */
+    bool capture;     /* ops are being recorded: no host reads of their outputs */
+};
 
-    RF_TRY(be->rms_norm(bc, c->x, &l->attn_norm, c->h, d, n, hp->norm_eps));
-    trace("attn_norm", il, c->h, n * d);
-    RF_TRY(be->matmul(bc, &l->wq, c->h, d, c->q, n));
-    RF_TRY(be->matmul(bc, &l->wk, c->h, d, c->k, n));
-    RF_TRY(be->matmul(bc, &l->wv, c->h, d, c->v, n));
+static void trace_lane(const struct rf_lane *L, const char *name, int il, const float *x,
+                       int64_t n)
+{
+    if (L->be->host_memory) trace(name, il, x, n);
+}
+
+static rf_status qkv_block(const struct step *st, struct rf_lane *L, const struct rf_layer *l,
+                           int il)
+{
+    const struct rf_backend_i *be = L->be->iface;
+    void *bc = L->be->ctx;
+    const struct rf_hparams *hp = &st->m->hp;
+    const int64_t d = hp->n_embd, qw = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t kvw = (int64_t)hp->n_head_kv * hp->head_dim;
+    const int32_t n = st->n;
+
+    RF_TRY(be->rms_norm(bc, L->x, &l->attn_norm, L->h, d, n, hp->norm_eps));
+    trace_lane(L, "attn_norm", il, L->h, n * d);
+    RF_TRY(be->matmul(bc, &l->wq, L->h, d, L->q, n));
+    RF_TRY(be->matmul(bc, &l->wk, L->h, d, L->k, n));
+    RF_TRY(be->matmul(bc, &l->wv, L->h, d, L->v, n));
     if (hp->attn_bias) {
-        RF_TRY(be->add_bias(bc, c->q, &l->bq, qw, n));
-        RF_TRY(be->add_bias(bc, c->k, &l->bk, c->kv_width, n));
-        RF_TRY(be->add_bias(bc, c->v, &l->bv, c->kv_width, n));
+        RF_TRY(be->add_bias(bc, L->q, &l->bq, qw, n));
+        RF_TRY(be->add_bias(bc, L->k, &l->bk, kvw, n));
+        RF_TRY(be->add_bias(bc, L->v, &l->bv, kvw, n));
     }
     if (hp->qk_norm) {
-        RF_TRY(be->rms_norm(bc, c->q, &l->q_norm, c->q, hp->head_dim, (int64_t)n * hp->n_head,
+        RF_TRY(be->rms_norm(bc, L->q, &l->q_norm, L->q, hp->head_dim, (int64_t)n * hp->n_head,
                             hp->norm_eps));
-        RF_TRY(be->rms_norm(bc, c->k, &l->k_norm, c->k, hp->head_dim, (int64_t)n * hp->n_head_kv,
-                            hp->norm_eps));
+        RF_TRY(be->rms_norm(bc, L->k, &l->k_norm, L->k, hp->head_dim,
+                            (int64_t)n * hp->n_head_kv, hp->norm_eps));
     }
     const struct rf_rope_params rope = {
         .n_rot = hp->n_rot, .freq_base = hp->rope_base, .freq_scale = hp->rope_scale,
         .neox = hp->rope_neox};
-    be->rope(bc, c->q, n, hp->n_head, hp->head_dim, c->pos, &rope);
-    be->rope(bc, c->k, n, hp->n_head_kv, hp->head_dim, c->pos, &rope);
-    trace("Qcur", il, c->q, n * qw);
-    trace("Kcur", il, c->k, n * c->kv_width);
-    trace("Vcur", il, c->v, n * c->kv_width);
-    be->kv_store(bc, c->k, c->v, n, c->kv_width, c->pos, c->k_cache[il], c->v_cache[il]);
+    be->rope(bc, L->q, n, hp->n_head, hp->head_dim, L->pos, &rope);
+    be->rope(bc, L->k, n, hp->n_head_kv, hp->head_dim, L->pos, &rope);
+    trace_lane(L, "Qcur", il, L->q, n * qw);
+    trace_lane(L, "Kcur", il, L->k, n * kvw);
+    trace_lane(L, "Vcur", il, L->v, n * kvw);
+    return RF_OK;
+}
 
+static rf_status attention_block(const struct step *st, struct rf_lane *L,
+                                 const struct rf_layer *l, int il)
+{
+    const struct rf_backend_i *be = L->be->iface;
+    void *bc = L->be->ctx;
+    const struct rf_hparams *hp = &st->m->hp;
+    const int64_t d = hp->n_embd, qw = (int64_t)hp->n_head * hp->head_dim;
+    const int32_t n = st->n;
+    struct rf_kv_cache *kv = st->kv;
+
+    RF_TRY(qkv_block(st, L, l, il));
+    be->kv_store(bc, L->k, L->v, n, kv->width, L->slot, kv->k[il], kv->v[il]);
     const struct rf_attn_params ap = {
         .n_tok = n, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
-        .pos = c->pos, .n_kv = c->n_past + n, .scale = 1.0f / sqrtf((float)hp->head_dim)};
-    RF_TRY(be->attention(bc, c->q, c->k_cache[il], c->v_cache[il], c->h, &ap));
-    trace("kqv_out", il, c->h, n * qw);
-    RF_TRY(be->matmul(bc, &l->wo, c->h, qw, c->q, n));
-    trace("attn_out", il, c->q, n * d);
-    be->add(bc, c->x, c->q, (int64_t)n * d);
-    trace("ffn_inp", il, c->x, n * d);
+        .pos = L->pos, .seq = L->seq, .block_tables = L->tables, .n_seq = st->s->n_seq,
+        .max_blocks = st->s->max_blocks, .block_size = kv->block_size, .max_pos = st->max_pos,
+        .scale = 1.0f / sqrtf((float)hp->head_dim)};
+    RF_TRY(be->attention(bc, L->q, kv->k[il], kv->v[il], L->h, &ap));
+    trace_lane(L, "kqv_out", il, L->h, n * qw);
+    RF_TRY(be->matmul(bc, &l->wo, L->h, qw, L->q, n));
+    trace_lane(L, "attn_out", il, L->q, n * d);
+    be->add(bc, L->x, L->q, (int64_t)n * d);
+    trace_lane(L, "ffn_inp", il, L->x, n * d);
     return RF_OK;
 }
 
-static rf_status mlp_block(struct rf_context *c, const struct rf_layer *l, int il, int32_t n)
+static rf_status mlp_block(const struct step *st, struct rf_lane *L, const struct rf_layer *l,
+                           int il)
 {
-    const struct rf_backend_i *be = c->be->iface;
-    void *bc = c->be->ctx;
-    const struct rf_hparams *hp = &c->model->hp;
+    const struct rf_backend_i *be = L->be->iface;
+    void *bc = L->be->ctx;
+    const struct rf_hparams *hp = &st->m->hp;
     const int64_t d = hp->n_embd;
+    const int32_t n = st->n;
 
-    RF_TRY(be->rms_norm(bc, c->x, &l->ffn_norm, c->h, d, n, hp->norm_eps));
-    trace("ffn_norm", il, c->h, n * d);
-    RF_TRY(be->matmul(bc, &l->w_gate, c->h, d, c->gate, n));
-    RF_TRY(be->matmul(bc, &l->w_up, c->h, d, c->up, n));
-    trace("ffn_gate", il, c->gate, n * hp->n_ff);
-    trace("ffn_up", il, c->up, n * hp->n_ff);
-    be->swiglu(bc, c->gate, c->up, c->gate, (int64_t)n * hp->n_ff);
-    trace("ffn_swiglu", il, c->gate, n * hp->n_ff);
-    RF_TRY(be->matmul(bc, &l->w_down, c->gate, hp->n_ff, c->h, n));
-    trace("ffn_out", il, c->h, n * d);
-    be->add(bc, c->x, c->h, (int64_t)n * d);
-    trace("l_out", il, c->x, n * d);
+    RF_TRY(be->rms_norm(bc, L->x, &l->ffn_norm, L->h, d, n, hp->norm_eps));
+    trace_lane(L, "ffn_norm", il, L->h, n * d);
+    RF_TRY(be->matmul(bc, &l->w_gate, L->h, d, L->gate, n));
+    RF_TRY(be->matmul(bc, &l->w_up, L->h, d, L->up, n));
+    trace_lane(L, "ffn_gate", il, L->gate, n * hp->n_ff);
+    trace_lane(L, "ffn_up", il, L->up, n * hp->n_ff);
+    be->swiglu(bc, L->gate, L->up, L->gate, (int64_t)n * hp->n_ff);
+    trace_lane(L, "ffn_swiglu", il, L->gate, n * hp->n_ff);
+    RF_TRY(be->matmul(bc, &l->w_down, L->gate, hp->n_ff, L->h, n));
+    trace_lane(L, "ffn_out", il, L->h, n * d);
+    be->add(bc, L->x, L->h, (int64_t)n * d);
+    trace_lane(L, "l_out", il, L->x, n * d);
     return RF_OK;
 }
 
-rf_status rf_forward(struct rf_context *c, const rf_token *tokens, int32_t n, bool all, float *out)
-{
-    const struct rf_backend_i *be = c->be->iface;
-    void *bc = c->be->ctx;
-    const struct rf_model *m = c->model;
-    const struct rf_hparams *hp = &m->hp;
-    const int64_t d = hp->n_embd;
+/* ---- batch preparation (host) ---- */
 
-    for (int32_t i = 0; i < n; i++) {
-        c->ids[i] = tokens[i];
-        c->pos[i] = c->n_past + i;
+static rf_status check_shape(const struct rf_scratch *s, const struct rf_kv_cache *kv,
+                             const struct rf_batch *b)
+{
+    if (!b->tokens || !b->pos || b->n_tok <= 0 || b->n_tok > s->n_batch)
+        return rf_fail(RF_STATUS_INVALID_ARG, "forward: %d tokens for a scratch of %d", b->n_tok,
+                       s->n_batch);
+    if (b->n_seq <= 0 || b->n_seq > s->n_seq || b->max_blocks <= 0 ||
+        b->max_blocks > s->max_blocks || !b->block_tables)
+        return rf_fail(RF_STATUS_INVALID_ARG,
+                       "forward: %d sequences of %d blocks for a scratch of %d x %d", b->n_seq,
+                       b->max_blocks, s->n_seq, s->max_blocks);
+    if (kv->model != s->m)
+        return rf_fail(RF_STATUS_INVALID_ARG, "forward: the KV cache belongs to another model");
+    return RF_OK;
+}
+
+/* Validates each token and finds its cache row. */
+static rf_status place_token(const struct rf_scratch *s, const struct rf_kv_cache *kv,
+                             const struct rf_batch *b, int32_t t)
+{
+    const int32_t tok = b->tokens[t], pos = b->pos[t], sq = b->seq ? b->seq[t] : 0;
+    if (tok < 0 || tok >= s->m->hp.n_vocab)
+        return rf_fail(RF_STATUS_INVALID_ARG, "decode: token %d at index %d is outside [0, %d)",
+                       tok, t, s->m->hp.n_vocab);
+    if (sq < 0 || sq >= b->n_seq)
+        return rf_fail(RF_STATUS_INVALID_ARG, "decode: token %d names sequence %d of %d", t, sq,
+                       b->n_seq);
+    const int64_t bi = pos >= 0 ? pos / kv->block_size : -1;
+    const int32_t block = pos >= 0 && bi < b->max_blocks
+                              ? b->block_tables[(int64_t)sq * b->max_blocks + bi]
+                              : -1;
+    if (block < 0 || block >= kv->n_blocks)
+        return rf_fail(RF_STATUS_INVALID_ARG,
+                       "decode: position %d of sequence %d (token %d) has no KV block", pos, sq, t);
+    s->h_ids[t] = tok;
+    s->h_pos[t] = pos;
+    s->h_seq[t] = sq;
+    s->h_slot[t] = block * kv->block_size + pos % kv->block_size;
+    return RF_OK;
+}
+
+/* Fills the host metadata; returns the number of logit rows in *n_rows. */
+static rf_status prepare(struct step *st, const struct rf_batch *b, int32_t *n_rows)
+{
+    struct rf_scratch *s = st->s;
+    RF_TRY(check_shape(s, st->kv, b));
+    int32_t max_pos = 0, rows = 0;
+    for (int32_t t = 0; t < b->n_tok; t++) {
+        RF_TRY(place_token(s, st->kv, b, t));
+        if (b->pos[t] > max_pos) max_pos = b->pos[t];
+        if (b->want_logits ? b->want_logits[t] : t == b->n_tok - 1) s->h_rows[rows++] = t;
     }
-    RF_TRY(be->get_rows(bc, &m->tok_embd, c->ids, n, c->x));
-    trace("embd", -1, c->x, n * d);
-    for (int il = 0; il < hp->n_layer; il++) {
-        RF_TRY(attention_block(c, &m->layers[il], il, n));
-        RF_TRY(mlp_block(c, &m->layers[il], il, n));
+    for (int32_t q = 0; q < b->n_seq; q++)
+        for (int32_t i = 0; i < s->max_blocks; i++)
+            s->h_tables[(int64_t)q * s->max_blocks + i] =
+                i < b->max_blocks ? b->block_tables[(int64_t)q * b->max_blocks + i] : -1;
+    st->n = b->n_tok;
+    st->max_pos = max_pos;
+    *n_rows = rows;
+    return RF_OK;
+}
+
+static rf_status upload(const struct step *st, struct rf_lane *L)
+{
+    const struct rf_backend_i *be = L->be->iface;
+    void *bc = L->be->ctx;
+    struct rf_scratch *s = st->s;
+    const size_t n = (size_t)st->n * sizeof(int32_t);
+    RF_TRY(be->copy_in(bc, L->pos, s->h_pos, n));
+    RF_TRY(be->copy_in(bc, L->seq, s->h_seq, n));
+    RF_TRY(be->copy_in(bc, L->slot, s->h_slot, n));
+    return be->copy_in(bc, L->tables, s->h_tables,
+                       (size_t)s->n_seq * (size_t)s->max_blocks * sizeof(int32_t));
+}
+
+/* ---- the step ---- */
+
+/* Moves the residual stream to lane `to` when the next layer runs there. */
+static rf_status switch_lane(const struct step *st, struct rf_lane *from, struct rf_lane *to)
+{
+    if (from == to) return RF_OK;
+    const size_t bytes = (size_t)st->n * (size_t)st->m->hp.n_embd * sizeof(float);
+    if (to->be->host_memory) return from->be->iface->copy_out(from->be->ctx, to->x, from->x, bytes);
+    return to->be->iface->copy_in(to->be->ctx, to->x, from->x, bytes);
+}
+
+static struct rf_lane *lane_of(struct rf_scratch *s, int il)
+{
+    return rf_model_layer_backend(s->m, il) == &s->m->backend ? &s->lane[0] : &s->lane[1];
+}
+
+static rf_status run_layers(const struct step *st, struct rf_lane **cur)
+{
+    const struct rf_model *m = st->m;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        struct rf_lane *L = lane_of(st->s, il);
+        RF_TRY(switch_lane(st, *cur, L));
+        *cur = L;
+        RF_TRY(attention_block(st, L, &m->layers[il], il));
+        RF_TRY(mlp_block(st, L, &m->layers[il], il));
     }
-    /* Only the rows whose logits are wanted go through the output head. */
-    const int32_t first = all ? 0 : n - 1, rows = n - first;
-    RF_TRY(be->rms_norm(bc, c->x + first * d, &m->output_norm, c->h, d, rows, hp->norm_eps));
-    trace("result_norm", -1, c->h, rows * d);
-    RF_TRY(be->matmul(bc, &m->output, c->h, d, out, rows));
-    trace("result_output", -1, out, rows * m->output.ne[1]);
-    c->n_past += n;
+    return RF_OK;
+}
+
+/* Final norm of the wanted rows rows[0..n) into L->h, consecutive rows in one call. */
+static rf_status norm_rows(const struct step *st, struct rf_lane *L, const int32_t *rows,
+                           int32_t n)
+{
+    const struct rf_hparams *hp = &st->m->hp;
+    const int64_t d = hp->n_embd;
+    for (int32_t j = 0; j < n;) {
+        int32_t k = j + 1;
+        while (k < n && rows[k] == rows[k - 1] + 1) k++;
+        RF_TRY(L->be->iface->rms_norm(L->be->ctx, L->x + (int64_t)rows[j] * d,
+                                      &st->m->output_norm, L->h + (int64_t)j * d, d, k - j,
+                                      hp->norm_eps));
+        j = k;
+    }
+    trace_lane(L, "result_norm", -1, L->h, n * d);
+    return RF_OK;
+}
+
+/* Output head of normed rows [j0, j0 + n) of L->h into dst (L's memory). */
+static rf_status head_rows(const struct step *st, struct rf_lane *L, int32_t j0, int32_t n,
+                           float *dst)
+{
+    const int64_t d = st->m->hp.n_embd;
+    return L->be->iface->matmul(L->be->ctx, &st->m->output, L->h + (int64_t)j0 * d, d, dst, n);
+}
+
+/* Logits of every wanted row to the host, through the lane's logits buffer when the
+ * lane is not host memory. */
+static rf_status logits_out(const struct step *st, struct rf_lane *L, int32_t n_rows, float *out)
+{
+    const int64_t nv = st->m->hp.n_vocab;
+    if (L->be->host_memory) {
+        RF_TRY(head_rows(st, L, 0, n_rows, out));
+        trace_lane(L, "result_output", -1, out, n_rows * nv);
+        return RF_OK;
+    }
+    for (int32_t j = 0; j < n_rows; j += RF_LOGIT_ROWS) {
+        const int32_t k = n_rows - j < RF_LOGIT_ROWS ? n_rows - j : RF_LOGIT_ROWS;
+        RF_TRY(head_rows(st, L, j, k, L->logits));
+        RF_TRY(L->be->iface->copy_out(L->be->ctx, out + (int64_t)j * nv, L->logits,
+                                      (size_t)k * (size_t)nv * sizeof(float)));
+    }
+    return RF_OK;
+}
+
+/* A step is recorded and replayed when it runs on one lane that can record, with few
+ * tokens and one run of at most RF_LOGIT_ROWS logit rows; the key holds everything
+ * that shapes its ops. */
+static bool step_key(const struct step *st, int32_t n_rows, uint64_t *key)
+{
+    const struct rf_scratch *s = st->s;
+    const struct rf_lane *L = &s->lane[1];
+    if (!L->be || !L->be->iface->step_begin || st->m->n_gpu_layers < st->m->hp.n_layer) return false;
+    if (st->n > 255 || n_rows < 1 || n_rows > RF_LOGIT_ROWS) return false;
+    if (s->h_rows[n_rows - 1] - s->h_rows[0] != n_rows - 1) return false;
+    *key = (uint64_t)s->tag << 32 | (uint64_t)st->n << 16 | (uint64_t)s->h_rows[0] << 8 |
+           (uint64_t)n_rows;
+    return true;
+}
+
+/* Everything from the embeddings to the logits in the output lane's memory (or, on
+ * a host lane, in out). */
+static rf_status run_step(struct step *st, int32_t n_rows, float *out, struct rf_lane **outl)
+{
+    struct rf_scratch *s = st->s;
+    const struct rf_model *m = st->m;
+    struct rf_lane *cur = &s->lane[0];
+    RF_TRY(m->backend.iface->get_rows(m->backend.ctx, &m->tok_embd, s->h_ids, st->n, cur->x));
+    trace("embd", -1, cur->x, (int64_t)st->n * m->hp.n_embd);
+    for (int i = 0; i < 2; i++)
+        if (s->lane[i].full) RF_TRY(upload(st, &s->lane[i]));
+
+    uint64_t key = 0;
+    bool replayed = false;
+    struct rf_lane *L = lane_of(s, m->hp.n_layer);
+    st->capture = step_key(st, n_rows, &key);
+    if (st->capture) {
+        RF_TRY(switch_lane(st, cur, L)); /* the embeddings, before the recorded part */
+        cur = L;
+        st->max_pos = s->max_blocks * st->kv->block_size - 1; /* fixed in the recording */
+        RF_TRY(L->be->iface->step_begin(L->be->ctx, key, &replayed));
+    }
+    if (!replayed) {
+        RF_TRY(run_layers(st, &cur));
+        RF_TRY(switch_lane(st, cur, L));
+        RF_TRY(norm_rows(st, L, s->h_rows, n_rows));
+        if (st->capture) RF_TRY(head_rows(st, L, 0, n_rows, L->logits));
+        if (st->capture) RF_TRY(L->be->iface->step_end(L->be->ctx));
+    }
+    *outl = L;
+    if (st->capture) return RF_OK; /* logits are in L->logits */
+    if (out) return logits_out(st, L, n_rows, out);
+    return head_rows(st, L, 0, n_rows, L->logits); /* n_rows <= RF_LOGIT_ROWS: the caller's */
+}
+
+rf_status rf_forward_batch(const struct rf_model *m, struct rf_scratch *s, struct rf_kv_cache *kv,
+                           const struct rf_batch *b, float *logits)
+{
+    struct step st = {.m = m, .s = s, .kv = kv};
+    int32_t n_rows = 0;
+    struct rf_lane *L = NULL;
+    RF_TRY(prepare(&st, b, &n_rows));
+    RF_TRY(run_step(&st, n_rows, logits, &L));
+    if (st.capture)
+        RF_TRY(L->be->iface->copy_out(L->be->ctx, logits, L->logits,
+                                      (size_t)n_rows * (size_t)m->hp.n_vocab * sizeof(float)));
     if (trace_dir()) trace_call++;
     return RF_OK;
+}
+
+/* The host version of the backend sampler (backend.h's rf_sample_params). */
+static rf_status host_sample(const float *logits, int32_t n_vocab,
+                             const struct rf_sample_params *sp, rf_token *token)
+{
+    struct rf_cands c;
+    if (!rf_cands_alloc(&c, n_vocab)) return rf_fail(RF_STATUS_NOMEM, "sample: out of memory");
+    rf_cands_fill(&c, logits, n_vocab);
+    if (sp->temperature <= 0.0f) {
+        *token = rf_sample_greedy(&c);
+        rf_cands_free(&c);
+        return RF_OK;
+    }
+    rf_sample_top_k(&c, sp->top_k);
+    rf_sample_top_p(&c, sp->top_p);
+    double max = -INFINITY, total = 0.0;
+    for (int32_t i = 0; i < c.n; i++) max = c.logits[i] > max ? c.logits[i] : max;
+    for (int32_t i = 0; i < c.n; i++) total += exp((c.logits[i] - max) / sp->temperature);
+    const double target = sp->u * total;
+    double acc = 0.0;
+    *token = c.n > 0 ? c.ids[c.n - 1] : 0;
+    for (int32_t i = 0; i < c.n; i++) {
+        acc += exp((c.logits[i] - max) / sp->temperature);
+        if (acc > target) {
+            *token = c.ids[i];
+            break;
+        }
+    }
+    rf_cands_free(&c);
+    return RF_OK;
+}
+
+rf_status rf_forward_batch_sample(const struct rf_model *m, struct rf_scratch *s,
+                                  struct rf_kv_cache *kv, const struct rf_batch *b,
+                                  const struct rf_sample_params *sp, uint64_t rng_state,
+                                  rf_token *token)
+{
+    struct rf_batch one = *b;
+    one.want_logits = NULL; /* the last token only */
+    const struct rf_lane *L = rf_model_layer_backend(m, m->hp.n_layer) == &m->backend
+                                  ? &s->lane[0]
+                                  : &s->lane[1];
+    if (L->be->host_memory || !L->be->iface->sample) {
+        float *row = malloc((size_t)m->hp.n_vocab * sizeof(float));
+        if (!row) return rf_fail(RF_STATUS_NOMEM, "sample: out of memory");
+        rf_status st = rf_forward_batch(m, s, kv, &one, row);
+        if (st == RF_OK) st = host_sample(row, m->hp.n_vocab, sp, token);
+        free(row);
+        return st;
+    }
+    struct step st = {.m = m, .s = s, .kv = kv};
+    int32_t n_rows = 0;
+    struct rf_lane *out = NULL;
+    RF_TRY(prepare(&st, &one, &n_rows));
+    RF_TRY(run_step(&st, n_rows, NULL, &out));
+    if (trace_dir()) trace_call++;
+    return out->be->iface->sample(out->be->ctx, out->logits, m->hp.n_vocab, sp, rng_state, token);
 }

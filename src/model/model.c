@@ -45,7 +45,7 @@ static rf_status load_parts(struct rf_model *m, const char *path, const struct r
     RF_TRY(copy_chat_template(m));
     m->n_threads = p->n_threads > 0 ? p->n_threads : rf_cpu_count();
     RF_TRY(rf_backend_cpu_init(m->n_threads, &m->backend));
-    return RF_OK;
+    return rf_model_offload(m, p);
 }
 
 rf_status rf_model_load(const char *path, const struct rf_model_params *params,
@@ -72,6 +72,7 @@ rf_status rf_model_load(const char *path, const struct rf_model_params *params,
 void rf_model_free(struct rf_model *m)
 {
     if (!m) return;
+    rf_model_offload_free(m);
     if (m->backend.iface) m->backend.iface->free(m->backend.ctx);
     rf_vocab_free(m->vocab);
     free(m->layers);

@@ -15,6 +15,7 @@ enum rf_arch {
     RF_ARCH_MISTRAL,
     RF_ARCH_QWEN2,
     RF_ARCH_QWEN3,
+    RF_ARCH_GEMMA3,
     RF_ARCH_COUNT
 };
 
@@ -37,6 +38,17 @@ struct rf_hparams {
     bool attn_bias;      /* q, k, v projections carry biases */
     bool qk_norm;        /* per-head RMSNorm of q and k before RoPE */
     bool tied_output;    /* output matrix is token_embd */
+    /* Gemma-style variants (false / 0 for the others) */
+    bool embd_scale;     /* token embeddings are multiplied by sqrt(n_embd) */
+    bool post_norms;     /* RMSNorm of the attention and MLP outputs before each residual add */
+    bool geglu;          /* MLP activation gelu_tanh(gate) * up instead of silu(gate) * up */
+    bool q_prescale;     /* q is multiplied by attn_scale before attention (q.k then unscaled) */
+    float attn_scale;    /* multiplies q.k: 1/sqrt(head_dim) unless the architecture says */
+    float attn_softcap;  /* 0: none; else scores = c * tanh(scores / c) */
+    float final_softcap; /* 0: none; else logits = c * tanh(logits / c) */
+    int32_t n_swa;       /* sliding window of the local layers in tokens; 0: every layer global */
+    int32_t swa_pattern; /* with n_swa: layer il is global when il % swa_pattern == swa_pattern - 1 */
+    float rope_base_swa; /* RoPE base of the sliding-window layers */
 };
 
 struct rf_layer {
@@ -51,6 +63,9 @@ struct rf_layer {
     struct rf_tensor w_gate;    /* ne = {n_embd, n_ff} */
     struct rf_tensor w_up;      /* ne = {n_embd, n_ff} */
     struct rf_tensor w_down;    /* ne = {n_ff, n_embd} */
+    struct rf_tensor attn_post_norm, ffn_post_norm; /* (n_embd); post_norms only */
+    int32_t window;             /* attention sees positions pos-window+1..pos; 0: all */
+    float rope_base;            /* RoPE base of this layer (rope_base or rope_base_swa) */
 };
 
 struct rf_model {
@@ -61,7 +76,9 @@ struct rf_model {
     struct rf_tensor output;      /* ne = {n_embd, n_vocab}; a copy of tok_embd when tied */
     struct rf_layer *layers;      /* n_layer */
     struct rf_vocab *vocab;
-    struct rf_backend backend;
+    struct rf_backend backend;    /* the CPU: token embeddings and layers not offloaded */
+    struct rf_backend gpu;        /* iface NULL when nothing is offloaded */
+    int32_t n_gpu_layers;         /* layers n_layer - n_gpu_layers.. run on the GPU */
     int32_t n_threads;
     uint64_t weight_bytes;
     char *chat_template;          /* NUL-terminated copy, or NULL */
@@ -75,5 +92,17 @@ rf_status rf_hparams_load(const struct rf_gguf *g, struct rf_hparams *hp);
 rf_status rf_model_bind_weights(struct rf_model *m);
 
 const char *rf_model_chat_template(const struct rf_model *m);
+
+/* Opens the GPU backend and uploads the offloaded layers (offload.c); without a GPU,
+ * leaves everything on the CPU. */
+rf_status rf_model_offload(struct rf_model *m, const struct rf_model_params *p);
+void rf_model_offload_free(struct rf_model *m);
+
+/* The backend layer il runs on; il = n_layer: the output head's (the last layer's). */
+static inline const struct rf_backend *rf_model_layer_backend(const struct rf_model *m, int il)
+{
+    if (il >= m->hp.n_layer) il = m->hp.n_layer - 1;
+    return il >= m->hp.n_layer - m->n_gpu_layers ? &m->gpu : &m->backend;
+}
 
 #endif

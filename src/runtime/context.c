@@ -9,50 +9,18 @@ struct rf_context_params rf_context_default_params(void)
     return (struct rf_context_params){.n_ctx = 0, .n_batch = 512};
 }
 
-static void *be_alloc(struct rf_context *c, size_t bytes)
+static rf_status alloc_state(struct rf_context *c)
 {
-    return c->be->iface->alloc(c->be->ctx, bytes ? bytes : 1);
-}
-
-static void be_release(struct rf_context *c, void *p)
-{
-    if (p) c->be->iface->release(c->be->ctx, p);
-}
-
-static rf_status alloc_kv_cache(struct rf_context *c)
-{
-    const int n_layer = c->model->hp.n_layer;
-    c->k_cache = calloc((size_t)n_layer, sizeof *c->k_cache);
-    c->v_cache = calloc((size_t)n_layer, sizeof *c->v_cache);
-    if (!c->k_cache || !c->v_cache) return rf_fail(RF_STATUS_NOMEM, "context: out of memory");
-    const size_t bytes = (size_t)c->n_ctx * (size_t)c->kv_width * sizeof(uint16_t);
-    for (int il = 0; il < n_layer; il++) {
-        c->k_cache[il] = be_alloc(c, bytes);
-        c->v_cache[il] = be_alloc(c, bytes);
-        if (!c->k_cache[il] || !c->v_cache[il])
-            return rf_fail(RF_STATUS_NOMEM, "context: cannot allocate the KV cache (%zu bytes x %d)",
-                           2 * bytes, n_layer);
-    }
-    return RF_OK;
-}
-
-static rf_status alloc_scratch(struct rf_context *c)
-{
-    const struct rf_hparams *hp = &c->model->hp;
-    const size_t nb = (size_t)c->n_batch;
-    const size_t qw = (size_t)hp->n_head * (size_t)hp->head_dim;
-    const size_t wide = qw > (size_t)hp->n_embd ? qw : (size_t)hp->n_embd;
-    c->x = be_alloc(c, nb * (size_t)hp->n_embd * sizeof(float));
-    c->h = be_alloc(c, nb * wide * sizeof(float));
-    c->q = be_alloc(c, nb * wide * sizeof(float));
-    c->k = be_alloc(c, nb * (size_t)c->kv_width * sizeof(float));
-    c->v = be_alloc(c, nb * (size_t)c->kv_width * sizeof(float));
-    c->gate = be_alloc(c, nb * (size_t)hp->n_ff * sizeof(float));
-    c->up = be_alloc(c, nb * (size_t)hp->n_ff * sizeof(float));
-    c->pos = calloc(nb, sizeof *c->pos);
-    c->ids = calloc(nb, sizeof *c->ids);
-    if (!c->x || !c->h || !c->q || !c->k || !c->v || !c->gate || !c->up || !c->pos || !c->ids)
-        return rf_fail(RF_STATUS_NOMEM, "context: cannot allocate scratch for %d tokens", c->n_batch);
+    const int32_t bs = RF_KV_BLOCK_SIZE, n_blocks = (c->n_ctx + bs - 1) / bs;
+    RF_TRY(rf_kv_cache_init(&c->kv, c->model, n_blocks, bs));
+    RF_TRY(rf_scratch_new(c->model, c->n_batch, 1, n_blocks, &c->scratch));
+    c->table = malloc((size_t)n_blocks * sizeof *c->table);
+    c->pos = malloc((size_t)c->n_batch * sizeof *c->pos);
+    c->want_all = malloc((size_t)c->n_batch * sizeof *c->want_all);
+    if (!c->table || !c->pos || !c->want_all)
+        return rf_fail(RF_STATUS_NOMEM, "context: out of memory");
+    for (int32_t i = 0; i < c->n_batch; i++) c->want_all[i] = true;
+    for (int32_t i = 0; i < n_blocks; i++) c->table[i] = i;
     return RF_OK;
 }
 
@@ -72,12 +40,9 @@ rf_status rf_context_init(struct rf_model *model, const struct rf_context_params
     struct rf_context *c = calloc(1, sizeof *c);
     if (!c) return rf_fail(RF_STATUS_NOMEM, "context: out of memory");
     c->model = model;
-    c->be = &model->backend;
     c->n_ctx = p.n_ctx;
     c->n_batch = p.n_batch;
-    c->kv_width = (int64_t)model->hp.n_head_kv * model->hp.head_dim;
-    rf_status s = alloc_kv_cache(c);
-    if (s == RF_OK) s = alloc_scratch(c);
+    rf_status s = alloc_state(c);
     if (s != RF_OK) {
         rf_context_free(c);
         return s;
@@ -89,19 +54,11 @@ rf_status rf_context_init(struct rf_model *model, const struct rf_context_params
 void rf_context_free(struct rf_context *c)
 {
     if (!c) return;
-    for (int il = 0; c->k_cache && il < c->model->hp.n_layer; il++) be_release(c, c->k_cache[il]);
-    for (int il = 0; c->v_cache && il < c->model->hp.n_layer; il++) be_release(c, c->v_cache[il]);
-    free(c->k_cache);
-    free(c->v_cache);
-    be_release(c, c->x);
-    be_release(c, c->h);
-    be_release(c, c->q);
-    be_release(c, c->k);
-    be_release(c, c->v);
-    be_release(c, c->gate);
-    be_release(c, c->up);
+    rf_scratch_free(c->scratch);
+    rf_kv_cache_free(&c->kv);
+    free(c->table);
     free(c->pos);
-    free(c->ids);
+    free(c->want_all);
     free(c->logits);
     free(c);
 }
@@ -111,7 +68,7 @@ int32_t rf_context_n_past(const struct rf_context *c) { return c->n_past; }
 
 uint64_t rf_context_kv_bytes_per_pos(const struct rf_context *c)
 {
-    return 2ull * (uint64_t)c->model->hp.n_layer * (uint64_t)c->kv_width * sizeof(uint16_t);
+    return rf_kv_cache_block_bytes(c->model, 1);
 }
 
 void rf_context_reset(struct rf_context *c)
@@ -145,6 +102,22 @@ static rf_status check_tokens(const struct rf_context *c, const rf_token *tokens
     return RF_OK;
 }
 
+static rf_status forward_chunk(struct rf_context *c, const rf_token *tokens, int32_t n, bool all,
+                               float *out)
+{
+    for (int32_t i = 0; i < n; i++) c->pos[i] = c->n_past + i;
+    const struct rf_batch b = {.n_tok = n,
+                               .tokens = tokens,
+                               .pos = c->pos,
+                               .want_logits = all ? c->want_all : NULL,
+                               .n_seq = 1,
+                               .max_blocks = c->kv.n_blocks,
+                               .block_tables = c->table};
+    rf_status s = rf_forward_batch(c->model, c->scratch, &c->kv, &b, out);
+    if (s == RF_OK) c->n_past += n;
+    return s;
+}
+
 rf_status rf_decode(struct rf_context *c, const rf_token *tokens, int32_t n, bool all_logits)
 {
     if (!c || (!tokens && n > 0) || n <= 0)
@@ -156,7 +129,7 @@ rf_status rf_decode(struct rf_context *c, const rf_token *tokens, int32_t n, boo
     for (int32_t i = 0; i < n; i += c->n_batch) {
         const int32_t chunk = n - i < c->n_batch ? n - i : c->n_batch;
         float *out = all_logits ? c->logits + (int64_t)i * n_vocab : c->logits;
-        rf_status s = rf_forward(c, tokens + i, chunk, all_logits, out);
+        rf_status s = forward_chunk(c, tokens + i, chunk, all_logits, out);
         if (s != RF_OK) {
             c->n_past = start_past; /* the cache rows past start_past are garbage now */
             c->n_logits = 0;

@@ -1,9 +1,11 @@
 /* RoPE, KV-cache stores and attention over the f16 cache.
  *
- * Cache layout: row r (a position) holds width = n_head_kv * head_dim halves, KV
- * head h at r * width + h * head_dim. Attention tasks are (KV head, a group of the
- * query heads that share it, token): K and V rows are read in blocks, each block
- * used by every query head of the group while it is in L1.
+ * Cache layout: a pool row holds width = n_head_kv * head_dim halves, KV head h at
+ * row * width + h * head_dim; a sequence's positions map to rows through its block
+ * table (backend.h). Attention tasks are (KV head, a group of the query heads that
+ * share it, token): K and V rows are read in blocks, each block used by every query
+ * head of the group while it is in L1. A token whose visible positions are not in
+ * consecutive blocks has them gathered first, so the sums run in the same order.
  *
  * Numerics follow ggml's CPU path (no flash attention) bit for bit: q rounded to
  * f16, q.k with exact products summed in f32 (in tinyBLAS's or vec_dot's order),
@@ -13,6 +15,7 @@
  * are shifted against llama.cpp's masked full rows, so only there results may
  * differ in the last bits. */
 #include <math.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_internal.h"
 #include "core/fp16.h"
@@ -95,7 +98,7 @@ struct kv_job {
     const struct rf_cpu_kernels *k;
     const float *ks, *vs;
     int64_t width;
-    const int32_t *pos;
+    const int32_t *slot;
     uint16_t *kc, *vc;
 };
 
@@ -104,20 +107,20 @@ static void kv_range(void *varg, int64_t t0, int64_t t1, int ith)
     (void)ith;
     const struct kv_job *j = varg;
     for (int64_t t = t0; t < t1; t++) {
-        if (j->pos[t] < 0) continue; /* no row to write; the caller validates positions */
-        const size_t row = (size_t)j->pos[t] * (size_t)j->width;
+        if (j->slot[t] < 0) continue;
+        const size_t row = (size_t)j->slot[t] * (size_t)j->width;
         j->k->to_f16(j->ks + t * j->width, j->kc + row, j->width);
         j->k->to_f16(j->vs + t * j->width, j->vc + row, j->width);
     }
 }
 
 void rf_cpu_kv_store(void *ctx, const float *k, const float *v, int64_t n_tok, int64_t width,
-                     const int32_t *pos, uint16_t *k_cache, uint16_t *v_cache)
+                     const int32_t *slot, uint16_t *k_pool, uint16_t *v_pool)
 {
     struct rf_cpu_ctx *c = ctx;
     if (n_tok <= 0 || width <= 0) return;
     struct kv_job j = {
-        .k = c->k, .ks = k, .vs = v, .width = width, .pos = pos, .kc = k_cache, .vc = v_cache};
+        .k = c->k, .ks = k, .vs = v, .width = width, .slot = slot, .kc = k_pool, .vc = v_pool};
     rf_cpu_parallel_for(c, n_tok, 2 * width, kv_range, &j);
 }
 
@@ -147,23 +150,52 @@ static int64_t first_row(const struct rf_attn_params *p, int64_t t)
     return lo > 0 ? lo : 0;
 }
 
-/* Scores s (ng, nvis) of the group's query heads qf against rows lo..lo+nvis-1. */
-static void attn_scores(const struct attn_job *j, const float *qf, int ng, int kvh, int64_t lo,
-                        int64_t nvis, float *s)
+/* Scores s (ng, nvis) of the group's query heads qf against nvis K rows of one head
+ * at kr, stride halves apart. */
+static void attn_scores(const struct attn_job *j, const float *qf, int ng, const uint16_t *kr,
+                        size_t stride, int64_t nvis, float *s)
 {
     const struct rf_attn_params *p = j->p;
     const struct rf_cpu_kernels *k = j->c->k;
     const int hd = p->head_dim;
-    const size_t width = (size_t)p->n_head_kv * (size_t)hd;
     for (int64_t r0 = 0; r0 < nvis; r0 += ATTN_ROWS) {
         const int64_t nr = nvis - r0 < ATTN_ROWS ? nvis - r0 : ATTN_ROWS;
-        const uint16_t *kr = j->kc + (size_t)(lo + r0) * width + (size_t)kvh * hd;
         for (int h = 0; h < ng; h++)
-            k->dot_f16_rows(qf + h * hd, kr, width, nr, hd, s + h * nvis + r0, j->kq_lanes);
+            k->dot_f16_rows(qf + h * hd, kr + (size_t)r0 * stride, stride, nr, hd,
+                            s + h * nvis + r0, j->kq_lanes);
     }
     k->scale(s, p->scale, ng * nvis);
     if (p->softcap != 0.0f)
         for (int64_t i = 0; i < ng * nvis; i++) s[i] = p->softcap * tanhf(s[i] / p->softcap);
+}
+
+/* Where head kvh's K and V rows of positions lo..lo+nvis-1 of token t's sequence are:
+ * in the pools when their blocks are consecutive, else gathered into kg / vg. */
+static size_t attn_rows(const struct attn_job *j, int64_t t, int kvh, int64_t lo, int64_t nvis,
+                        uint16_t *kg, uint16_t *vg, const uint16_t **kr, const uint16_t **vr)
+{
+    const struct rf_attn_params *p = j->p;
+    const int hd = p->head_dim, bs = p->block_size;
+    const size_t width = (size_t)p->n_head_kv * (size_t)hd;
+    const int32_t *table = p->block_tables + (int64_t)p->seq[t] * p->max_blocks;
+    const int64_t b0 = lo / bs, b1 = (lo + nvis - 1) / bs;
+    bool consecutive = true;
+    for (int64_t b = b0 + 1; b <= b1 && consecutive; b++) consecutive = table[b] == table[b0] + (b - b0);
+    if (consecutive) {
+        const size_t row = (size_t)table[b0] * (size_t)bs + (size_t)(lo % bs);
+        *kr = j->kc + row * width + (size_t)kvh * hd;
+        *vr = j->vc + row * width + (size_t)kvh * hd;
+        return width;
+    }
+    for (int64_t r = 0; r < nvis; r++) {
+        const int64_t q = lo + r;
+        const size_t row = (size_t)table[q / bs] * (size_t)bs + (size_t)(q % bs);
+        memcpy(kg + r * hd, j->kc + row * width + (size_t)kvh * hd, (size_t)hd * 2);
+        memcpy(vg + r * hd, j->vc + row * width + (size_t)kvh * hd, (size_t)hd * 2);
+    }
+    *kr = kg;
+    *vr = vg;
+    return (size_t)hd;
 }
 
 /* Rows of weights s (ng, nvis) to f16-rounded softmax weights, in place. */
@@ -194,32 +226,48 @@ static void attn_task(void *varg, int64_t id, int ith)
 
     float *qf = rf_cpu_work_slice(j->c, ith); /* (gs, hd) q rounded to f16 */
     float *s = qf + (size_t)j->gs * hd;       /* (gs, max_vis) scores, then weights */
+    uint16_t *kg = (uint16_t *)(s + (size_t)j->gs * j->max_vis); /* (max_vis, hd) gathered */
+    uint16_t *vg = kg + (size_t)j->max_vis * hd;
+    const uint16_t *kr, *vr;
+    const size_t stride = attn_rows(j, t, kvh, lo, nvis, kg, vg, &kr, &vr);
     /* q goes through f16 as in ggml's CPU path, so q.k sees the same operands. */
     k->scale_round_f16(j->q + (t * p->n_head + h0) * hd, 1.0f, qf, ng * hd);
-    attn_scores(j, qf, ng, kvh, lo, nvis, s);
+    attn_scores(j, qf, ng, kr, stride, nvis, s);
     attn_softmax(k, s, ng, nvis);
     /* The group's output rows are contiguous: (ng, hd) at ot. */
     float *ot = j->out + (t * p->n_head + h0) * hd;
-    const size_t width = (size_t)p->n_head_kv * (size_t)hd;
-    const uint16_t *vr = j->vc + (size_t)lo * width + (size_t)kvh * hd;
     for (int h = 0; h < ng; h++)
-        k->wsum_f16_rows(ot + h * hd, s + h * nvis, vr, width, nvis, hd, j->kqv_lanes);
+        k->wsum_f16_rows(ot + h * hd, s + h * nvis, vr, stride, nvis, hd, j->kqv_lanes);
+}
+
+static rf_status attn_check_token(const struct rf_attn_params *p, int64_t t)
+{
+    const int32_t pos = p->pos[t], sq = p->seq[t];
+    if (pos < 0 || sq < 0 || sq >= p->n_seq || pos / p->block_size >= p->max_blocks)
+        return rf_fail(RF_STATUS_INVALID_ARG,
+                       "attention: token %lld at position %d of sequence %d is outside %d "
+                       "sequences of %d blocks of %d",
+                       (long long)t, pos, sq, p->n_seq, p->max_blocks, p->block_size);
+    const int32_t *table = p->block_tables + (int64_t)sq * p->max_blocks;
+    for (int32_t b = 0; b <= pos / p->block_size; b++)
+        if (table[b] < 0)
+            return rf_fail(RF_STATUS_INVALID_ARG,
+                           "attention: position %d of sequence %d has no block", b * p->block_size,
+                           sq);
+    return RF_OK;
 }
 
 static rf_status attn_check(const struct rf_attn_params *p)
 {
-    if (p->n_tok < 0 || p->n_head <= 0 || p->n_head_kv <= 0 || p->head_dim <= 0 || p->n_kv < 0 ||
-        p->window < 0 || p->n_head % p->n_head_kv || (p->n_tok > 0 && !p->pos))
+    if (p->n_tok < 0 || p->n_head <= 0 || p->n_head_kv <= 0 || p->head_dim <= 0 ||
+        p->window < 0 || p->n_head % p->n_head_kv || p->block_size <= 0 || p->max_blocks <= 0 ||
+        p->n_seq <= 0 || (p->n_tok > 0 && (!p->pos || !p->seq || !p->block_tables)))
         return rf_fail(RF_STATUS_INVALID_ARG,
                        "attention: bad parameters (n_tok %lld, n_head %d, n_head_kv %d, head_dim "
-                       "%d, n_kv %lld, window %d)",
-                       (long long)p->n_tok, p->n_head, p->n_head_kv, p->head_dim,
-                       (long long)p->n_kv, p->window);
-    for (int64_t t = 0; t < p->n_tok; t++)
-        if (p->pos[t] < 0 || p->pos[t] >= p->n_kv)
-            return rf_fail(RF_STATUS_INVALID_ARG,
-                           "attention: token %lld is at position %d but the cache holds %lld rows",
-                           (long long)t, p->pos[t], (long long)p->n_kv);
+                       "%d, window %d, %d sequences of %d blocks of %d)",
+                       (long long)p->n_tok, p->n_head, p->n_head_kv, p->head_dim, p->window,
+                       p->n_seq, p->max_blocks, p->block_size);
+    for (int64_t t = 0; t < p->n_tok; t++) RF_TRY(attn_check_token(p, t));
     return RF_OK;
 }
 
@@ -234,8 +282,8 @@ static void attn_split(struct attn_job *j, int nth)
     j->n_sub = (j->n_rep + j->gs - 1) / j->gs;
 }
 
-rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_cache,
-                           const uint16_t *v_cache, float *out, const struct rf_attn_params *p)
+rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_pool,
+                           const uint16_t *v_pool, float *out, const struct rf_attn_params *p)
 {
     struct rf_cpu_ctx *c = ctx;
     RF_TRY(attn_check(p));
@@ -243,8 +291,8 @@ rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_cache,
     struct attn_job j = {.c = c,
                          .p = p,
                          .q = q,
-                         .kc = k_cache,
-                         .vc = v_cache,
+                         .kc = k_pool,
+                         .vc = v_pool,
                          .out = out,
                          .n_rep = p->n_head / p->n_head_kv};
     attn_split(&j, c->nth);
@@ -257,7 +305,9 @@ rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_cache,
         const int64_t nvis = p->pos[t] - first_row(p, t) + 1;
         if (nvis > j.max_vis) j.max_vis = nvis;
     }
-    const size_t floats = (size_t)j.gs * ((size_t)p->head_dim + (size_t)j.max_vis);
+    /* Per thread: q and scores, then K and V rows gathered when blocks are scattered. */
+    const size_t floats = (size_t)j.gs * ((size_t)p->head_dim + (size_t)j.max_vis) +
+                          (size_t)j.max_vis * (size_t)p->head_dim;
     RF_TRY(rf_cpu_work_reserve(c, floats * sizeof(float), "attention"));
     const int64_t n_tasks = p->n_tok * p->n_head_kv * j.n_sub;
     const bool serial = p->n_tok * p->n_head * j.max_vis * p->head_dim < RF_CPU_PAR_MIN_WORK;

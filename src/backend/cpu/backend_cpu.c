@@ -254,6 +254,15 @@ static rf_status cpu_add_bias(void *ctx, float *y, const struct rf_tensor *b, in
     return RF_OK;
 }
 
+/* ---- memory: the CPU's buffers are host memory ---- */
+
+static rf_status cpu_copy(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    (void)ctx;
+    if (bytes) memmove(dst, src, bytes);
+    return RF_OK;
+}
+
 /* ---- context ---- */
 
 static void cpu_free(void *ctx)
@@ -282,6 +291,9 @@ static const struct rf_backend_i cpu_iface = {
     .add = cpu_add,
     .add_bias = cpu_add_bias,
     .scale = cpu_scale,
+    .copy_in = cpu_copy,
+    .copy_out = cpu_copy,
+    .copy = cpu_copy,
 };
 
 rf_status rf_backend_cpu_init(int n_threads, struct rf_backend *out)
@@ -300,6 +312,7 @@ rf_status rf_backend_cpu_init(int n_threads, struct rf_backend *out)
     c->k = rf_cpu_has_avx2() ? &rf_cpu_kernels_avx2 : &rf_cpu_kernels_scalar;
     out->iface = &cpu_iface;
     out->ctx = c;
+    out->host_memory = true;
     return RF_OK;
 }
 

@@ -58,8 +58,8 @@ rf_status rf_cpu_get_rows(void *ctx, const struct rf_tensor *w, const int32_t *i
 void rf_cpu_rope(void *ctx, float *x, int64_t n_tok, int n_head, int head_dim, const int32_t *pos,
                  const struct rf_rope_params *p);
 void rf_cpu_kv_store(void *ctx, const float *k, const float *v, int64_t n_tok, int64_t width,
-                     const int32_t *pos, uint16_t *k_cache, uint16_t *v_cache);
-rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_cache,
-                           const uint16_t *v_cache, float *out, const struct rf_attn_params *p);
+                     const int32_t *slot, uint16_t *k_pool, uint16_t *v_pool);
+rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_pool,
+                           const uint16_t *v_pool, float *out, const struct rf_attn_params *p);
 
 #endif

@@ -9,6 +9,14 @@
 #define GELU_SQRT_2_OVER_PI 0.79788456080286535588f
 #define GELU_COEF_A 0.044715f
 
+/* GELU as ggml's CPU path computes it, which llama.cpp's results depend on: for
+ * -10 < g < 10, g is rounded to f16 and looked up in this table of
+ * f16(0.5 h (1 + tanh((sqrt(2/pi) h) fma(a h, h, 1)))) over every half h; g <= -10
+ * gives 0 (+0, not g * 0), g >= 10 gives g. Built once, on first use (thread-safe). */
+const uint16_t *rf_cpu_gelu_table(void);
+#define RF_GELU_LO (-10.0f)
+#define RF_GELU_HI 10.0f
+
 /* Summation orders of the f16 attention products (see dot_f16_rows). */
 #define RF_LANES_GEMM 8
 #define RF_LANES_VEC 32
@@ -20,6 +28,7 @@ struct rf_cpu_kernels {
     /* y[i] = x[i] * s * w[i]; w NULL: y[i] = x[i] * s. */
     void (*scale_mul)(const float *x, float s, const float *w, float *y, int64_t n);
     void (*swiglu)(const float *gate, const float *up, float *out, int64_t n);
+    /* out = gelu(gate) * up with the table GELU above. */
     void (*geglu)(const float *gate, const float *up, float *out, int64_t n);
     void (*add)(float *y, const float *x, int64_t n);
     void (*scale)(float *y, float s, int64_t n);

@@ -1,10 +1,31 @@
 /* Portable inner loops: the fallback on CPUs without AVX2, and the arithmetic the
  * SIMD versions are checked against. */
 #include <math.h>
+#include <pthread.h>
 
 #include "backend/cpu/cpu_kernels.h"
 #include "core/fp16.h"
 
+static uint16_t gelu_table[1 << 16];
+static pthread_once_t gelu_once = PTHREAD_ONCE_INIT;
+
+/* The products and the one fused multiply-add are those of ggml's build (checked
+ * against llama.cpp's ffn_geglu tensors); tanhf is the C library's. */
+static void gelu_table_init(void)
+{
+    for (uint32_t h = 0; h < (1u << 16); h++) {
+        const float x = rf_fp16_to_fp32((uint16_t)h);
+        const float inner = fmaf(GELU_COEF_A * x, x, 1.0f);
+        const float t = tanhf(GELU_SQRT_2_OVER_PI * x * inner);
+        gelu_table[h] = rf_fp32_to_fp16(0.5f * x * (1.0f + t));
+    }
+}
+
+const uint16_t *rf_cpu_gelu_table(void)
+{
+    pthread_once(&gelu_once, gelu_table_init);
+    return gelu_table;
+}
 
 static double sum_sq(const float *x, int64_t n)
 {
@@ -29,14 +50,14 @@ static void swiglu(const float *gate, const float *up, float *out, int64_t n)
     }
 }
 
-/* 0.5 g (1 + tanh(y)) written as g / (1 + e^(-2y)), y = sqrt(2/pi) g (1 + a g^2):
- * the same function without the cancellation in 1 + tanh(y) for negative g. */
 static void geglu(const float *gate, const float *up, float *out, int64_t n)
 {
+    const uint16_t *tab = rf_cpu_gelu_table();
     for (int64_t i = 0; i < n; i++) {
         const float g = gate[i];
-        const float y = GELU_SQRT_2_OVER_PI * g * (1.0f + GELU_COEF_A * g * g);
-        out[i] = g / (1.0f + expf(-2.0f * y)) * up[i];
+        if (g <= RF_GELU_LO) out[i] = 0.0f;
+        else if (g >= RF_GELU_HI) out[i] = g * up[i];
+        else out[i] = rf_fp16_to_fp32(tab[rf_fp32_to_fp16(g)]) * up[i];
     }
 }
 

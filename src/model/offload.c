@@ -1,0 +1,103 @@
+/* Placing layers on the GPU: the backend is opened when the build has one and
+ * layers are asked for, and the offloaded layers' weights (the last n_gpu_layers,
+ * then the output head) are uploaded in their stored format. */
+#include <stdio.h>
+#include <unistd.h>
+
+#include "core/status.h"
+#include "model/model.h"
+
+#define MAX_LAYER_TENSORS 16
+
+static int layer_tensors(struct rf_layer *l, struct rf_tensor **out)
+{
+    struct rf_tensor *all[] = {&l->attn_norm, &l->wq, &l->wk, &l->wv, &l->wo,
+                               &l->bq, &l->bk, &l->bv, &l->q_norm, &l->k_norm,
+                               &l->ffn_norm, &l->w_gate, &l->w_up, &l->w_down};
+    int n = 0;
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (all[i]->data) out[n++] = all[i];
+    return n;
+}
+
+/* Every tensor that lives on the GPU: the offloaded layers', then the head's. */
+static int gpu_tensors(struct rf_model *m, int il, struct rf_tensor **out)
+{
+    if (il < m->hp.n_layer) return layer_tensors(&m->layers[il], out);
+    out[0] = &m->output_norm;
+    out[1] = &m->output;
+    return 2;
+}
+
+static void progress(uint64_t done, uint64_t total)
+{
+    if (!isatty(STDERR_FILENO) || total == 0) return;
+    const int width = 40, fill = (int)((double)done / (double)total * width);
+    fprintf(stderr, "\ruploading weights [%.*s%*s] %3d%% %.2f/%.2f GiB", fill,
+            "########################################", width - fill, "",
+            (int)(100.0 * (double)done / (double)total), (double)done / 1073741824.0,
+            (double)total / 1073741824.0);
+    if (done == total) fputc('\n', stderr);
+}
+
+static uint64_t offload_bytes(struct rf_model *m)
+{
+    uint64_t total = 0;
+    struct rf_tensor *t[MAX_LAYER_TENSORS];
+    for (int il = m->hp.n_layer - m->n_gpu_layers; il <= m->hp.n_layer; il++) {
+        const int n = gpu_tensors(m, il, t);
+        for (int i = 0; i < n; i++) total += t[i]->nbytes;
+    }
+    return total;
+}
+
+static rf_status upload(struct rf_model *m)
+{
+    const struct rf_backend_i *be = m->gpu.iface;
+    const uint64_t total = offload_bytes(m);
+    uint64_t done = 0;
+    struct rf_tensor *t[MAX_LAYER_TENSORS];
+    for (int il = m->hp.n_layer - m->n_gpu_layers; il <= m->hp.n_layer; il++) {
+        const int n = gpu_tensors(m, il, t);
+        for (int i = 0; i < n; i++) {
+            rf_status s = be->load_tensor(m->gpu.ctx, t[i]);
+            if (s != RF_OK) {
+                if (isatty(STDERR_FILENO)) fputc('\n', stderr);
+                return s;
+            }
+            done += t[i]->nbytes;
+        }
+        progress(done, total);
+    }
+    return RF_OK;
+}
+
+rf_status rf_model_offload(struct rf_model *m, const struct rf_model_params *p)
+{
+    m->n_gpu_layers = 0;
+    if (p->n_gpu_layers == 0 || !rf_backend_gpu_built()) return RF_OK;
+    rf_status s = rf_backend_gpu_init(p->main_gpu, &m->gpu);
+    if (s != RF_OK) {
+        /* A GPU build on a machine without a usable GPU runs on the CPU, and says so. */
+        fprintf(stderr, "rocmforge: %s; running on the CPU\n", rf_last_error());
+        m->gpu.iface = NULL;
+        return RF_OK;
+    }
+    const int32_t n = p->n_gpu_layers;
+    m->n_gpu_layers = n < 0 || n > m->hp.n_layer ? m->hp.n_layer : n;
+    return upload(m);
+}
+
+void rf_model_offload_free(struct rf_model *m)
+{
+    if (!m->gpu.iface) return;
+    const struct rf_backend_i *be = m->gpu.iface;
+    struct rf_tensor *t[MAX_LAYER_TENSORS];
+    for (int il = m->hp.n_layer - m->n_gpu_layers; m->n_gpu_layers > 0 && il <= m->hp.n_layer; il++) {
+        const int n = gpu_tensors(m, il, t);
+        for (int i = 0; i < n; i++)
+            if (be->free_tensor) be->free_tensor(m->gpu.ctx, t[i]);
+    }
+    be->free(m->gpu.ctx);
+    m->gpu.iface = NULL;
+}
