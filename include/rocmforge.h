@@ -125,6 +125,12 @@ uint64_t rf_context_kv_bytes_per_pos(const struct rf_context *ctx);
 /* Appends tokens to the sequence and runs the forward pass. When all_logits, the
  * logits of every token are kept, else only the last one's. */
 rf_status rf_decode(struct rf_context *ctx, const rf_token *tokens, int32_t n, bool all_logits);
+/* rf_decode, then the next token drawn by s from the last token's logits. With the
+ * model's head on a GPU and a chain the GPU runs (greedy, top-k, top-p, temperature;
+ * no penalties or min-p) the draw happens there and only the id is copied back; no
+ * logits are kept then (rf_get_logits fails until the next rf_decode). */
+rf_status rf_decode_sample(struct rf_context *ctx, const rf_token *tokens, int32_t n,
+                           struct rf_sampler *s, rf_token *out);
 /* Logits (n_vocab floats) of the i-th token of the last rf_decode call; i = -1: last. */
 const float *rf_get_logits(struct rf_context *ctx, int32_t i);
 

@@ -215,6 +215,7 @@ struct gen_stats {
     double t_prompt; /* seconds */
     double t_gen;
     uint64_t logits_hash;
+    bool has_hash;
     bool ctx_full;
 };
 
@@ -233,19 +234,14 @@ static int generate(const struct run_opts *o, struct rf_model *m, struct rf_cont
     int rc = CLI_EXIT_FAIL;
     const char *piece = NULL;
     double t0 = cli_now();
-    if (rf_decode(ctx, toks, st->n_prompt, false) != RF_OK) {
+    rf_token t = -1;
+    if (rf_decode_sample(ctx, toks, st->n_prompt, smp, &t) != RF_OK) {
         cli_fail("run", "decoding the prompt failed: %s", rf_last_error());
         goto done;
     }
-    const float *logits = rf_get_logits(ctx, -1);
     st->t_prompt = cli_now() - t0;
     t0 = cli_now();
-    while (logits && (o->n_predict < 0 || st->n_gen < o->n_predict)) {
-        const rf_token t = rf_sampler_sample(smp, logits);
-        if (t < 0) {
-            cli_fail("run", "sampling failed: %s", rf_last_error());
-            goto done;
-        }
+    while (o->n_predict < 0 || st->n_gen < o->n_predict) {
         if (!o->ignore_eos && rf_model_is_eog(m, t)) break;
         rf_sampler_accept(smp, t);
         st->n_gen++;
@@ -256,20 +252,18 @@ static int generate(const struct run_opts *o, struct rf_model *m, struct rf_cont
             st->ctx_full = true;
             break;
         }
-        if (rf_decode(ctx, &t, 1, false) != RF_OK) {
+        if (rf_decode_sample(ctx, &t, 1, smp, &t) != RF_OK) {
             cli_fail("run", "decoding failed after %d tokens: %s", st->n_gen, rf_last_error());
             goto done;
         }
-        logits = rf_get_logits(ctx, -1);
-    }
-    if (!logits) {
-        cli_fail("run", "no logits: %s", rf_last_error());
-        goto done;
     }
     const size_t k = rf_detok_flush(dt, &piece);
     if (!emit(piece, k)) goto write_fail;
     st->t_gen = cli_now() - t0;
-    st->logits_hash = cli_fnv1a64(logits, (size_t)rf_model_n_vocab(m) * sizeof(float));
+    /* No logits reach the host when the GPU samples. */
+    const float *logits = rf_get_logits(ctx, -1);
+    st->has_hash = logits != NULL;
+    if (logits) st->logits_hash = cli_fnv1a64(logits, (size_t)rf_model_n_vocab(m) * sizeof(float));
     rc = 0;
     goto done;
 write_fail:
@@ -287,7 +281,10 @@ static void print_stats(const struct run_opts *o, const struct gen_stats *st)
     if (st->ctx_full) fprintf(stderr, "stopped: the context is full\n");
     fprintf(stderr, "prompt: %d tokens, %.3f s, %.2f t/s\n", st->n_prompt, st->t_prompt, pp);
     fprintf(stderr, "generated: %d tokens, %.3f s, %.2f t/s\n", st->n_gen, st->t_gen, tg);
-    fprintf(stderr, "logits hash: %016llx\n", (unsigned long long)st->logits_hash);
+    if (st->has_hash)
+        fprintf(stderr, "logits hash: %016llx\n", (unsigned long long)st->logits_hash);
+    else
+        fprintf(stderr, "logits hash: n/a (sampled on the device)\n");
     if (o->sp.temperature <= 0) fprintf(stderr, "sampling: greedy\n");
     else fprintf(stderr, "seed: %llu\n", (unsigned long long)o->sp.seed);
 }

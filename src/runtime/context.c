@@ -3,6 +3,7 @@
 
 #include "core/status.h"
 #include "runtime/context.h"
+#include "sampling/sampler.h"
 
 struct rf_context_params rf_context_default_params(void)
 {
@@ -138,6 +139,43 @@ rf_status rf_decode(struct rf_context *c, const rf_token *tokens, int32_t n, boo
     }
     c->n_logits = all_logits ? n : 1;
     return RF_OK;
+}
+
+static bool device_samples(const struct rf_context *c)
+{
+    const struct rf_backend *be = rf_model_layer_backend(c->model, c->model->hp.n_layer);
+    return !be->host_memory && be->iface->sample;
+}
+
+rf_status rf_decode_sample(struct rf_context *c, const rf_token *tokens, int32_t n,
+                           struct rf_sampler *smp, rf_token *out)
+{
+    struct rf_sample_params sp;
+    if (!smp || !out) return rf_fail(RF_STATUS_INVALID_ARG, "decode: NULL sampler or output");
+    if (!c || !device_samples(c) || !rf_sampler_device_params(smp, &sp)) {
+        RF_TRY(rf_decode(c, tokens, n, false));
+        *out = rf_sampler_sample(smp, rf_get_logits(c, -1));
+        return *out < 0 ? RF_STATUS_INVALID_ARG : RF_OK;
+    }
+    if ((!tokens && n > 0) || n <= 0)
+        return rf_fail(RF_STATUS_INVALID_ARG, "decode: need at least one token");
+    RF_TRY(check_tokens(c, tokens, n));
+    RF_TRY(reserve_logits(c, 1));
+    c->n_logits = 0;
+    const int32_t start_past = c->n_past, last = (n - 1) / c->n_batch * c->n_batch;
+    rf_status s = RF_OK;
+    for (int32_t i = 0; i < last && s == RF_OK; i += c->n_batch)
+        s = forward_chunk(c, tokens + i, c->n_batch, false, c->logits);
+    if (s == RF_OK) {
+        const int32_t k = n - last;
+        for (int32_t i = 0; i < k; i++) c->pos[i] = c->n_past + i;
+        const struct rf_batch b = {.n_tok = k, .tokens = tokens + last, .pos = c->pos, .n_seq = 1,
+                                   .max_blocks = c->kv.n_blocks, .block_tables = c->table};
+        s = rf_forward_batch_sample(c->model, c->scratch, &c->kv, &b, &sp, 0, out);
+        if (s == RF_OK) c->n_past += k;
+    }
+    if (s != RF_OK) c->n_past = start_past;
+    return s;
 }
 
 const float *rf_get_logits(struct rf_context *c, int32_t i)

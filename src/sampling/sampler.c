@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/status.h"
 
 struct rf_sampler {
@@ -408,4 +409,16 @@ rf_token rf_sampler_sample(struct rf_sampler *s, const float *logits)
     rf_sample_min_p(c, p->min_p);
     rf_sample_temp(c, p->temperature);
     return rf_sample_dist(c, &s->rng);
+}
+
+bool rf_sampler_device_params(struct rf_sampler *s, struct rf_sample_params *out)
+{
+    const struct rf_sampler_params *p = &s->p;
+    if (penalties_on(p) || p->min_p > 0.0f) return false;
+    out->temperature = p->temperature;
+    out->top_k = p->top_k;
+    out->top_p = p->top_p;
+    out->u = p->temperature > 0.0f ? (float)rf_rng_uniform(&s->rng) : 0.0f;
+    if (out->u >= 1.0f) out->u = 0.99999994f; /* the double rounded up to 1.0f */
+    return true;
 }

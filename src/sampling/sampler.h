@@ -48,4 +48,9 @@ rf_token rf_sample_greedy(const struct rf_cands *c);
 /* Draws from softmax(logits) over the candidates. */
 rf_token rf_sample_dist(const struct rf_cands *c, struct rf_rng *rng);
 
+/* When s's chain is one a backend can run (no penalties, no min-p), fills out for
+ * backend sampling, drawing u from s's generator, and returns true. */
+struct rf_sample_params;
+bool rf_sampler_device_params(struct rf_sampler *s, struct rf_sample_params *out);
+
 #endif
