@@ -50,7 +50,7 @@ test:
 test-sanitize:
 	@$(SETUP) all
 	CC=$(or $(SAN_CC),$$(command -v clang >/dev/null && echo clang || echo gcc)) \
-		cmake -S . -B $(SAN_BUILD) -DRF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
+		cmake -S . -B $(SAN_BUILD) -DRF_SANITIZE=ON -DRF_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug \
 		-DCMAKE_C_FLAGS_DEBUG="-O1 -g" $(CMAKE_ARGS)
 	cmake --build $(SAN_BUILD) -j$(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -47,7 +47,7 @@ fi
 ((${#targets[@]} > 0)) || die "no fuzz targets (fuzz/fuzz_*.c)"
 
 # Asserts stay on (Debug) so that an "impossible" state reached from input is found.
-CC=clang cmake -S "$ROOT" -B "$BUILD" -DRF_FUZZ=ON -DRF_BUILD_TESTS=OFF \
+CC=clang cmake -S "$ROOT" -B "$BUILD" -DRF_FUZZ=ON -DRF_CUDA=OFF -DRF_BUILD_TESTS=OFF \
     -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" ${CMAKE_ARGS:-} >/dev/null \
     || die "cmake configure of $BUILD failed"
 cmake --build "$BUILD" -j"$(nproc)" --target "${targets[@]}" || die "build of ${targets[*]} failed"
