@@ -70,6 +70,9 @@ void rf_model_free(struct rf_model *model);
 
 int32_t rf_model_n_vocab(const struct rf_model *model);
 int32_t rf_model_n_ctx_train(const struct rf_model *model);
+int32_t rf_model_n_layer(const struct rf_model *model);
+/* Layers running on the GPU (0 when the model runs on the CPU). */
+int32_t rf_model_n_gpu_layers(const struct rf_model *model);
 const char *rf_model_arch(const struct rf_model *model);
 /* Bytes of weight data (the tensors as stored in the file). */
 uint64_t rf_model_weight_bytes(const struct rf_model *model);

@@ -83,6 +83,8 @@ void rf_model_free(struct rf_model *m)
 
 int32_t rf_model_n_vocab(const struct rf_model *m) { return m->hp.n_vocab; }
 int32_t rf_model_n_ctx_train(const struct rf_model *m) { return m->hp.n_ctx_train; }
+int32_t rf_model_n_layer(const struct rf_model *m) { return m->hp.n_layer; }
+int32_t rf_model_n_gpu_layers(const struct rf_model *m) { return m->n_gpu_layers; }
 const char *rf_model_arch(const struct rf_model *m) { return rf_arch_name(m->hp.arch); }
 uint64_t rf_model_weight_bytes(const struct rf_model *m) { return m->weight_bytes; }
 const char *rf_model_chat_template(const struct rf_model *m) { return m->chat_template; }
