@@ -1,0 +1,723 @@
+/* Attention over the paged f16 KV cache (see struct rf_attn_params in backend.h).
+ *
+ * Two kernels, one semantics:
+ * - decode (few query tokens per sequence): one block per (token, KV head, group
+ *   of that head's query heads, split of the sequence). The block walks its split's
+ *   cache rows in tiles of ATT_T rows loaded once into shared memory and used by
+ *   every query head of the group, with an online softmax; a split writes its
+ *   unnormalised partial (max, sum, acc) to the workspace and attn_reduce combines
+ *   the splits. A token whose visible rows fit one split is finished in place. The
+ *   grid is sized from max_blocks * block_size; blocks of splits past a token's
+ *   position return at once, so a captured launch serves any position.
+ * - prefill (many query tokens): one block per tile of ATT_BQ query rows of one KV
+ *   head, a row being (token, query head of the group); it walks the cache rows of
+ *   each sequence its rows belong to in tiles of bk rows with an online softmax
+ *   and the causal / window mask per row.
+ *
+ * Numerics: q is rounded to f16 (as the CPU reference does) and dotted with the f16
+ * keys in f32; softmax weights stay f32. Shared-memory rows of K, V and q are
+ * padded by one 4-byte word so that threads reading different rows at the same
+ * column hit different banks. */
+#include <math.h>
+
+#include "backend/gpu/compat.h"
+#include "backend/gpu/kernels_attn.h"
+
+#define ATT_THREADS 128
+#define ATT_T 32             /* decode: cache rows per tile (one per lane of a 32-group) */
+#define ATT_GROUPS 4         /* decode: 32-thread groups per block */
+#define ATT_DEC_HG_MAX 16    /* decode: query heads per block at most */
+#define ATT_DEC_ELEMS 2048   /* decode: query heads per block * head_dim at most */
+#define ATT_DEC_ACC 16       /* decode: output elements per thread (ELEMS / THREADS) */
+#define ATT_TARGET_BLOCKS 512 /* decode: enough blocks to keep every SM streaming */
+#define ATT_BQ 32            /* prefill: query rows per block */
+#define ATT_PF_ND 16         /* prefill: head dims per thread at most (HEAD_DIM_MAX / 16) */
+
+struct attn_args {
+    const float *q;
+    const uint16_t *kp, *vp;
+    float *out;
+    const int32_t *pos, *seq, *bt;
+    float *ws; /* decode partials: acc (n_tok, n_head, n_splits, hd), then (m, l) pairs */
+    long long width; /* halves per cache row */
+    int n_seq;       /* rows of the block tables: a token's seq outside 0..n_seq-1 sees nothing */
+    int n_tok, n_head, n_kv, hd, r;
+    int max_blocks, bs, ctx; /* ctx = max_blocks * bs: the last addressable position + 1 */
+    float scale, softcap;
+    int window;
+    int hg, nhc, n_splits, split_len; /* decode plan */
+    int bk;                           /* prefill: cache rows per tile */
+};
+
+/* ---- shared helpers ---- */
+
+static __device__ __forceinline__ float half_lo(uint32_t w)
+{
+    return __half2float(__ushort_as_half((unsigned short)(w & 0xffffu)));
+}
+
+static __device__ __forceinline__ float half_hi(uint32_t w)
+{
+    return __half2float(__ushort_as_half((unsigned short)(w >> 16)));
+}
+
+static __device__ __forceinline__ uint32_t pack_halves(float a, float b)
+{
+    return (uint32_t)__half_as_ushort(__float2half_rn(a)) |
+           ((uint32_t)__half_as_ushort(__float2half_rn(b)) << 16);
+}
+
+/* First position token t sees and its last (clamped to the addressable rows). */
+static __device__ __forceinline__ int vis_lo(const struct attn_args *a, int pos)
+{
+    const int lo = a->window > 0 ? pos - a->window + 1 : 0;
+    return lo > 0 ? lo : 0;
+}
+
+static __device__ __forceinline__ int vis_hi(const struct attn_args *a, int pos)
+{
+    return pos < a->ctx ? pos : a->ctx - 1;
+}
+
+/* Pool row of position kpos of the sequence in block-table row s, or -1. */
+static __device__ __forceinline__ long long cache_row(const struct attn_args *a, int s, int kpos)
+{
+    const int blk = a->bt[(long long)s * a->max_blocks + kpos / a->bs];
+    return blk < 0 ? -1 : (long long)blk * a->bs + kpos % a->bs;
+}
+
+/* Loads positions k0..k0+nrows-1 of KV head kvh of sequence s into sk / sv (rows of
+ * hd/2 + 1 words). Rows past kend or without a block are zeros, flagged invalid. */
+static __device__ void load_kv_tile(const struct attn_args *a, int s, int kvh, int k0, int kend,
+                                    int nrows, uint32_t *sk, uint32_t *sv, int *svalid)
+{
+    const int hw = a->hd / 2, stride = hw + 1;
+    const long long head_off = (long long)kvh * a->hd;
+    if (a->hd % 8 == 0) { /* 16-byte loads */
+        const int cpr = a->hd / 8;
+        for (int c = threadIdx.x; c < nrows * cpr; c += blockDim.x) {
+            const int j = c / cpr, cc = c % cpr, kpos = k0 + j;
+            const long long row = kpos <= kend ? cache_row(a, s, kpos) : -1;
+            uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
+            if (row >= 0) {
+                const long long off = row * a->width + head_off + cc * 8;
+                kv = *(const uint4 *)(a->kp + off);
+                vv = *(const uint4 *)(a->vp + off);
+            }
+            uint32_t *dk = sk + j * stride + cc * 4, *dv = sv + j * stride + cc * 4;
+            dk[0] = kv.x, dk[1] = kv.y, dk[2] = kv.z, dk[3] = kv.w;
+            dv[0] = vv.x, dv[1] = vv.y, dv[2] = vv.z, dv[3] = vv.w;
+            if (cc == 0) svalid[j] = row >= 0;
+        }
+    } else { /* 4-byte loads: hd and width are even, so words are aligned */
+        for (int c = threadIdx.x; c < nrows * hw; c += blockDim.x) {
+            const int j = c / hw, w = c % hw, kpos = k0 + j;
+            const long long row = kpos <= kend ? cache_row(a, s, kpos) : -1;
+            uint32_t kw = 0, vw = 0;
+            if (row >= 0) {
+                const long long off = row * a->width + head_off + 2 * w;
+                kw = *(const uint32_t *)(a->kp + off);
+                vw = *(const uint32_t *)(a->vp + off);
+            }
+            sk[j * stride + w] = kw;
+            sv[j * stride + w] = vw;
+            if (w == 0) svalid[j] = row >= 0;
+        }
+    }
+}
+
+/* q.k over words w0..w1 of two padded f16 rows. */
+static __device__ __forceinline__ float dot_words(const uint32_t *q, const uint32_t *k, int w0,
+                                                  int w1)
+{
+    float s0 = 0.0f, s1 = 0.0f;
+    for (int w = w0; w < w1; w++) {
+        const uint32_t qw = q[w], kw = k[w];
+        s0 = fmaf(half_lo(qw), half_lo(kw), s0);
+        s1 = fmaf(half_hi(qw), half_hi(kw), s1);
+    }
+    return s0 + s1;
+}
+
+static __device__ __forceinline__ float logit(const struct attn_args *a, float dot)
+{
+    const float x = dot * a->scale;
+    return a->softcap != 0.0f ? a->softcap * tanhf(x / a->softcap) : x;
+}
+
+/* Max and sum over lanes whose index differs in the bits below `width` (a power of
+ * two <= 32): a 32- or 16-lane group of any wave size. */
+static __device__ __forceinline__ float group_max(float v, int width)
+{
+    for (int m = width / 2; m > 0; m /= 2) v = fmaxf(v, rf_shfl_xor(v, m));
+    return v;
+}
+
+static __device__ __forceinline__ float group_sum(float v, int width)
+{
+    for (int m = width / 2; m > 0; m /= 2) v += rf_shfl_xor(v, m);
+    return v;
+}
+
+/* Online-softmax step for one score: new max, the factor old sums are scaled by, and
+ * the weight of this score (0 for a masked one; no NaN while the row is empty). */
+static __device__ __forceinline__ void online_step(float m_old, float m_new, float x, bool ok,
+                                                   float *corr, float *p)
+{
+    if (m_new == -INFINITY) {
+        *corr = 1.0f;
+        *p = 0.0f;
+    } else {
+        *corr = expf(m_old - m_new);
+        *p = ok ? expf(x - m_new) : 0.0f;
+    }
+}
+
+/* Splits a token's visible rows lo..hi fall in (the token's first and last). */
+static __device__ __forceinline__ void split_range(const struct attn_args *a, int pos, int *first,
+                                                   int *last, int *lo, int *hi)
+{
+    *lo = vis_lo(a, pos);
+    *hi = vis_hi(a, pos);
+    if (*hi < *lo) { /* nothing visible (bad position): split 0 writes zeros */
+        *first = *last = 0;
+        return;
+    }
+    *first = *lo / a->split_len;
+    *last = *hi / a->split_len;
+}
+
+/* ---- decode ---- */
+
+struct dec_smem {
+    uint32_t *sq, *sk, *sv;
+    float *ssc, *sp, *scorr, *sm, *sl;
+    int *svalid;
+};
+
+static __device__ struct dec_smem dec_layout(uint32_t *smem, int hg, int stride)
+{
+    struct dec_smem s;
+    s.sq = smem;                                       /* (hg, stride) q as f16 pairs */
+    s.sk = s.sq + hg * stride;                         /* (ATT_T, stride) */
+    s.sv = s.sk + ATT_T * stride;                      /* (ATT_T, stride) */
+    s.ssc = (float *)(s.sv + ATT_T * stride);          /* (16, ATT_T) partial dots */
+    s.sp = s.ssc + ATT_DEC_HG_MAX * ATT_T;             /* (hg, ATT_T) weights */
+    s.scorr = s.sp + hg * ATT_T;                       /* (16) */
+    s.sm = s.scorr + ATT_DEC_HG_MAX;                   /* (16) */
+    s.sl = s.sm + ATT_DEC_HG_MAX;                      /* (16) */
+    s.svalid = (int *)(s.sl + ATT_DEC_HG_MAX);         /* (ATT_T) */
+    return s;
+}
+
+static size_t dec_smem_bytes(int hg, int hd)
+{
+    const size_t stride = (size_t)hd / 2 + 1;
+    return 4 * ((size_t)hg * stride + 2 * ATT_T * stride + ATT_DEC_HG_MAX * ATT_T +
+                (size_t)hg * ATT_T + 3 * ATT_DEC_HG_MAX + ATT_T);
+}
+
+/* Scores of the group's ng heads against the tile, in ndp parts of head_dim per
+ * head so that all four 32-groups work when ng < 4. */
+static __device__ void dec_scores(const struct attn_args *a, const struct dec_smem *s, int ng,
+                                  int ndp)
+{
+    const int hw = a->hd / 2, stride = hw + 1;
+    const int grp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int it = grp; it < ng * ndp; it += ATT_GROUPS) {
+        const int h = it / ndp, dp = it % ndp;
+        s->ssc[it * ATT_T + lane] =
+            dot_words(s->sq + h * stride, s->sk + lane * stride, dp * hw / ndp, (dp + 1) * hw / ndp);
+    }
+}
+
+/* Softmax step of heads grp, grp+4, ... (one 32-group per head, a lane per row). */
+static __device__ void dec_softmax(const struct attn_args *a, const struct dec_smem *s, int ng,
+                                   int ndp, float *m, float *l)
+{
+    const int grp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+    for (int i = 0; i < ATT_DEC_HG_MAX / ATT_GROUPS; i++) {
+        const int h = grp + ATT_GROUPS * i;
+        if (h >= ng) break;
+        float dot = 0.0f;
+        for (int dp = 0; dp < ndp; dp++) dot += s->ssc[(h * ndp + dp) * ATT_T + lane];
+        const bool ok = s->svalid[lane] != 0;
+        const float x = ok ? logit(a, dot) : -INFINITY;
+        const float m_new = fmaxf(m[i], group_max(x, 32));
+        float corr, p;
+        online_step(m[i], m_new, x, ok, &corr, &p);
+        l[i] = l[i] * corr + group_sum(p, 32);
+        m[i] = m_new;
+        s->sp[h * ATT_T + lane] = p;
+        if (lane == 0) s->scorr[h] = corr;
+    }
+}
+
+/* acc (this thread's output elements tid + THREADS*i of the (ng, hd) group output)
+ * = acc * corr + weights . V over the tile. */
+static __device__ __forceinline__ void dec_pv(const struct attn_args *a, const struct dec_smem *s,
+                                              int ng, float *acc)
+{
+    const int stride2 = a->hd + 2; /* halves per padded row */
+    const unsigned short *sv = (const unsigned short *)s->sv;
+#pragma unroll
+    for (int i = 0; i < ATT_DEC_ACC; i++) {
+        const int e = threadIdx.x + ATT_THREADS * i;
+        if (e < ng * a->hd) {
+            const int h = e / a->hd, d = e % a->hd;
+            const float *p = s->sp + h * ATT_T;
+            float sum = acc[i] * s->scorr[h];
+#pragma unroll 8
+            for (int j = 0; j < ATT_T; j++)
+                sum = fmaf(p[j], __half2float(__ushort_as_half(sv[j * stride2 + d])), sum);
+            acc[i] = sum;
+        }
+    }
+}
+
+static __device__ void dec_finish(const struct attn_args *a, const struct dec_smem *s, int t,
+                                  int h0, int ng, int split, bool alone, const float *acc)
+{
+    const long long n_part = (long long)a->n_tok * a->n_head * a->n_splits;
+#pragma unroll
+    for (int i = 0; i < ATT_DEC_ACC; i++) {
+        const int e = threadIdx.x + ATT_THREADS * i;
+        if (e < ng * a->hd) {
+            const int h = e / a->hd, d = e % a->hd;
+            const long long th = (long long)t * a->n_head + h0 + h;
+            if (alone) {
+                const float l = s->sl[h];
+                a->out[th * a->hd + d] = l > 0.0f ? acc[i] / l : 0.0f;
+            } else {
+                a->ws[(th * a->n_splits + split) * a->hd + d] = acc[i];
+            }
+        }
+    }
+    if (!alone && (int)threadIdx.x < ng) {
+        const long long th = (long long)t * a->n_head + h0 + threadIdx.x;
+        float *ml = a->ws + n_part * a->hd + (th * a->n_splits + split) * 2;
+        ml[0] = s->sm[threadIdx.x];
+        ml[1] = s->sl[threadIdx.x];
+    }
+}
+
+static __device__ void dec_load_q(const struct attn_args *a, const struct dec_smem *s, int t, int h0,
+                                  int ng)
+{
+    const int hw = a->hd / 2, stride = hw + 1;
+    for (int i = threadIdx.x; i < ng * hw; i += blockDim.x) {
+        const int h = i / hw, w = i % hw;
+        const float *qr = a->q + ((long long)t * a->n_head + h0 + h) * a->hd + 2 * w;
+        s->sq[h * stride + w] = pack_halves(qr[0], qr[1]);
+    }
+}
+
+__global__ void __launch_bounds__(ATT_THREADS) attn_decode(struct attn_args a)
+{
+    extern __shared__ uint32_t smem[];
+    const int t = blockIdx.z, split = blockIdx.x;
+    const int kvh = blockIdx.y / a.nhc, hc = blockIdx.y % a.nhc;
+    const int h0 = kvh * a.r + hc * a.hg;
+    const int ng = a.r - hc * a.hg < a.hg ? a.r - hc * a.hg : a.hg;
+    const int sq = a.seq ? a.seq[t] : 0;
+    const int pos = sq >= 0 && sq < a.n_seq ? a.pos[t] : -1; /* -1: nothing visible */
+    int first, last, lo, hi;
+    split_range(&a, pos, &first, &last, &lo, &hi);
+    if (split < first || split > last) return;
+    const int k_lo = lo > split * a.split_len ? lo : split * a.split_len;
+    const int k_end = split * a.split_len + a.split_len - 1;
+    const int k_hi = hi < k_end ? hi : k_end;
+
+    const struct dec_smem s = dec_layout(smem, a.hg, a.hd / 2 + 1);
+    dec_load_q(&a, &s, t, h0, ng);
+    const int ndp = ng >= ATT_GROUPS ? 1 : (ng >= 2 ? 2 : 4);
+    float m[ATT_DEC_HG_MAX / ATT_GROUPS], l[ATT_DEC_HG_MAX / ATT_GROUPS], acc[ATT_DEC_ACC];
+#pragma unroll
+    for (int i = 0; i < ATT_DEC_HG_MAX / ATT_GROUPS; i++) m[i] = -INFINITY, l[i] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < ATT_DEC_ACC; i++) acc[i] = 0.0f;
+
+    for (int k0 = k_lo; k0 <= k_hi; k0 += ATT_T) {
+        __syncthreads(); /* the previous tile's readers are done */
+        load_kv_tile(&a, sq, kvh, k0, k_hi, ATT_T, s.sk, s.sv, s.svalid);
+        __syncthreads();
+        dec_scores(&a, &s, ng, ndp);
+        __syncthreads();
+        dec_softmax(&a, &s, ng, ndp, m, l);
+        __syncthreads();
+        dec_pv(&a, &s, ng, acc);
+    }
+    const int grp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+    for (int i = 0; i < ATT_DEC_HG_MAX / ATT_GROUPS; i++) {
+        const int h = grp + ATT_GROUPS * i;
+        if (lane == 0 && h < ng) s.sm[h] = m[i], s.sl[h] = l[i];
+    }
+    __syncthreads();
+    dec_finish(&a, &s, t, h0, ng, split, first == last, acc);
+}
+
+/* Combines the partials of tokens whose rows span several splits: block (t, h). */
+__global__ void __launch_bounds__(ATT_THREADS) attn_reduce(struct attn_args a)
+{
+    const int t = blockIdx.x / a.n_head, h = blockIdx.x % a.n_head;
+    const int sq = a.seq ? a.seq[t] : 0;
+    int first, last, lo, hi;
+    split_range(&a, sq >= 0 && sq < a.n_seq ? a.pos[t] : -1, &first, &last, &lo, &hi);
+    if (first == last) return;
+    const long long th = (long long)t * a.n_head + h;
+    const long long n_part = (long long)a.n_tok * a.n_head * a.n_splits;
+    const float *ml = a.ws + n_part * a.hd + th * a.n_splits * 2;
+    const float *acc = a.ws + th * a.n_splits * a.hd;
+    float mx = -INFINITY;
+    for (int sp = first; sp <= last; sp++)
+        if (ml[2 * sp + 1] > 0.0f) mx = fmaxf(mx, ml[2 * sp]);
+    float sum = 0.0f;
+    for (int sp = first; sp <= last; sp++)
+        if (ml[2 * sp + 1] > 0.0f) sum += expf(ml[2 * sp] - mx) * ml[2 * sp + 1];
+    for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
+        float o = 0.0f;
+        for (int sp = first; sp <= last; sp++)
+            if (ml[2 * sp + 1] > 0.0f) o += expf(ml[2 * sp] - mx) * acc[(long long)sp * a.hd + d];
+        a.out[th * a.hd + d] = sum > 0.0f ? o / sum : 0.0f;
+    }
+}
+
+/* ---- prefill ---- */
+
+struct pf_smem {
+    uint32_t *sq, *sk, *sv;
+    float *sp;
+    int *spos, *slo, *sseq, *svalid, *sinfo;
+};
+
+static __device__ struct pf_smem pf_layout(uint32_t *smem, int bk, int stride)
+{
+    struct pf_smem s;
+    s.sq = smem;                               /* (ATT_BQ, stride) */
+    s.sk = s.sq + ATT_BQ * stride;             /* (bk, stride) */
+    s.sv = s.sk + bk * stride;                 /* (bk, stride) */
+    s.sp = (float *)(s.sv + bk * stride);      /* (ATT_BQ, bk + 1) */
+    s.spos = (int *)(s.sp + ATT_BQ * (bk + 1)); /* (ATT_BQ) */
+    s.slo = s.spos + ATT_BQ;
+    s.sseq = s.slo + ATT_BQ;
+    s.svalid = s.sseq + ATT_BQ; /* (bk) */
+    s.sinfo = s.svalid + bk;    /* sequence, first row, last row */
+    return s;
+}
+
+static size_t pf_smem_bytes(int bk, int hd)
+{
+    const size_t stride = (size_t)hd / 2 + 1;
+    return 4 * ((ATT_BQ + 2 * (size_t)bk) * stride + ATT_BQ * ((size_t)bk + 1) + 3 * ATT_BQ +
+                (size_t)bk + 3);
+}
+
+/* Row i of the block's tile: token, query head; and the row's q as f16. */
+static __device__ void pf_load_rows(const struct attn_args *a, const struct pf_smem *s, int kvh)
+{
+    const int hw = a->hd / 2, stride = hw + 1;
+    const long long r0 = (long long)blockIdx.x * ATT_BQ;
+    if (threadIdx.x < ATT_BQ) {
+        const long long t = (r0 + threadIdx.x) / a->r;
+        if (t < a->n_tok) {
+            const int pos = a->pos[t];
+            s->spos[threadIdx.x] = vis_hi(a, pos);
+            s->slo[threadIdx.x] = vis_lo(a, pos);
+            const int sq = a->seq ? a->seq[t] : 0;
+            s->sseq[threadIdx.x] = sq >= 0 && sq < a->n_seq ? sq : -1;
+        } else {
+            s->sseq[threadIdx.x] = -1;
+        }
+    }
+    for (int i = threadIdx.x; i < ATT_BQ * hw; i += blockDim.x) {
+        const int row = i / hw, w = i % hw;
+        const long long rr = r0 + row, t = rr / a->r;
+        const int h = kvh * a->r + (int)(rr % a->r);
+        uint32_t v = 0;
+        if (t < a->n_tok) {
+            const float *qr = a->q + (t * a->n_head + h) * a->hd + 2 * w;
+            v = pack_halves(qr[0], qr[1]);
+        }
+        s->sq[row * stride + w] = v;
+    }
+}
+
+/* Thread 0: the next sequence (smallest id above prev) among the tile's rows and
+ * the cache rows its rows see, into sinfo; sequence -1 when none is left. */
+static __device__ void pf_next_seq(const struct pf_smem *s, int prev)
+{
+    if (threadIdx.x != 0) return;
+    int sq = -1, lo = 0x7fffffff, hi = -1;
+    for (int i = 0; i < ATT_BQ; i++) {
+        const int v = s->sseq[i];
+        if (v > prev && (sq < 0 || v < sq)) sq = v;
+    }
+    for (int i = 0; i < ATT_BQ; i++) {
+        if (sq < 0 || s->sseq[i] != sq) continue;
+        lo = s->slo[i] < lo ? s->slo[i] : lo;
+        hi = s->spos[i] > hi ? s->spos[i] : hi;
+    }
+    s->sinfo[0] = sq, s->sinfo[1] = lo, s->sinfo[2] = hi;
+}
+
+struct pf_state {
+    float m[4], l[4], acc[4][ATT_PF_ND];
+};
+
+/* One tile of bk cache rows (positions k0..) of sequence sq: scores, online softmax,
+ * weights . V. Thread (ty, tx) holds rows 4ty..4ty+3, columns tx + 16c, dims tx + 16i. */
+static __device__ void pf_tile(const struct attn_args *a, const struct pf_smem *s, int sq, int k0,
+                               struct pf_state *st)
+{
+    const int hw = a->hd / 2, stride = hw + 1, bk = a->bk, ncol = bk / 16;
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+    float sc[4][2];
+#pragma unroll
+    for (int i = 0; i < 4; i++) sc[i][0] = sc[i][1] = 0.0f;
+    const uint32_t *qr = s->sq + ty * 4 * stride;
+    const uint32_t *kr0 = s->sk + tx * stride, *kr1 = s->sk + (tx + 16) * stride;
+    for (int w = 0; w < hw; w++) {
+        const uint32_t k0w = kr0[w], k1w = ncol > 1 ? kr1[w] : 0u;
+        const float k0a = half_lo(k0w), k0b = half_hi(k0w), k1a = half_lo(k1w), k1b = half_hi(k1w);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint32_t qw = qr[i * stride + w];
+            const float qa = half_lo(qw), qb = half_hi(qw);
+            sc[i][0] = fmaf(qa, k0a, fmaf(qb, k0b, sc[i][0]));
+            sc[i][1] = fmaf(qa, k1a, fmaf(qb, k1b, sc[i][1]));
+        }
+    }
+    float corr[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int row = ty * 4 + i;
+        const bool row_in = s->sseq[row] == sq;
+        float x[2];
+        bool ok[2];
+        float mt = -INFINITY;
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            const int col = tx + 16 * c, kpos = k0 + col;
+            ok[c] = c < ncol && row_in && s->svalid[col] && kpos >= s->slo[row] &&
+                    kpos <= s->spos[row];
+            x[c] = ok[c] ? logit(a, sc[i][c]) : -INFINITY;
+            mt = fmaxf(mt, x[c]);
+        }
+        const float m_new = fmaxf(st->m[i], group_max(mt, 16));
+        float p[2], psum = 0.0f;
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            online_step(st->m[i], m_new, x[c], ok[c], &corr[i], &p[c]);
+            psum += p[c];
+            if (c < ncol) s->sp[row * (bk + 1) + tx + 16 * c] = p[c];
+        }
+        st->l[i] = st->l[i] * corr[i] + group_sum(psum, 16);
+        st->m[i] = m_new;
+    }
+    __syncthreads();
+    const int nd = (a->hd + 15) / 16, stride2 = a->hd + 2;
+    const unsigned short *sv = (const unsigned short *)s->sv;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int e = 0; e < ATT_PF_ND; e++) st->acc[i][e] *= corr[i];
+    for (int j = 0; j < bk; j++) {
+        float p[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) p[i] = s->sp[(ty * 4 + i) * (bk + 1) + j];
+#pragma unroll
+        for (int e = 0; e < ATT_PF_ND; e++) {
+            const int d = tx + 16 * e;
+            if (e < nd && d < a->hd) {
+                const float v = __half2float(__ushort_as_half(sv[j * stride2 + d]));
+#pragma unroll
+                for (int i = 0; i < 4; i++) st->acc[i][e] = fmaf(p[i], v, st->acc[i][e]);
+            }
+        }
+    }
+}
+
+static __device__ void pf_store(const struct attn_args *a, int kvh, const struct pf_state *st)
+{
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const long long rr = (long long)blockIdx.x * ATT_BQ + ty * 4 + i, t = rr / a->r;
+        if (t >= a->n_tok) continue;
+        const int h = kvh * a->r + (int)(rr % a->r);
+        float *o = a->out + (t * a->n_head + h) * a->hd;
+        const float inv = st->l[i] > 0.0f ? 1.0f / st->l[i] : 0.0f;
+#pragma unroll
+        for (int e = 0; e < ATT_PF_ND; e++) {
+            const int d = tx + 16 * e;
+            if (d < a->hd) o[d] = st->acc[i][e] * inv;
+        }
+    }
+}
+
+__global__ void __launch_bounds__(ATT_THREADS) attn_prefill(struct attn_args a)
+{
+    extern __shared__ uint32_t smem[];
+    const int kvh = blockIdx.y;
+    const struct pf_smem s = pf_layout(smem, a.bk, a.hd / 2 + 1);
+    struct pf_state st;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        st.m[i] = -INFINITY, st.l[i] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < ATT_PF_ND; e++) st.acc[i][e] = 0.0f;
+    }
+    pf_load_rows(&a, &s, kvh);
+    for (int prev = -1;;) {
+        __syncthreads(); /* rows loaded; the last sequence's sinfo read by all */
+        pf_next_seq(&s, prev);
+        __syncthreads();
+        const int sq = s.sinfo[0], lo = s.sinfo[1], hi = s.sinfo[2];
+        if (sq < 0) break;
+        prev = sq;
+        for (int k0 = lo; k0 <= hi; k0 += a.bk) {
+            __syncthreads(); /* the previous tile's readers are done */
+            load_kv_tile(&a, sq, kvh, k0, hi, a.bk, s.sk, s.sv, s.svalid);
+            __syncthreads();
+            pf_tile(&a, &s, sq, k0, &st);
+        }
+    }
+    pf_store(&a, kvh, &st);
+}
+
+/* ---- host side ---- */
+
+static int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }
+
+/* Query heads per decode block: as many of the group as fit ATT_DEC_ELEMS, spread
+ * evenly over the chunks the group needs. */
+static void dec_heads(int r, int hd, int *hg, int *nhc)
+{
+    int cap = ATT_DEC_ELEMS / hd;
+    if (cap > ATT_DEC_HG_MAX) cap = ATT_DEC_HG_MAX;
+    *nhc = ceil_div(r, cap);
+    *hg = ceil_div(r, *nhc);
+}
+
+/* Splits of the sequence: enough blocks for ATT_TARGET_BLOCKS, each split a whole
+ * number of tiles. When there is more than one split, n_tok * units < TARGET, so
+ * n_tok * units * n_splits < 2 * TARGET: the workspace bound below. */
+static void dec_plan(struct attn_args *a)
+{
+    dec_heads(a->r, a->hd, &a->hg, &a->nhc);
+    const long long units = (long long)a->n_tok * a->n_kv * a->nhc;
+    const int max_splits = ceil_div(a->ctx, ATT_T);
+    int n = units >= ATT_TARGET_BLOCKS ? 1 : ceil_div(ATT_TARGET_BLOCKS, units);
+    if (n > max_splits) n = max_splits;
+    a->split_len = ceil_div(ceil_div(a->ctx, n), ATT_T) * ATT_T;
+    a->n_splits = ceil_div(a->ctx, a->split_len);
+}
+
+static size_t dec_work_bytes(const struct attn_args *a)
+{
+    if (a->n_splits <= 1) return 0;
+    return (size_t)a->n_tok * a->n_head * a->n_splits * ((size_t)a->hd + 2) * sizeof(float);
+}
+
+size_t rf_gpu_attention_work_bytes(int n_head, int n_head_kv, int head_dim)
+{
+    if (n_head <= 0 || n_head_kv <= 0 || head_dim <= 0 || n_head % n_head_kv) return 0;
+    int hg, nhc;
+    dec_heads(n_head / n_head_kv, head_dim, &hg, &nhc);
+    return (size_t)2 * ATT_TARGET_BLOCKS * hg * ((size_t)head_dim + 2) * sizeof(float);
+}
+
+static rf_status attn_check(const struct rf_attn_params *p)
+{
+    if (p->n_tok < 0 || p->n_head <= 0 || p->n_head_kv <= 0 || p->n_head % p->n_head_kv ||
+        p->head_dim <= 0 || p->head_dim % 2 || p->n_seq <= 0 || p->max_blocks <= 0 ||
+        p->block_size <= 0 || p->window < 0 || (long long)p->max_blocks * p->block_size > INT32_MAX ||
+        (p->n_tok > 0 && (!p->pos || !p->block_tables)))
+        return rf_fail(RF_STATUS_INVALID_ARG,
+                       "gpu attention: bad parameters (n_tok %lld, n_head %d, n_head_kv %d, "
+                       "head_dim %d, n_seq %d, max_blocks %d, block_size %d, window %d)",
+                       (long long)p->n_tok, p->n_head, p->n_head_kv, p->head_dim, p->n_seq,
+                       p->max_blocks, p->block_size, p->window);
+    if (p->head_dim > RF_GPU_ATTN_HEAD_DIM_MAX)
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: head_dim %d is over %d",
+                       p->head_dim, RF_GPU_ATTN_HEAD_DIM_MAX);
+    return RF_OK;
+}
+
+static struct attn_args attn_args_of(const float *q, const uint16_t *k_pool,
+                                     const uint16_t *v_pool, float *out,
+                                     const struct rf_attn_params *p)
+{
+    struct attn_args a;
+    a.q = q, a.kp = k_pool, a.vp = v_pool, a.out = out;
+    a.pos = p->pos, a.seq = p->seq, a.bt = p->block_tables, a.ws = NULL;
+    a.n_seq = p->n_seq;
+    a.n_tok = (int)p->n_tok, a.n_head = p->n_head, a.n_kv = p->n_head_kv, a.hd = p->head_dim;
+    a.r = p->n_head / p->n_head_kv;
+    a.width = (long long)p->n_head_kv * p->head_dim;
+    a.max_blocks = p->max_blocks, a.bs = p->block_size, a.ctx = p->max_blocks * p->block_size;
+    a.scale = p->scale, a.softcap = p->softcap, a.window = p->window;
+    a.hg = a.nhc = a.n_splits = a.split_len = 1;
+    a.bk = p->head_dim > 128 ? 16 : 32; /* keeps prefill's shared memory under 48 KiB */
+    return a;
+}
+
+static rf_status launched(const char *kernel)
+{
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return rf_fail(RF_STATUS_DEVICE, "gpu kernel %s: launch failed: %s", kernel,
+                       cudaGetErrorString(e));
+    return RF_OK;
+}
+
+static rf_status run_decode(cudaStream_t st, struct attn_args *a, void *work, size_t work_bytes)
+{
+    dec_plan(a);
+    if (a->n_tok > 65535 || (long long)a->n_kv * a->nhc > 65535)
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: decode grid too large (%d tokens)",
+                       a->n_tok);
+    const size_t need = dec_work_bytes(a);
+    if (need > work_bytes || (need && !work))
+        return rf_fail(RF_STATUS_INVALID_ARG,
+                       "gpu attention: workspace of %zu bytes, the decode kernel needs %zu",
+                       work_bytes, need);
+    a->ws = (float *)work;
+    const dim3 grid(a->n_splits, a->n_kv * a->nhc, a->n_tok);
+    attn_decode<<<grid, ATT_THREADS, dec_smem_bytes(a->hg, a->hd), st>>>(*a);
+    RF_TRY(launched("attn_decode"));
+    if (a->n_splits > 1) {
+        attn_reduce<<<a->n_tok * a->n_head, ATT_THREADS, 0, st>>>(*a);
+        RF_TRY(launched("attn_reduce"));
+    }
+    return RF_OK;
+}
+
+static rf_status run_prefill(cudaStream_t st, struct attn_args *a)
+{
+    const long long tiles = ((long long)a->n_tok * a->r + ATT_BQ - 1) / ATT_BQ;
+    if (tiles > INT32_MAX || a->n_kv > 65535)
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: prefill grid too large");
+    const dim3 grid((unsigned)tiles, a->n_kv, 1);
+    attn_prefill<<<grid, ATT_THREADS, pf_smem_bytes(a->bk, a->hd), st>>>(*a);
+    return launched("attn_prefill");
+}
+
+extern "C" rf_status rf_gpu_attention(void *stream, const float *q, const uint16_t *k_pool,
+                                      const uint16_t *v_pool, float *out,
+                                      const struct rf_attn_params *p, void *work,
+                                      size_t work_bytes, enum rf_gpu_attn_path path)
+{
+    RF_TRY(attn_check(p));
+    if (p->n_tok == 0) return RF_OK;
+    if (p->n_tok > INT32_MAX / p->n_head)
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: %lld tokens", (long long)p->n_tok);
+    struct attn_args a = attn_args_of(q, k_pool, v_pool, out, p);
+    if (path == RF_GPU_ATTN_AUTO)
+        path = p->n_tok <= 2 * (int64_t)p->n_seq && p->n_tok <= 65535 ? RF_GPU_ATTN_DECODE
+                                                                        : RF_GPU_ATTN_PREFILL;
+    cudaStream_t st = (cudaStream_t)stream;
+    return path == RF_GPU_ATTN_DECODE ? run_decode(st, &a, work, work_bytes) : run_prefill(st, &a);
+}

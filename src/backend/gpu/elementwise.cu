@@ -1,0 +1,294 @@
+/* Row and element-wise kernels of the GPU backend: rms_norm, rope, kv_store, the
+ * GLUs, add, add_bias, scale. All are memory bound: each touches every byte once
+ * (rms_norm reads its row twice, the second time from cache), with 16-byte
+ * accesses where the length and the pointers allow. */
+#include <math.h>
+#include <stdint.h>
+
+#include "backend/gpu/compat.h"
+#include "backend/gpu/kernels_attn.h"
+
+#define EW_THREADS 256
+#define EW_MAX_BLOCKS 4096 /* grid-stride beyond this: enough to fill any GPU */
+#define GELU_SQRT_2_OVER_PI 0.79788456080286535588f
+#define GELU_COEF_A 0.044715f
+
+static rf_status launched(const char *kernel)
+{
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return rf_fail(RF_STATUS_DEVICE, "gpu kernel %s: launch failed: %s", kernel,
+                       cudaGetErrorString(e));
+    return RF_OK;
+}
+
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+static unsigned ew_blocks(int64_t items)
+{
+    const int64_t b = (items + EW_THREADS - 1) / EW_THREADS;
+    return (unsigned)(b < 1 ? 1 : b > EW_MAX_BLOCKS ? EW_MAX_BLOCKS : b);
+}
+
+/* ---- rms_norm: a block per row ---- */
+
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it. */
+static __device__ float block_sum(float v, float *red)
+{
+    for (int m = 16; m > 0; m /= 2) v += rf_shfl_xor(v, m);
+    const int g = threadIdx.x / 32, ng = blockDim.x / 32;
+    __syncthreads(); /* red may still be read from a previous call */
+    if (threadIdx.x % 32 == 0) red[g] = v;
+    __syncthreads();
+    float s = 0.0f;
+    for (int i = 0; i < ng; i++) s += red[i];
+    return s;
+}
+
+__global__ void __launch_bounds__(EW_THREADS)
+    k_rms_norm(const float *x, const float *w, float *y, int64_t n, float eps, int vec)
+{
+    __shared__ float red[EW_THREADS / 32];
+    const float *xr = x + blockIdx.x * n;
+    float *yr = y + blockIdx.x * n;
+    float ss = 0.0f;
+    if (vec) {
+        const float4 *x4 = (const float4 *)xr;
+        for (int64_t i = threadIdx.x; i < n / 4; i += blockDim.x) {
+            const float4 v = x4[i];
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        }
+    } else {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    }
+    const float s = rsqrtf(block_sum(ss, red) / (float)n + eps);
+    if (vec) {
+        const float4 *x4 = (const float4 *)xr;
+        const float4 *w4 = (const float4 *)w;
+        float4 *y4 = (float4 *)yr;
+        for (int64_t i = threadIdx.x; i < n / 4; i += blockDim.x) {
+            float4 v = x4[i];
+            const float4 g = w ? w4[i] : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+            v.x = v.x * s * g.x, v.y = v.y * s * g.y, v.z = v.z * s * g.z, v.w = v.w * s * g.w;
+            y4[i] = v;
+        }
+    } else {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+            yr[i] = xr[i] * s * (w ? w[i] : 1.0f);
+    }
+}
+
+extern "C" rf_status rf_gpu_rms_norm(void *stream, const float *x, const float *w, float *y,
+                                     int64_t n, int64_t rows, float eps)
+{
+    if (n <= 0 || rows < 0 || rows > INT32_MAX)
+        return rf_fail(RF_STATUS_SHAPE, "gpu rms_norm: bad shape (%lld x %lld)", (long long)rows,
+                       (long long)n);
+    if (rows == 0) return RF_OK;
+    const int vec = n % 4 == 0 && aligned16(x) && aligned16(y) && (!w || aligned16(w));
+    k_rms_norm<<<(unsigned)rows, EW_THREADS, 0, (cudaStream_t)stream>>>(x, w, y, n, eps, vec);
+    return launched("rms_norm");
+}
+
+/* ---- rope: block (token, chunk of (head, pair)) ---- */
+
+/* The angle of pair i is pos * freq_scale * theta_scale^i, the power built as a
+ * running product in f32 as the CPU reference does, so both round alike. */
+__global__ void __launch_bounds__(EW_THREADS)
+    k_rope(float *x, const int32_t *pos, int n_head, int head_dim, int n_rot, float theta_scale,
+           float freq_scale, int neox)
+{
+    const int half = n_rot / 2;
+    const int idx = blockIdx.y * blockDim.x + threadIdx.x;
+    if (idx >= n_head * half) return;
+    const int h = idx / half, i = idx % half;
+    float theta = (float)pos[blockIdx.x];
+    for (int k = 0; k < i; k++) theta *= theta_scale;
+    float sn, cs;
+    sincosf(freq_scale * theta, &sn, &cs);
+    float *xr = x + ((int64_t)blockIdx.x * n_head + h) * head_dim;
+    float *a = neox ? xr + i : xr + 2 * i;
+    float *b = neox ? a + half : a + 1;
+    const float x0 = *a, x1 = *b;
+    *a = fmaf(x0, cs, -(x1 * sn));
+    *b = fmaf(x0, sn, x1 * cs);
+}
+
+extern "C" rf_status rf_gpu_rope(void *stream, float *x, int64_t n_tok, int n_head, int head_dim,
+                                 const int32_t *pos, const struct rf_rope_params *p)
+{
+    /* As the CPU reference: rotate the well-defined even part of n_rot <= head_dim. */
+    const int n_rot = (p->n_rot < head_dim ? p->n_rot : head_dim) & ~1;
+    if (n_rot <= 0 || n_head <= 0 || n_tok <= 0) return RF_OK;
+    if (n_tok > INT32_MAX)
+        return rf_fail(RF_STATUS_SHAPE, "gpu rope: %lld tokens", (long long)n_tok);
+    const int items = n_head * (n_rot / 2);
+    const dim3 grid((unsigned)n_tok, (unsigned)((items + EW_THREADS - 1) / EW_THREADS));
+    if (grid.y > 65535) return rf_fail(RF_STATUS_SHAPE, "gpu rope: %d heads", n_head);
+    const float theta_scale = powf(p->freq_base, -2.0f / (float)n_rot);
+    k_rope<<<grid, EW_THREADS, 0, (cudaStream_t)stream>>>(x, pos, n_head, head_dim, n_rot,
+                                                          theta_scale, p->freq_scale, p->neox);
+    return launched("rope");
+}
+
+/* ---- kv_store: block (token, chunk of the row) ---- */
+
+__global__ void __launch_bounds__(EW_THREADS)
+    k_kv_store(const float *k, const float *v, int64_t width, const int32_t *slot,
+               uint16_t *k_pool, uint16_t *v_pool, int vec)
+{
+    const int32_t s = slot[blockIdx.x];
+    if (s < 0) return;
+    const int64_t src = (int64_t)blockIdx.x * width, dst = (int64_t)s * width;
+    const int64_t i = ((int64_t)blockIdx.y * blockDim.x + threadIdx.x) * (vec ? 4 : 1);
+    if (i >= width) return;
+    if (vec) { /* 16 bytes in, 8 bytes out per tensor */
+        const float4 a = *(const float4 *)(k + src + i), b = *(const float4 *)(v + src + i);
+        uint2 ka, vb;
+        ka.x = (uint32_t)__half_as_ushort(__float2half_rn(a.x)) |
+               ((uint32_t)__half_as_ushort(__float2half_rn(a.y)) << 16);
+        ka.y = (uint32_t)__half_as_ushort(__float2half_rn(a.z)) |
+               ((uint32_t)__half_as_ushort(__float2half_rn(a.w)) << 16);
+        vb.x = (uint32_t)__half_as_ushort(__float2half_rn(b.x)) |
+               ((uint32_t)__half_as_ushort(__float2half_rn(b.y)) << 16);
+        vb.y = (uint32_t)__half_as_ushort(__float2half_rn(b.z)) |
+               ((uint32_t)__half_as_ushort(__float2half_rn(b.w)) << 16);
+        *(uint2 *)(k_pool + dst + i) = ka;
+        *(uint2 *)(v_pool + dst + i) = vb;
+    } else {
+        k_pool[dst + i] = __half_as_ushort(__float2half_rn(k[src + i]));
+        v_pool[dst + i] = __half_as_ushort(__float2half_rn(v[src + i]));
+    }
+}
+
+extern "C" rf_status rf_gpu_kv_store(void *stream, const float *k, const float *v, int64_t n_tok,
+                                     int64_t width, const int32_t *slot, uint16_t *k_pool,
+                                     uint16_t *v_pool)
+{
+    if (n_tok <= 0 || width <= 0) return RF_OK;
+    if (n_tok > INT32_MAX)
+        return rf_fail(RF_STATUS_SHAPE, "gpu kv_store: %lld tokens", (long long)n_tok);
+    const int vec = width % 4 == 0 && aligned16(k) && aligned16(v) && ((uintptr_t)k_pool & 7) == 0 &&
+                    ((uintptr_t)v_pool & 7) == 0;
+    const int64_t per_tok = vec ? width / 4 : width;
+    const int64_t chunks = (per_tok + EW_THREADS - 1) / EW_THREADS;
+    if (chunks > 65535)
+        return rf_fail(RF_STATUS_SHAPE, "gpu kv_store: rows of %lld", (long long)width);
+    const dim3 grid((unsigned)n_tok, (unsigned)chunks);
+    k_kv_store<<<grid, EW_THREADS, 0, (cudaStream_t)stream>>>(k, v, width, slot, k_pool, v_pool,
+                                                              vec);
+    return launched("kv_store");
+}
+
+/* ---- element-wise: grid-stride, float4 when n and the pointers allow ---- */
+
+enum ew_op {
+    EW_SWIGLU,
+    EW_GEGLU,
+    EW_ADD,
+    EW_SCALE,
+};
+
+static __device__ __forceinline__ float ew_apply(int op, float y, float a, float b, float s)
+{
+    switch (op) {
+    case EW_SWIGLU: return a / (1.0f + expf(-a)) * b;
+    case EW_GEGLU: {
+        /* 0.5 a (1 + tanh(u)) as a / (1 + e^(-2u)): no cancellation for negative a. */
+        const float u = GELU_SQRT_2_OVER_PI * a * (1.0f + GELU_COEF_A * a * a);
+        return a / (1.0f + expf(-2.0f * u)) * b;
+    }
+    case EW_ADD: return y + a;
+    default: return y * s;
+    }
+}
+
+/* out[i] = f(out[i], a[i], b[i]); a, b unused by the ops that take none. */
+__global__ void __launch_bounds__(EW_THREADS)
+    k_ew(int op, float *out, const float *a, const float *b, float s, int64_t n, int vec)
+{
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const bool ua = op != EW_SCALE, ub = op == EW_SWIGLU || op == EW_GEGLU;
+    const bool uy = op == EW_ADD || op == EW_SCALE;
+    if (vec) {
+        float4 *o4 = (float4 *)out;
+        const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (; i < n / 4; i += step) {
+            const float4 x = ua ? ((const float4 *)a)[i] : z, y = ub ? ((const float4 *)b)[i] : z;
+            const float4 o = uy ? o4[i] : z;
+            o4[i] = make_float4(ew_apply(op, o.x, x.x, y.x, s), ew_apply(op, o.y, x.y, y.y, s),
+                                ew_apply(op, o.z, x.z, y.z, s), ew_apply(op, o.w, x.w, y.w, s));
+        }
+    } else {
+        for (; i < n; i += step)
+            out[i] = ew_apply(op, uy ? out[i] : 0.0f, ua ? a[i] : 0.0f, ub ? b[i] : 0.0f, s);
+    }
+}
+
+static rf_status ew_run(void *stream, const char *name, int op, float *out, const float *a,
+                        const float *b, float s, int64_t n)
+{
+    if (n <= 0) return RF_OK;
+    const int vec = n % 4 == 0 && aligned16(out) && (!a || aligned16(a)) && (!b || aligned16(b));
+    k_ew<<<ew_blocks(vec ? n / 4 : n), EW_THREADS, 0, (cudaStream_t)stream>>>(op, out, a, b, s, n,
+                                                                              vec);
+    return launched(name);
+}
+
+extern "C" rf_status rf_gpu_swiglu(void *stream, const float *gate, const float *up, float *out,
+                                   int64_t n)
+{
+    return ew_run(stream, "swiglu", EW_SWIGLU, out, gate, up, 0.0f, n);
+}
+
+extern "C" rf_status rf_gpu_geglu(void *stream, const float *gate, const float *up, float *out,
+                                  int64_t n)
+{
+    return ew_run(stream, "geglu", EW_GEGLU, out, gate, up, 0.0f, n);
+}
+
+extern "C" rf_status rf_gpu_add(void *stream, float *y, const float *x, int64_t n)
+{
+    return ew_run(stream, "add", EW_ADD, y, x, NULL, 0.0f, n);
+}
+
+extern "C" rf_status rf_gpu_scale(void *stream, float *y, float s, int64_t n)
+{
+    return ew_run(stream, "scale", EW_SCALE, y, NULL, NULL, s, n);
+}
+
+/* ---- add_bias: y (rows, n) += b (n) ---- */
+
+__global__ void __launch_bounds__(EW_THREADS)
+    k_add_bias(float *y, const float *b, int64_t n, int64_t total, int vec)
+{
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (vec) {
+        float4 *y4 = (float4 *)y;
+        const float4 *b4 = (const float4 *)b;
+        for (; i < total / 4; i += step) {
+            float4 v = y4[i];
+            const float4 c = b4[i % (n / 4)];
+            v.x += c.x, v.y += c.y, v.z += c.z, v.w += c.w;
+            y4[i] = v;
+        }
+    } else {
+        for (; i < total; i += step) y[i] += b[i % n];
+    }
+}
+
+extern "C" rf_status rf_gpu_add_bias(void *stream, float *y, const float *b, int64_t n,
+                                     int64_t rows)
+{
+    if (n <= 0 || rows < 0 || (rows > 0 && n > INT64_MAX / rows))
+        return rf_fail(RF_STATUS_SHAPE, "gpu add_bias: bad shape (%lld x %lld)", (long long)rows,
+                       (long long)n);
+    const int64_t total = n * rows;
+    if (total == 0) return RF_OK;
+    const int vec = n % 4 == 0 && aligned16(y) && aligned16(b);
+    k_add_bias<<<ew_blocks(vec ? total / 4 : total), EW_THREADS, 0, (cudaStream_t)stream>>>(
+        y, b, n, total, vec);
+    return launched("add_bias");
+}

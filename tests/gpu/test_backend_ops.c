@@ -1,0 +1,917 @@
+/* Every GPU backend op against the CPU backend on fresh random inputs of awkward
+ * sizes, with a normalized-MSE threshold per op (sum (gpu - cpu)^2 / sum cpu^2).
+ * GPU outputs are poisoned with NaN before each run and must come back fully
+ * written. Attention runs through the vtable and through each of its two kernels
+ * (split-sequence decode, tiled prefill) on scattered block tables.
+ *
+ *   test_backend_ops         the checks; exit 0 pass, 1 fail, 77 no usable GPU
+ *   test_backend_ops perf    GB/s per kernel against the device-to-device copy
+ *
+ * RF_TEST_SEED=n replays a run (the seed is printed). */
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/backend.h"
+#include "backend/gpu/gpu.h"
+#include "backend/gpu/gpu_internal.h"
+#include "backend/gpu/kernels_attn.h"
+#include "core/fp16.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+/* ---- random numbers ---- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng_u64(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1Dull;
+}
+
+static double rng_unit(void) { return (double)(rng_u64() >> 11) / 9007199254740992.0; }
+static int rng_int(int lo, int hi) { return lo + (int)(rng_u64() % (uint64_t)(hi - lo + 1)); }
+
+static float rng_normal(void)
+{
+    const double u = rng_unit() + 1e-300, v = rng_unit();
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+static void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "out of host memory (%zu bytes)\n", bytes);
+        exit(2);
+    }
+    return p;
+}
+
+static float *rand_floats(int64_t n, float sigma)
+{
+    float *x = xmalloc((size_t)n * sizeof *x);
+    for (int64_t i = 0; i < n; i++) x[i] = sigma * rng_normal();
+    return x;
+}
+
+static void shuffle_i32(int32_t *a, int n)
+{
+    for (int i = n - 1; i > 0; i--) {
+        const int j = rng_int(0, i);
+        const int32_t t = a[i];
+        a[i] = a[j], a[j] = t;
+    }
+}
+
+/* ---- the two backends ---- */
+
+struct env {
+    struct rf_backend cpu, gpu;
+    struct rf_gpu_ctx *gc;
+    int failures, checks;
+};
+
+static void die_status(rf_status s, const char *what)
+{
+    fprintf(stderr, "FAIL %s: %s: %s\n", what, rf_status_name(s), rf_last_error());
+    exit(1);
+}
+
+#define MUST(call)                                                                                 \
+    do {                                                                                           \
+        rf_status must_s_ = (call);                                                                \
+        if (must_s_ != RF_OK) die_status(must_s_, #call);                                          \
+    } while (0)
+
+static void *gpu_alloc(struct env *e, size_t bytes)
+{
+    void *p = e->gpu.iface->alloc(e->gpu.ctx, bytes);
+    if (!p) die_status(RF_STATUS_NOMEM, "gpu alloc");
+    return p;
+}
+
+static void gpu_free(struct env *e, void *p) { e->gpu.iface->release(e->gpu.ctx, p); }
+
+static void *gpu_dup(struct env *e, const void *host, size_t bytes)
+{
+    void *p = gpu_alloc(e, bytes);
+    MUST(e->gpu.iface->copy_in(e->gpu.ctx, p, host, bytes));
+    return p;
+}
+
+static void gpu_read(struct env *e, void *host, const void *dev, size_t bytes)
+{
+    MUST(e->gpu.iface->copy_out(e->gpu.ctx, host, dev, bytes));
+    MUST(rf_gpu_take_error(e->gc)); /* a void op's failure */
+}
+
+/* n floats of NaN on the device. */
+static float *gpu_poisoned(struct env *e, int64_t n)
+{
+    float *h = xmalloc((size_t)n * sizeof *h);
+    for (int64_t i = 0; i < n; i++) h[i] = NAN;
+    float *d = gpu_dup(e, h, (size_t)n * sizeof *h);
+    free(h);
+    return d;
+}
+
+/* ---- comparison ---- */
+
+/* Reads n floats of dev back and compares them with ref: NaN or Inf in the result
+ * (an unwritten or broken element) fails whatever the error. */
+static void check_floats(struct env *e, const char *op, const char *shape, const float *ref,
+                         const float *dev, int64_t n, double thr)
+{
+    float *got = xmalloc((size_t)n * sizeof *got);
+    gpu_read(e, got, dev, (size_t)n * sizeof *got);
+    double num = 0, den = 0;
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) {
+            bad++;
+            continue;
+        }
+        const double d = (double)got[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    const double nmse = den > 0 ? num / den : num;
+    const bool ok = bad == 0 && nmse <= thr;
+    e->checks++;
+    if (!ok) e->failures++;
+    printf("%s %-10s %-58s nmse %.2e (max %.0e)%s\n", ok ? "ok  " : "FAIL", op, shape, nmse, thr,
+           bad ? "  NOT WRITTEN / NaN" : "");
+    if (bad) printf("     %lld of %lld elements not finite\n", (long long)bad, (long long)n);
+    free(got);
+}
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+    static char buf[4][160];
+    static int k;
+    char *b = buf[k++ % 4];
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(b, sizeof buf[0], f, ap);
+    va_end(ap);
+    return b;
+}
+
+/* ---- per-op thresholds (normalized MSE) ---- */
+
+#define THR_EW 1e-10     /* element-wise: only the last bit of expf/tanh may differ */
+/* geglu: the reference looks GELU up in a table on the f16-rounded gate (as ggml's
+ * CPU path); the GPU computes it in f32, so the table's rounding is the difference. */
+#define THR_GEGLU 1e-6
+#define THR_NORM 1e-10   /* rms_norm: f32 tree sum against a double sum */
+#define THR_ROPE 1e-10   /* rope: same angles, sincosf against glibc's to an ulp */
+#define THR_ATTN 2e-6    /* attention: the reference rounds softmax weights to f16 */
+#define THR_GET_ROWS 1e-12
+#define THR_MM_FLOAT 1e-5 /* F32/F16: activations may go through f16 on the GPU */
+#define THR_MM_BF16 1e-4  /* BF16: the reference rounds activations to bf16 */
+#define THR_MM_QUANT 5e-4 /* quantized: activations quantized differently (q8 vs f16) */
+
+/* ---- element-wise ops ---- */
+
+static void test_ew(struct env *e, int64_t n)
+{
+    float *a = rand_floats(n, 2.0f), *b = rand_floats(n, 1.0f), *ref = xmalloc((size_t)n * 4);
+    const size_t bytes = (size_t)n * sizeof(float);
+    float *da = gpu_dup(e, a, bytes), *db = gpu_dup(e, b, bytes);
+    const char *shape = fmt("n %lld", (long long)n);
+    for (int op = 0; op < 2; op++) {
+        float *dout = gpu_poisoned(e, n);
+        if (op == 0) {
+            e->cpu.iface->swiglu(e->cpu.ctx, a, b, ref, n);
+            e->gpu.iface->swiglu(e->gpu.ctx, da, db, dout, n);
+        } else {
+            e->cpu.iface->geglu(e->cpu.ctx, a, b, ref, n);
+            e->gpu.iface->geglu(e->gpu.ctx, da, db, dout, n);
+        }
+        check_floats(e, op ? "geglu" : "swiglu", shape, ref, dout, n, op ? THR_GEGLU : THR_EW);
+        gpu_free(e, dout);
+    }
+    /* add and scale work in place: the target starts as a copy of b */
+    memcpy(ref, b, bytes);
+    e->cpu.iface->add(e->cpu.ctx, ref, a, n);
+    e->gpu.iface->add(e->gpu.ctx, db, da, n);
+    check_floats(e, "add", shape, ref, db, n, THR_EW);
+    const float s = (float)(rng_unit() * 4 - 2);
+    e->cpu.iface->scale(e->cpu.ctx, ref, s, n);
+    e->gpu.iface->scale(e->gpu.ctx, db, s, n);
+    check_floats(e, "scale", shape, ref, db, n, THR_EW);
+    gpu_free(e, da), gpu_free(e, db);
+    free(a), free(b), free(ref);
+}
+
+static struct rf_tensor vec_tensor(const char *name, const void *data, int64_t n)
+{
+    struct rf_tensor t = {.name = name,
+                          .type = RF_TYPE_F32,
+                          .ne = {n, 1, 1, 1},
+                          .data = data,
+                          .nbytes = (size_t)n * sizeof(float)};
+    return t;
+}
+
+static void test_add_bias(struct env *e, int64_t n, int64_t rows)
+{
+    float *y = rand_floats(n * rows, 1.0f), *b = rand_floats(n, 1.0f);
+    float *dy = gpu_dup(e, y, (size_t)(n * rows) * 4), *db = gpu_dup(e, b, (size_t)n * 4);
+    struct rf_tensor tc = vec_tensor("bias", b, n), tg = vec_tensor("bias", db, n);
+    MUST(e->cpu.iface->add_bias(e->cpu.ctx, y, &tc, n, rows));
+    MUST(e->gpu.iface->add_bias(e->gpu.ctx, dy, &tg, n, rows));
+    check_floats(e, "add_bias", fmt("%lld x %lld", (long long)rows, (long long)n), y, dy, n * rows,
+                 THR_EW);
+    gpu_free(e, dy), gpu_free(e, db);
+    free(y), free(b);
+}
+
+static void test_rms_norm(struct env *e, int64_t n, int64_t rows, bool weighted)
+{
+    float *x = rand_floats(n * rows, 3.0f), *w = rand_floats(n, 1.0f);
+    float *ref = xmalloc((size_t)(n * rows) * 4);
+    float *dx = gpu_dup(e, x, (size_t)(n * rows) * 4), *dw = gpu_dup(e, w, (size_t)n * 4);
+    float *dy = gpu_poisoned(e, n * rows);
+    struct rf_tensor tc = vec_tensor("norm", w, n), tg = vec_tensor("norm", dw, n);
+    const float eps = 1e-5f;
+    MUST(e->cpu.iface->rms_norm(e->cpu.ctx, x, weighted ? &tc : NULL, ref, n, rows, eps));
+    MUST(e->gpu.iface->rms_norm(e->gpu.ctx, dx, weighted ? &tg : NULL, dy, n, rows, eps));
+    check_floats(e, "rms_norm",
+                 fmt("%lld x %lld %s", (long long)rows, (long long)n, weighted ? "w" : "no w"),
+                 ref, dy, n * rows, THR_NORM);
+    gpu_free(e, dx), gpu_free(e, dw), gpu_free(e, dy);
+    free(x), free(w), free(ref);
+}
+
+static void test_rope(struct env *e, int64_t n_tok, int n_head, int head_dim, int n_rot, bool neox,
+                      float freq_scale, float base)
+{
+    const int64_t n = n_tok * n_head * head_dim;
+    float *x = rand_floats(n, 1.0f);
+    int32_t *pos = xmalloc((size_t)n_tok * 4);
+    for (int64_t t = 0; t < n_tok; t++) pos[t] = rng_int(0, 4200);
+    float *dx = gpu_dup(e, x, (size_t)n * 4);
+    int32_t *dpos = gpu_dup(e, pos, (size_t)n_tok * 4);
+    const struct rf_rope_params p = {
+        .n_rot = n_rot, .freq_base = base, .freq_scale = freq_scale, .neox = neox};
+    e->cpu.iface->rope(e->cpu.ctx, x, n_tok, n_head, head_dim, pos, &p);
+    e->gpu.iface->rope(e->gpu.ctx, dx, n_tok, n_head, head_dim, dpos, &p);
+    check_floats(e, "rope",
+                 fmt("%lld tok %d heads hd %d rot %d %s fs %.2f", (long long)n_tok, n_head,
+                     head_dim, n_rot, neox ? "neox" : "norm", freq_scale),
+                 x, dx, n, THR_ROPE);
+    gpu_free(e, dx), gpu_free(e, dpos);
+    free(x), free(pos);
+}
+
+/* Rows slot[t] of the pools (some skipped with -1) must match the reference bit for
+ * bit, every other row must keep its poison. */
+static void test_kv_store(struct env *e, int64_t n_tok, int64_t width, int64_t pool_rows)
+{
+    float *k = rand_floats(n_tok * width, 1.0f), *v = rand_floats(n_tok * width, 1.0f);
+    int32_t *perm = xmalloc((size_t)pool_rows * 4), *slot = xmalloc((size_t)n_tok * 4);
+    for (int64_t i = 0; i < pool_rows; i++) perm[i] = (int32_t)i;
+    shuffle_i32(perm, (int)pool_rows);
+    for (int64_t t = 0; t < n_tok; t++) slot[t] = rng_int(0, 9) == 0 ? -1 : perm[t];
+    const size_t pool_bytes = (size_t)(pool_rows * width) * 2;
+    uint16_t *kc = xmalloc(pool_bytes), *vc = xmalloc(pool_bytes);
+    for (size_t i = 0; i < pool_bytes / 2; i++) kc[i] = vc[i] = 0x7e00; /* f16 NaN */
+    uint16_t *dk = gpu_dup(e, kc, pool_bytes), *dv = gpu_dup(e, vc, pool_bytes);
+    float *dks = gpu_dup(e, k, (size_t)(n_tok * width) * 4);
+    float *dvs = gpu_dup(e, v, (size_t)(n_tok * width) * 4);
+    int32_t *dslot = gpu_dup(e, slot, (size_t)n_tok * 4);
+    e->cpu.iface->kv_store(e->cpu.ctx, k, v, n_tok, width, slot, kc, vc);
+    e->gpu.iface->kv_store(e->gpu.ctx, dks, dvs, n_tok, width, dslot, dk, dv);
+    uint16_t *gk = xmalloc(pool_bytes), *gv = xmalloc(pool_bytes);
+    gpu_read(e, gk, dk, pool_bytes);
+    gpu_read(e, gv, dv, pool_bytes);
+    size_t diff = 0;
+    for (size_t i = 0; i < pool_bytes / 2; i++) diff += (gk[i] != kc[i]) + (gv[i] != vc[i]);
+    e->checks++;
+    if (diff) e->failures++;
+    printf("%s %-10s %-58s %zu halves differ (exact)\n", diff ? "FAIL" : "ok  ", "kv_store",
+           fmt("%lld tok width %lld pool %lld rows", (long long)n_tok, (long long)width,
+               (long long)pool_rows),
+           diff);
+    gpu_free(e, dk), gpu_free(e, dv), gpu_free(e, dks), gpu_free(e, dvs), gpu_free(e, dslot);
+    free(k), free(v), free(perm), free(slot), free(kc), free(vc), free(gk), free(gv);
+}
+
+/* ---- attention ---- */
+
+#define MAX_SEQ 16
+
+struct attn_case {
+    int n_seq, n_head, n_kv, hd, bs, window;
+    float softcap;
+    int ctx[MAX_SEQ];   /* each sequence's length after this step */
+    int n_new[MAX_SEQ]; /* its query tokens: the last n_new positions */
+    bool shuffle;       /* tokens of the sequences interleaved in random order */
+};
+
+/* A batch on host and device: block tables drawn from a random permutation of the
+ * pool's blocks (so sequences are scattered), the pools filled with random halves. */
+struct attn_batch {
+    struct rf_attn_params hp, dp; /* host and device pointers */
+    int32_t *pos, *seq, *tables;
+    uint16_t *kc, *vc;
+    float *q;
+    int64_t pool_halves;
+    void *dpos, *dseq, *dtables, *dk, *dv, *dq;
+};
+
+static void attn_tables(const struct attn_case *c, struct attn_batch *b, int *n_blocks)
+{
+    int need = 0, max_blocks = 1;
+    for (int s = 0; s < c->n_seq; s++) {
+        const int nb = (c->ctx[s] + c->bs - 1) / c->bs;
+        need += nb;
+        max_blocks = nb > max_blocks ? nb : max_blocks;
+    }
+    max_blocks += rng_int(0, 2);
+    *n_blocks = need + rng_int(0, 3);
+    int32_t *perm = xmalloc((size_t)*n_blocks * 4);
+    for (int i = 0; i < *n_blocks; i++) perm[i] = i;
+    shuffle_i32(perm, *n_blocks);
+    b->tables = xmalloc((size_t)c->n_seq * max_blocks * 4);
+    int next = 0;
+    for (int s = 0; s < c->n_seq; s++)
+        for (int j = 0; j < max_blocks; j++)
+            b->tables[s * max_blocks + j] =
+                j < (c->ctx[s] + c->bs - 1) / c->bs ? perm[next++] : -1;
+    free(perm);
+    b->hp.max_blocks = max_blocks;
+}
+
+static void attn_tokens(const struct attn_case *c, struct attn_batch *b)
+{
+    int64_t n = 0;
+    for (int s = 0; s < c->n_seq; s++) n += c->n_new[s];
+    b->pos = xmalloc((size_t)n * 4), b->seq = xmalloc((size_t)n * 4);
+    int64_t t = 0;
+    for (int s = 0; s < c->n_seq; s++)
+        for (int i = 0; i < c->n_new[s]; i++, t++)
+            b->seq[t] = s, b->pos[t] = c->ctx[s] - c->n_new[s] + i;
+    if (c->shuffle)
+        for (int64_t i = n - 1; i > 0; i--) {
+            const int64_t j = rng_int(0, (int)i);
+            int32_t tp = b->pos[i], ts = b->seq[i];
+            b->pos[i] = b->pos[j], b->seq[i] = b->seq[j];
+            b->pos[j] = tp, b->seq[j] = ts;
+        }
+    b->hp.n_tok = n;
+}
+
+static void attn_build(struct env *e, const struct attn_case *c, struct attn_batch *b)
+{
+    memset(b, 0, sizeof *b);
+    int n_blocks;
+    attn_tables(c, b, &n_blocks);
+    attn_tokens(c, b);
+    const int64_t width = (int64_t)c->n_kv * c->hd, n_q = b->hp.n_tok * c->n_head * c->hd;
+    b->pool_halves = (int64_t)n_blocks * c->bs * width;
+    b->kc = xmalloc((size_t)b->pool_halves * 2), b->vc = xmalloc((size_t)b->pool_halves * 2);
+    for (int64_t i = 0; i < b->pool_halves; i++) {
+        b->kc[i] = rf_fp32_to_fp16(rng_normal());
+        b->vc[i] = rf_fp32_to_fp16(rng_normal());
+    }
+    b->q = rand_floats(n_q, 1.0f);
+    b->hp.n_head = c->n_head, b->hp.n_head_kv = c->n_kv, b->hp.head_dim = c->hd;
+    b->hp.n_seq = c->n_seq, b->hp.block_size = c->bs, b->hp.window = c->window;
+    b->hp.softcap = c->softcap, b->hp.scale = 1.0f / sqrtf((float)c->hd);
+    b->hp.max_pos = 0;
+    for (int64_t t = 0; t < b->hp.n_tok; t++)
+        b->hp.max_pos = b->pos[t] > b->hp.max_pos ? b->pos[t] : b->hp.max_pos;
+    b->hp.pos = b->pos, b->hp.seq = b->seq, b->hp.block_tables = b->tables;
+    b->dp = b->hp;
+    b->dpos = gpu_dup(e, b->pos, (size_t)b->hp.n_tok * 4);
+    b->dseq = gpu_dup(e, b->seq, (size_t)b->hp.n_tok * 4);
+    b->dtables = gpu_dup(e, b->tables, (size_t)c->n_seq * b->hp.max_blocks * 4);
+    b->dk = gpu_dup(e, b->kc, (size_t)b->pool_halves * 2);
+    b->dv = gpu_dup(e, b->vc, (size_t)b->pool_halves * 2);
+    b->dq = gpu_dup(e, b->q, (size_t)n_q * 4);
+    b->dp.pos = b->dpos, b->dp.seq = b->dseq, b->dp.block_tables = b->dtables;
+}
+
+static void attn_free(struct env *e, struct attn_batch *b)
+{
+    gpu_free(e, b->dpos), gpu_free(e, b->dseq), gpu_free(e, b->dtables);
+    gpu_free(e, b->dk), gpu_free(e, b->dv), gpu_free(e, b->dq);
+    free(b->pos), free(b->seq), free(b->tables), free(b->kc), free(b->vc), free(b->q);
+}
+
+static const char *case_name(const struct attn_case *c, int64_t n_tok)
+{
+    int max_ctx = 0;
+    for (int s = 0; s < c->n_seq; s++) max_ctx = c->ctx[s] > max_ctx ? c->ctx[s] : max_ctx;
+    return fmt("%lldt %ds h%d/%d hd%d bs%d ctx<=%d w%d cap%g%s", (long long)n_tok, c->n_seq,
+               c->n_head, c->n_kv, c->hd, c->bs, max_ctx, c->window, c->softcap,
+               c->shuffle ? " mix" : "");
+}
+
+static void test_attention(struct env *e, const struct attn_case *c)
+{
+    struct attn_batch b;
+    attn_build(e, c, &b);
+    const int64_t n_out = b.hp.n_tok * c->n_head * c->hd;
+    float *ref = xmalloc((size_t)n_out * 4);
+    MUST(e->cpu.iface->attention(e->cpu.ctx, b.q, b.kc, b.vc, ref, &b.hp));
+    const size_t ws_bytes = rf_gpu_attention_work_bytes(c->n_head, c->n_kv, c->hd);
+    void *ws = gpu_alloc(e, ws_bytes);
+    static const char *names[] = {"attn", "attn_dec", "attn_pre"};
+    for (int path = 0; path < 3; path++) {
+        float *dout = gpu_poisoned(e, n_out);
+        if (path == 0)
+            MUST(e->gpu.iface->attention(e->gpu.ctx, b.dq, b.dk, b.dv, dout, &b.dp));
+        else
+            MUST(rf_gpu_attention(e->gc->stream, b.dq, b.dk, b.dv, dout, &b.dp, ws, ws_bytes,
+                                  path == 1 ? RF_GPU_ATTN_DECODE : RF_GPU_ATTN_PREFILL));
+        check_floats(e, names[path], case_name(c, b.hp.n_tok), ref, dout, n_out, THR_ATTN);
+        gpu_free(e, dout);
+    }
+    gpu_free(e, ws);
+    free(ref);
+    attn_free(e, &b);
+}
+
+/* A random case of bounded reference cost. */
+static struct attn_case random_case(void)
+{
+    static const int hds[] = {64, 128, 80, 96, 34, 256, 40};
+    static const int ratios[] = {1, 4, 8};
+    struct attn_case c = {0};
+    c.hd = hds[rng_int(0, 6)];
+    const int r = ratios[rng_int(0, 2)];
+    c.n_kv = rng_int(1, 64 / r > 8 ? 8 : 64 / r);
+    c.n_head = c.n_kv * r;
+    c.bs = rng_int(0, 2) ? 16 : rng_int(1, 40);
+    c.window = rng_int(0, 3) == 0 ? rng_int(1, 600) : 0;
+    c.softcap = rng_int(0, 3) == 0 ? 30.0f : 0.0f;
+    c.n_seq = rng_int(1, 6);
+    c.shuffle = rng_int(0, 1);
+    const bool decode = rng_int(0, 1);
+    for (int s = 0; s < c.n_seq; s++) {
+        c.ctx[s] = rng_int(0, 3) == 0 ? rng_int(1, 4097) : rng_int(1, 300);
+        c.n_new[s] = decode ? rng_int(1, 2 < c.ctx[s] ? 2 : c.ctx[s])
+                            : rng_int(1, c.ctx[s] < 150 ? c.ctx[s] : 150);
+    }
+    return c;
+}
+
+static void test_attention_all(struct env *e)
+{
+    static const struct attn_case fixed[] = {
+        /* single token, single head */
+        {.n_seq = 1, .n_head = 1, .n_kv = 1, .hd = 64, .bs = 16, .ctx = {1}, .n_new = {1}},
+        /* decode, GQA 4, long and short sequences */
+        {.n_seq = 4, .n_head = 32, .n_kv = 8, .hd = 128, .bs = 16,
+         .ctx = {4097, 1, 17, 2048}, .n_new = {1, 1, 1, 1}},
+        /* decode, MHA, two tokens of one sequence (speculative step) */
+        {.n_seq = 2, .n_head = 12, .n_kv = 12, .hd = 64, .bs = 16, .ctx = {3000, 33},
+         .n_new = {2, 1}},
+        /* decode, MQA 64:1 (query heads in several blocks per KV head) */
+        {.n_seq = 2, .n_head = 64, .n_kv = 1, .hd = 64, .bs = 32, .ctx = {1500, 70},
+         .n_new = {1, 1}},
+        /* sliding window + softcap, GQA 8, head_dim 256 */
+        {.n_seq = 3, .n_head = 16, .n_kv = 2, .hd = 256, .bs = 16, .window = 512,
+         .softcap = 50.0f, .ctx = {2000, 600, 5}, .n_new = {1, 1, 1}},
+        /* prefill from empty, GQA 8, odd block size, head_dim 80 */
+        {.n_seq = 1, .n_head = 16, .n_kv = 2, .hd = 80, .bs = 7, .ctx = {333}, .n_new = {333}},
+        /* chunked prefill after long prefixes, sequences interleaved */
+        {.n_seq = 3, .n_head = 8, .n_kv = 2, .hd = 128, .bs = 16, .ctx = {4097, 300, 37},
+         .n_new = {64, 100, 37}, .shuffle = true},
+        /* mixed batch: one prefill chunk and decodes, window */
+        {.n_seq = 5, .n_head = 32, .n_kv = 4, .hd = 128, .bs = 16, .window = 100,
+         .ctx = {1000, 4000, 2, 77, 260}, .n_new = {50, 1, 1, 1, 1}, .shuffle = true},
+        /* head_dim not a multiple of 8 (4-byte loads), MHA */
+        {.n_seq = 2, .n_head = 3, .n_kv = 3, .hd = 34, .bs = 5, .ctx = {90, 41},
+         .n_new = {20, 1}},
+        /* head_dim 256 prefill with softcap */
+        {.n_seq = 1, .n_head = 8, .n_kv = 1, .hd = 256, .bs = 16, .softcap = 30.0f,
+         .ctx = {700}, .n_new = {130}},
+        /* long prefill, MHA */
+        {.n_seq = 1, .n_head = 2, .n_kv = 2, .hd = 64, .bs = 16, .ctx = {4097}, .n_new = {1100}},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) test_attention(e, &fixed[i]);
+    for (int i = 0; i < 8; i++) {
+        const struct attn_case c = random_case();
+        test_attention(e, &c);
+    }
+}
+
+/* ---- matmul and get_rows ---- */
+
+static const enum rf_type mm_types[] = {
+    RF_TYPE_F32,  RF_TYPE_F16,  RF_TYPE_BF16, RF_TYPE_Q4_0, RF_TYPE_Q4_1,
+    RF_TYPE_Q5_0, RF_TYPE_Q5_1, RF_TYPE_Q8_0, RF_TYPE_Q2_K, RF_TYPE_Q3_K,
+    RF_TYPE_Q4_K, RF_TYPE_Q5_K, RF_TYPE_Q6_K,
+};
+
+/* Offsets of a K-quant block's f16 scales (d, dmin; -1: none). */
+static void kquant_scales(enum rf_type t, int *d, int *dmin)
+{
+    *dmin = -1;
+    switch (t) {
+    case RF_TYPE_Q2_K:
+        *d = offsetof(struct rf_block_q2_K, d), *dmin = offsetof(struct rf_block_q2_K, dmin);
+        break;
+    case RF_TYPE_Q3_K: *d = offsetof(struct rf_block_q3_K, d); break;
+    case RF_TYPE_Q4_K:
+        *d = offsetof(struct rf_block_q4_K, d), *dmin = offsetof(struct rf_block_q4_K, dmin);
+        break;
+    case RF_TYPE_Q5_K:
+        *d = offsetof(struct rf_block_q5_K, d), *dmin = offsetof(struct rf_block_q5_K, dmin);
+        break;
+    default: *d = offsetof(struct rf_block_q6_K, d); break;
+    }
+}
+
+/* rows x k weights of type t: the quantizer applied to random floats, or (K-quants,
+ * which have none) random blocks with small finite scales. */
+static void *make_weights(enum rf_type t, int64_t rows, int64_t k, size_t *bytes)
+{
+    const struct rf_type_traits *tr = rf_type_traits_ref(t);
+    *bytes = rf_row_size(t, k) * (size_t)rows;
+    uint8_t *w = xmalloc(*bytes);
+    if (tr->from_float) {
+        float *x = rand_floats(k, 1.0f);
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t i = 0; i < k; i++) x[i] = rng_normal();
+            tr->from_float(x, w + (size_t)r * rf_row_size(t, k), k);
+        }
+        free(x);
+        return w;
+    }
+    for (size_t i = 0; i < *bytes; i++) w[i] = (uint8_t)rng_u64();
+    int od, om;
+    kquant_scales(t, &od, &om);
+    for (size_t b = 0; b < *bytes / tr->type_size; b++) {
+        uint8_t *blk = w + b * tr->type_size;
+        const uint16_t d = rf_fp32_to_fp16((float)(0.001 + 0.02 * rng_unit()));
+        const uint16_t m = rf_fp32_to_fp16((float)(0.001 + 0.02 * rng_unit()));
+        memcpy(blk + od, &d, 2);
+        if (om >= 0) memcpy(blk + om, &m, 2);
+    }
+    return w;
+}
+
+static void test_matmul_type(struct env *e, enum rf_type t, int64_t rows, int64_t k,
+                             const int64_t *toks, int n_toks)
+{
+    size_t bytes;
+    void *w = make_weights(t, rows, k, &bytes);
+    struct rf_tensor tc = {.name = "w", .type = t, .ne = {k, rows, 1, 1}, .data = w, .nbytes = bytes};
+    struct rf_tensor tg = tc;
+    MUST(e->gpu.iface->load_tensor(e->gpu.ctx, &tg));
+    const double thr = t == RF_TYPE_F32 || t == RF_TYPE_F16 ? THR_MM_FLOAT
+                       : t == RF_TYPE_BF16                  ? THR_MM_BF16
+                                                            : THR_MM_QUANT;
+    for (int i = 0; i < n_toks; i++) {
+        const int64_t n = toks[i];
+        float *x = rand_floats(n * k, 1.0f), *ref = xmalloc((size_t)(n * rows) * 4);
+        float *dx = gpu_dup(e, x, (size_t)(n * k) * 4);
+        MUST(e->cpu.iface->matmul(e->cpu.ctx, &tc, x, k, ref, n));
+        static const char *names[] = {"matmul", "matmul_mv", "matmul_mm"};
+        for (int path = 0; path < 3; path++) {
+            rf_backend_gpu_set_matmul_path(&e->gpu, (enum rf_gpu_matmul_path)path);
+            float *dy = gpu_poisoned(e, n * rows);
+            MUST(e->gpu.iface->matmul(e->gpu.ctx, &tg, dx, k, dy, n));
+            check_floats(e, names[path],
+                         fmt("%s %lld x %lld, %lld tok", rf_type_name(t), (long long)rows,
+                             (long long)k, (long long)n),
+                         ref, dy, n * rows, thr);
+            gpu_free(e, dy);
+        }
+        rf_backend_gpu_set_matmul_path(&e->gpu, RF_GPU_MATMUL_AUTO);
+        gpu_free(e, dx);
+        free(x), free(ref);
+    }
+    /* get_rows: ids with repeats, exact dequantization */
+    const int64_t n_ids = 7;
+    int32_t ids[7];
+    for (int i = 0; i < n_ids; i++) ids[i] = rng_int(0, (int)rows - 1);
+    ids[n_ids - 1] = ids[0];
+    float *ref = xmalloc((size_t)(n_ids * k) * 4);
+    int32_t *dids = gpu_dup(e, ids, sizeof ids);
+    float *dout = gpu_poisoned(e, n_ids * k);
+    MUST(e->cpu.iface->get_rows(e->cpu.ctx, &tc, ids, n_ids, ref));
+    MUST(e->gpu.iface->get_rows(e->gpu.ctx, &tg, dids, n_ids, dout));
+    check_floats(e, "get_rows", fmt("%s %lld x %lld, 7 ids", rf_type_name(t), (long long)rows,
+                                    (long long)k),
+                 ref, dout, n_ids * k, THR_GET_ROWS);
+    gpu_free(e, dids), gpu_free(e, dout);
+    e->gpu.iface->free_tensor(e->gpu.ctx, &tg);
+    free(w), free(ref);
+}
+
+static void test_matmul_all(struct env *e)
+{
+    if (!e->gpu.iface->matmul || !e->gpu.iface->get_rows) {
+        printf("FAIL matmul/get_rows: not in the GPU vtable\n");
+        e->failures++;
+        return;
+    }
+    static const int64_t toks[] = {1, 2, 5, 8, 9, 17, 67};
+    for (size_t i = 0; i < sizeof mm_types / sizeof mm_types[0]; i++) {
+        const enum rf_type t = mm_types[i];
+        const int64_t bs = rf_type_traits(t)->block_size;
+        const int64_t k = bs >= 256 ? 256 * 3 : 32 * 13; /* legacy: not a multiple of 256 */
+        test_matmul_type(e, t, 333, k, toks, 7);
+        test_matmul_type(e, t, 1000 + 7, bs >= 256 ? 256 * 11 : 32 * 43, toks, 2);
+    }
+}
+
+/* ---- the checks ---- */
+
+static void run_checks(struct env *e)
+{
+    static const int64_t ew_sizes[] = {1, 3, 4096, 11008 * 3 + 1, 100003};
+    for (size_t i = 0; i < 5; i++) test_ew(e, ew_sizes[i]);
+    test_add_bias(e, 4096, 5);
+    test_add_bias(e, 13, 3);
+    test_add_bias(e, 1000, 64);
+    static const int64_t norm_shapes[][2] = {{1, 1}, {7, 3}, {4096, 5}, {4097, 2}, {257, 33},
+                                             {5120, 1}, {2048, 300}};
+    for (size_t i = 0; i < 7; i++) {
+        test_rms_norm(e, norm_shapes[i][0], norm_shapes[i][1], true);
+        test_rms_norm(e, norm_shapes[i][0], norm_shapes[i][1], false);
+    }
+    test_rope(e, 1, 32, 128, 128, false, 1.0f, 10000.0f);
+    test_rope(e, 7, 8, 128, 128, true, 1.0f, 500000.0f);
+    test_rope(e, 33, 64, 64, 32, false, 0.25f, 10000.0f);
+    test_rope(e, 5, 1, 80, 80, true, 1.0f, 1000000.0f);
+    test_rope(e, 130, 7, 34, 24, true, 0.5f, 10000.0f);
+    test_rope(e, 3, 4, 256, 256, true, 1.0f, 10000.0f);
+    test_kv_store(e, 1, 1024, 64);
+    test_kv_store(e, 37, 5, 100);
+    test_kv_store(e, 300, 34 * 3, 512);
+    test_kv_store(e, 64, 128 * 8, 4096);
+    test_attention_all(e);
+    test_matmul_all(e);
+}
+
+/* ---- perf ---- */
+
+static double time_ms(struct env *e, void (*fn)(struct env *, void *, int), void *arg, int reps)
+{
+    cudaEvent_t a, b;
+    if (cudaEventCreate(&a) != cudaSuccess || cudaEventCreate(&b) != cudaSuccess)
+        die_status(RF_STATUS_DEVICE, "cudaEventCreate");
+    for (int i = 0; i < 3; i++) fn(e, arg, i); /* warm-up */
+    cudaEventRecord(a, e->gc->stream);
+    for (int i = 0; i < reps; i++) fn(e, arg, i);
+    cudaEventRecord(b, e->gc->stream);
+    if (cudaEventSynchronize(b) != cudaSuccess) die_status(RF_STATUS_DEVICE, "timed kernels");
+    MUST(rf_gpu_take_error(e->gc));
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    cudaEventDestroy(a), cudaEventDestroy(b);
+    return ms / reps;
+}
+
+struct copy_arg {
+    void *dst, *src;
+    size_t bytes;
+};
+
+static void run_copy(struct env *e, void *varg, int i)
+{
+    (void)i;
+    struct copy_arg *c = varg;
+    cudaMemcpyAsync(c->dst, c->src, c->bytes, cudaMemcpyDeviceToDevice, e->gc->stream);
+}
+
+static double peak_bw;
+
+static void perf_line(const char *name, const char *shape, double ms, double bytes)
+{
+    const double bw = bytes / (ms * 1e-3);
+    printf("%-12s %-44s %9.2f us %8.1f GB/s %5.1f%% of copy\n", name, shape, ms * 1e3, bw / 1e9,
+           100 * bw / peak_bw);
+}
+
+static void perf_copy(struct env *e)
+{
+    struct copy_arg c = {.bytes = (size_t)1 << 30};
+    c.src = gpu_alloc(e, c.bytes), c.dst = gpu_alloc(e, c.bytes);
+    const double ms = time_ms(e, run_copy, &c, 10);
+    peak_bw = 2.0 * (double)c.bytes / (ms * 1e-3);
+    printf("device-to-device copy of 1 GiB: %.3f ms, %.1f GB/s (read + written)\n", ms,
+           peak_bw / 1e9);
+    gpu_free(e, c.src), gpu_free(e, c.dst);
+}
+
+/* Element-wise and row ops on buffers rotated so that L2 (50 MB) holds none of them. */
+#define ROT 4
+
+struct ew_arg {
+    float *a[ROT], *b[ROT], *o[ROT], *w;
+    int64_t n, rows;
+    int op;
+    int32_t *pos, *slot;
+    uint16_t *kp, *vp;
+};
+
+static void run_ew(struct env *e, void *varg, int i)
+{
+    struct ew_arg *g = varg;
+    const struct rf_backend_i *f = e->gpu.iface;
+    void *c = e->gpu.ctx;
+    const int r = i % ROT;
+    const struct rf_rope_params rp = {.n_rot = 128, .freq_base = 10000.0f, .freq_scale = 1.0f};
+    struct rf_tensor w = vec_tensor("w", g->w, g->n);
+    switch (g->op) {
+    case 0: f->swiglu(c, g->a[r], g->b[r], g->o[r], g->n * g->rows); break;
+    case 1: f->geglu(c, g->a[r], g->b[r], g->o[r], g->n * g->rows); break;
+    case 2: f->add(c, g->o[r], g->a[r], g->n * g->rows); break;
+    case 3: f->scale(c, g->o[r], 1.0001f, g->n * g->rows); break;
+    case 4: MUST(f->rms_norm(c, g->a[r], &w, g->o[r], g->n, g->rows, 1e-5f)); break;
+    case 5: f->rope(c, g->o[r], g->rows, (int)(g->n / 128), 128, g->pos, &rp); break;
+    case 6: f->kv_store(c, g->a[r], g->b[r], g->rows, g->n, g->slot, g->kp, g->vp); break;
+    default: MUST(f->add_bias(c, g->o[r], &w, g->n, g->rows)); break;
+    }
+}
+
+static void perf_ew(struct env *e, int64_t n, int64_t rows)
+{
+    static const char *names[] = {"swiglu", "geglu", "add", "scale", "rms_norm", "rope",
+                                  "kv_store", "add_bias"};
+    /* bytes moved per element: reads + writes */
+    static const double per_el[] = {12, 12, 12, 8, 8, 8, 12, 8};
+    struct ew_arg g = {.n = n, .rows = rows};
+    const int64_t total = n * rows;
+    float *h = rand_floats(total, 1.0f);
+    for (int r = 0; r < ROT; r++) {
+        g.a[r] = gpu_dup(e, h, (size_t)total * 4);
+        g.b[r] = gpu_dup(e, h, (size_t)total * 4);
+        g.o[r] = gpu_dup(e, h, (size_t)total * 4);
+    }
+    g.w = gpu_dup(e, h, (size_t)n * 4);
+    int32_t *p = xmalloc((size_t)rows * 4);
+    for (int64_t t = 0; t < rows; t++) p[t] = (int32_t)t;
+    g.pos = gpu_dup(e, p, (size_t)rows * 4), g.slot = g.pos;
+    g.kp = gpu_alloc(e, (size_t)total * 2), g.vp = gpu_alloc(e, (size_t)total * 2);
+    for (g.op = 0; g.op < 8; g.op++) {
+        const double ms = time_ms(e, run_ew, &g, 20);
+        perf_line(names[g.op], fmt("%lld x %lld", (long long)rows, (long long)n), ms,
+                  per_el[g.op] * (double)total);
+    }
+    for (int r = 0; r < ROT; r++) gpu_free(e, g.a[r]), gpu_free(e, g.b[r]), gpu_free(e, g.o[r]);
+    gpu_free(e, g.w), gpu_free(e, g.pos), gpu_free(e, g.kp), gpu_free(e, g.vp);
+    free(h), free(p);
+}
+
+/* Attention: n_seq sequences of ctx positions, n_new query tokens each, in a pool of
+ * ROT times their blocks; launch i reads the i % ROT-th copy of the tables. */
+struct at_arg {
+    struct rf_attn_params p[ROT];
+    float *q, *out;
+    uint16_t *k, *v;
+    void *ws;
+    size_t ws_bytes;
+    int path;
+};
+
+static void run_attn(struct env *e, void *varg, int i)
+{
+    struct at_arg *g = varg;
+    MUST(rf_gpu_attention(e->gc->stream, g->q, g->k, g->v, g->out, &g->p[i % ROT], g->ws,
+                          g->ws_bytes, (enum rf_gpu_attn_path)g->path));
+}
+
+static void perf_attn(struct env *e, int n_seq, int ctx, int n_new, int n_head, int n_kv, int hd,
+                      int path)
+{
+    const int bs = 16, nb = (ctx + bs - 1) / bs, n_tok = n_seq * n_new;
+    const int64_t width = (int64_t)n_kv * hd, rows = (int64_t)ROT * n_seq * nb * bs;
+    struct at_arg g = {.path = path};
+    g.k = gpu_alloc(e, (size_t)(rows * width) * 2), g.v = gpu_alloc(e, (size_t)(rows * width) * 2);
+    float *hq = rand_floats((int64_t)n_tok * n_head * hd, 1.0f);
+    uint16_t *hk = xmalloc((size_t)(rows * width) * 2);
+    for (int64_t i = 0; i < rows * width; i++) hk[i] = rf_fp32_to_fp16(rng_normal());
+    MUST(e->gpu.iface->copy_in(e->gpu.ctx, g.k, hk, (size_t)(rows * width) * 2));
+    MUST(e->gpu.iface->copy_in(e->gpu.ctx, g.v, hk, (size_t)(rows * width) * 2));
+    g.q = gpu_dup(e, hq, (size_t)n_tok * n_head * hd * 4);
+    g.out = gpu_alloc(e, (size_t)n_tok * n_head * hd * 4);
+    g.ws_bytes = rf_gpu_attention_work_bytes(n_head, n_kv, hd);
+    g.ws = gpu_alloc(e, g.ws_bytes);
+    int32_t *pos = xmalloc((size_t)n_tok * 4), *seq = xmalloc((size_t)n_tok * 4);
+    int32_t *tab = xmalloc((size_t)n_seq * nb * 4);
+    for (int t = 0; t < n_tok; t++) seq[t] = t / n_new, pos[t] = ctx - n_new + t % n_new;
+    void *dpos = gpu_dup(e, pos, (size_t)n_tok * 4), *dseq = gpu_dup(e, seq, (size_t)n_tok * 4);
+    void *dtab[ROT];
+    for (int r = 0; r < ROT; r++) {
+        for (int j = 0; j < n_seq * nb; j++) tab[j] = r * n_seq * nb + j;
+        dtab[r] = gpu_dup(e, tab, (size_t)n_seq * nb * 4);
+        g.p[r] = (struct rf_attn_params){.n_tok = n_tok, .n_head = n_head, .n_head_kv = n_kv,
+                                         .head_dim = hd, .pos = dpos, .seq = dseq,
+                                         .block_tables = dtab[r], .n_seq = n_seq,
+                                         .max_blocks = nb, .block_size = bs, .max_pos = ctx - 1,
+                                         .scale = 1.0f / sqrtf((float)hd)};
+    }
+    const double ms = time_ms(e, run_attn, &g, 20);
+    /* bytes: each sequence's K and V rows once, q and out */
+    const double bytes = 2.0 * n_seq * ctx * width * 2 + 2.0 * n_tok * n_head * hd * 4;
+    const double flops = 4.0 * n_head * hd * (double)n_seq * n_new * (ctx - (n_new - 1) / 2.0);
+    perf_line(path == RF_GPU_ATTN_DECODE ? "attn_decode" : "attn_prefill",
+              fmt("%ds x %dt ctx %d h%d/%d hd%d", n_seq, n_new, ctx, n_head, n_kv, hd), ms, bytes);
+    printf("%-12s %-44s %9s    %8.2f TFLOP/s\n", "", "", "", flops / (ms * 1e-3) / 1e12);
+    for (int r = 0; r < ROT; r++) gpu_free(e, dtab[r]);
+    gpu_free(e, g.k), gpu_free(e, g.v), gpu_free(e, g.q), gpu_free(e, g.out), gpu_free(e, g.ws);
+    gpu_free(e, dpos), gpu_free(e, dseq);
+    free(hq), free(hk), free(pos), free(seq), free(tab);
+}
+
+/* Matmul at 7B shapes, batch 1: weight copies rotated past L2; one block of random
+ * rows tiled over the matrix (speed does not depend on the values). */
+#define MM_COPIES 6
+
+struct mm_arg {
+    struct rf_tensor w[MM_COPIES];
+    float *x, *y;
+    int64_t k, n_tok;
+};
+
+static void run_mm(struct env *e, void *varg, int i)
+{
+    struct mm_arg *g = varg;
+    MUST(e->gpu.iface->matmul(e->gpu.ctx, &g->w[i % MM_COPIES], g->x, g->k, g->y, g->n_tok));
+}
+
+static void perf_matmul(struct env *e, enum rf_type t, int64_t rows, int64_t k, int64_t n_tok)
+{
+    size_t blk_bytes;
+    void *blk = make_weights(t, 16, k, &blk_bytes);
+    const size_t bytes = blk_bytes / 16 * (size_t)rows;
+    uint8_t *w = xmalloc(bytes);
+    for (size_t off = 0; off < bytes; off += blk_bytes)
+        memcpy(w + off, blk, bytes - off < blk_bytes ? bytes - off : blk_bytes);
+    struct mm_arg g = {.k = k, .n_tok = n_tok};
+    for (int c = 0; c < MM_COPIES; c++) {
+        g.w[c] = (struct rf_tensor){
+            .name = "w", .type = t, .ne = {k, rows, 1, 1}, .data = w, .nbytes = bytes};
+        MUST(e->gpu.iface->load_tensor(e->gpu.ctx, &g.w[c]));
+    }
+    float *hx = rand_floats(k * n_tok, 1.0f);
+    g.x = gpu_dup(e, hx, (size_t)(k * n_tok) * 4);
+    g.y = gpu_alloc(e, (size_t)(rows * n_tok) * 4);
+    const double ms = time_ms(e, run_mm, &g, 30);
+    perf_line("matmul", fmt("%s %lld x %lld, %lld tok", rf_type_name(t), (long long)rows,
+                            (long long)k, (long long)n_tok),
+              ms, (double)bytes + 4.0 * (double)(k + rows) * n_tok);
+    for (int c = 0; c < MM_COPIES; c++) e->gpu.iface->free_tensor(e->gpu.ctx, &g.w[c]);
+    gpu_free(e, g.x), gpu_free(e, g.y);
+    free(blk), free(w), free(hx);
+}
+
+static void run_perf(struct env *e)
+{
+    printf("device: %s\n", rf_backend_gpu_device_name(&e->gpu));
+    perf_copy(e);
+    perf_ew(e, 4096, 4096);
+    perf_ew(e, 4096, 1);
+    perf_attn(e, 1, 4096, 1, 32, 8, 128, RF_GPU_ATTN_DECODE);
+    perf_attn(e, 1, 4096, 1, 32, 32, 128, RF_GPU_ATTN_DECODE);
+    perf_attn(e, 16, 4096, 1, 32, 8, 128, RF_GPU_ATTN_DECODE);
+    perf_attn(e, 1, 512, 1, 32, 8, 128, RF_GPU_ATTN_DECODE);
+    perf_attn(e, 1, 512, 512, 32, 8, 128, RF_GPU_ATTN_PREFILL);
+    perf_attn(e, 1, 4096, 512, 32, 8, 128, RF_GPU_ATTN_PREFILL);
+    static const int64_t shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {14336, 4096}};
+    if (!e->gpu.iface->matmul) return;
+    for (size_t i = 0; i < sizeof mm_types / sizeof mm_types[0]; i++)
+        for (int s = 0; s < 4; s++) perf_matmul(e, mm_types[i], shapes[s][0], shapes[s][1], 1);
+}
+
+int main(int argc, char **argv)
+{
+    const bool perf = argc > 1 && strcmp(argv[1], "perf") == 0;
+    const char *seed = getenv("RF_TEST_SEED");
+    rng_state = seed ? strtoull(seed, NULL, 0) : (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
+    if (!rng_state) rng_state = 1;
+    printf("seed %llu\n", (unsigned long long)rng_state);
+    struct env e = {0};
+    rf_status s = rf_backend_gpu_init(0, &e.gpu);
+    if (s != RF_OK) {
+        printf("skipped: %s\n", rf_last_error());
+        return 77;
+    }
+    MUST(rf_backend_cpu_init(0, &e.cpu));
+    e.gc = e.gpu.ctx;
+    if (perf) run_perf(&e);
+    else run_checks(&e);
+    e.gpu.iface->free(e.gpu.ctx);
+    e.cpu.iface->free(e.cpu.ctx);
+    if (!perf) printf("%d of %d checks failed\n", e.failures, e.checks);
+    return e.failures ? 1 : 0;
+}
