@@ -20,6 +20,8 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_models(int argc, char **argv);
 
 /* "rocmforge CMD: MSG (see rocmforge CMD --help)"; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -38,9 +40,17 @@ bool cli_parse_u64(const char *s, uint64_t *out);
 bool cli_parse_float(const char *s, float *out);
 
 /* Model path: the -m value, else $ROCMFORGE_MODELS or ~/.cache/rocmforge/models plus
- * the default file name. Prints the one-line error and returns false when the file
- * is not there. buf holds the result. */
+ * the default file name. A -m value that is not a file and has no '/' is a model name
+ * in that directory: a file name with or without .gguf, else a unique prefix of one
+ * (case-insensitive). Prints the one-line error and returns false when no file is
+ * found. buf holds the result. */
 bool cli_model_path(const char *cmd, const char *given, char *buf, size_t cap);
+/* The models directory: $ROCMFORGE_MODELS, else ~/.cache/rocmforge/models. */
+void cli_models_dir(char *buf, size_t cap);
+/* The *.gguf entries of dir (not dot files), sorted, as a malloc'd array of malloc'd
+ * names (models.c); returns the count, or -1 with errno set. */
+int cli_gguf_names(const char *dir, char ***out);
+void cli_free_names(char **names, int n);
 /* Loads the model; prints the error and returns NULL on failure. */
 struct rf_model *cli_load_model(const char *cmd, const char *path, int32_t n_threads);
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -100,11 +101,71 @@ static bool is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* Prints the candidates of an ambiguous name: "a.gguf, b.gguf, ..." (at most 4). */
+static void ambiguous(const char *cmd, const char *name, const char *dir, char **names, int n)
+{
+    char list[512] = "";
+    size_t len = strlen(name);
+    int shown = 0, total = 0;
+    for (int i = 0; i < n; i++) {
+        if (strncasecmp(names[i], name, len)) continue;
+        if (total++ < 4) {
+            const size_t k = strlen(list);
+            snprintf(list + k, sizeof list - k, "%s%s", shown++ ? ", " : "", names[i]);
+        }
+    }
+    cli_fail(cmd, "model name '%s' matches %d files in %s: %s%s; give more of the name", name,
+             total, dir, list, total > shown ? ", ..." : "");
+}
+
+/* A model name in dir: the file name, the name plus ".gguf", else a unique
+ * case-insensitive prefix. Returns 1 (path in buf), 0 (no such model) or -1 (ambiguous,
+ * error printed). */
+static int find_named_model(const char *cmd, const char *dir, const char *name, char *buf,
+                            size_t cap)
+{
+    char **names = NULL;
+    const int n = cli_gguf_names(dir, &names);
+    if (n <= 0) return 0;
+    const size_t n_name = strlen(name);
+    int hit = -1, n_prefix = 0;
+    for (int i = 0; i < n && hit < 0; i++)
+        if (!strcmp(names[i], name) ||
+            (!strncmp(names[i], name, n_name) && !strcasecmp(names[i] + n_name, ".gguf")))
+            hit = i;
+    for (int i = 0; i < n && hit < 0; i++)
+        if (!strncasecmp(names[i], name, n_name) && n_prefix++ == 0) hit = i;
+    for (int i = hit + 1; i < n && n_prefix == 1; i++)
+        if (!strncasecmp(names[i], name, n_name)) n_prefix++;
+    int found = 0;
+    if (n_prefix > 1) {
+        ambiguous(cmd, name, dir, names, n);
+        found = -1;
+    } else if (hit >= 0) {
+        const int len = snprintf(buf, cap, "%s/%s", dir, names[hit]);
+        found = len >= 0 && (size_t)len < cap && is_file(buf);
+    }
+    cli_free_names(names, n);
+    return found;
+}
+
 bool cli_model_path(const char *cmd, const char *given, char *buf, size_t cap)
 {
+    char dir[4096];
+    cli_models_dir(dir, sizeof dir);
     if (given) {
         snprintf(buf, cap, "%s", given);
         if (is_file(buf)) return true;
+        if (given[0] && !strchr(given, '/')) {
+            const int found = find_named_model(cmd, dir, given, buf, cap);
+            if (found) return found > 0;
+            cli_fail(cmd,
+                     "model not found: %s is neither a file nor a model name in %s (see "
+                     "`rocmforge models`; `make models` or scripts/setup.sh downloads the "
+                     "default model)",
+                     given, dir);
+            return false;
+        }
         cli_fail(cmd,
                  "model file not found: %s (run `make models` or scripts/setup.sh to "
                  "download the default model)",
@@ -112,9 +173,7 @@ bool cli_model_path(const char *cmd, const char *given, char *buf, size_t cap)
         return false;
     }
     const char *env = getenv("ROCMFORGE_MODELS");
-    const char *home = getenv("HOME");
-    if (env && env[0]) snprintf(buf, cap, "%s/%s", env, CLI_DEFAULT_MODEL);
-    else snprintf(buf, cap, "%s/.cache/rocmforge/models/%s", home ? home : "", CLI_DEFAULT_MODEL);
+    snprintf(buf, cap, "%s/%s", dir, CLI_DEFAULT_MODEL);
     if (is_file(buf)) return true;
     cli_fail(cmd,
              "no model at %s (%s); pass -m FILE, or run `make models` or scripts/setup.sh "

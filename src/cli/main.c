@@ -17,6 +17,8 @@ static const struct subcommand commands[] = {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"info", cmd_info, "describe a GGUF file"},
     {"bench", cmd_bench, "measure prompt and generation speed"},
+    {"chat", cmd_chat, "talk with the model in the terminal"},
+    {"models", cmd_models, "list the GGUF models in the models cache"},
     {"chat-template", cmd_chat_template, NULL}, /* for the chat template tests */
     {"logits", rf_cmd_logits, NULL},            /* for reference comparisons */
 };
