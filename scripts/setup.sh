@@ -4,6 +4,8 @@
 #   scripts/setup.sh [STEP ...]      STEP: deps venv models all (default: all)
 #                                          tools (clang-format, clang-tidy; not in all)
 #                                          bench (.venv-bench with llama-cpp-python; not in all)
+#                                          models-NAME (one model, also those on request:
+#                                          scripts/fetch_models.py --list names them)
 #
 # Every step is idempotent and returns quickly when there is nothing to do:
 #   deps    apt packages, checked with dpkg-query; apt-get runs only for missing ones
@@ -100,7 +102,7 @@ step_venv() {
 }
 
 step_models() {
-    "$PYTHON" "$ROOT/scripts/fetch_models.py" || exit 1
+    "$PYTHON" "$ROOT/scripts/fetch_models.py" "$@" || exit 1
 }
 
 step_bench() {
@@ -115,7 +117,7 @@ step_bench() {
 
 run_step() {
     local t0=$EPOCHREALTIME
-    "step_$1"
+    "step_$1" "${@:2}"
     log "$1 done in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')s"
 }
 
@@ -126,8 +128,9 @@ main() {
         case $s in
         all) run_step deps; run_step venv; run_step models ;;
         deps | venv | models | tools | bench) run_step "$s" ;;
+        models-?*) run_step models "${s#models-}" ;;
         -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; return ;;
-        *) die "unknown step '$s' (steps: deps venv models all tools bench)" ;;
+        *) die "unknown step '$s' (steps: deps venv models all tools bench models-NAME)" ;;
         esac
     done
 }
