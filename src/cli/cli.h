@@ -22,6 +22,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 /* "rocmforge CMD: MSG (see rocmforge CMD --help)"; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

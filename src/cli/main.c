@@ -19,6 +19,7 @@ static const struct subcommand commands[] = {
     {"bench", cmd_bench, "measure prompt and generation speed"},
     {"chat", cmd_chat, "talk with the model in the terminal"},
     {"models", cmd_models, "list the GGUF models in the models cache"},
+    {"perplexity", cmd_perplexity, "perplexity of a text; KL divergence against another model"},
     {"chat-template", cmd_chat_template, NULL}, /* for the chat template tests */
     {"logits", rf_cmd_logits, NULL},            /* for reference comparisons */
 };
