@@ -30,6 +30,8 @@
 #define ATT_DEC_ELEMS 2048   /* decode: query heads per block * head_dim at most */
 #define ATT_DEC_ACC 16       /* decode: output elements per thread (ELEMS / THREADS) */
 #define ATT_TARGET_BLOCKS 512 /* decode: enough blocks to keep every SM streaming */
+#define ATT_MIN_SPLIT 128     /* decode: rows per split at least (fewer partials to reduce) */
+#define ATT_FETCH 8           /* decode: 16-byte chunks of K (and of V) per thread and tile */
 #define ATT_BQ 32            /* prefill: query rows per block */
 #define ATT_PF_ND 16         /* prefill: head dims per thread at most (HEAD_DIM_MAX / 16) */
 
@@ -122,6 +124,51 @@ static __device__ void load_kv_tile(const struct attn_args *a, int s, int kvh, i
             sk[j * stride + w] = kw;
             sv[j * stride + w] = vw;
             if (w == 0) svalid[j] = row >= 0;
+        }
+    }
+}
+
+/* The decode kernel's software pipeline (head_dim % 8 == 0): the next tile's K and V
+ * chunks go to registers while the current tile is used, then to shared memory. */
+struct kv_regs {
+    uint4 k[ATT_FETCH], v[ATT_FETCH];
+    unsigned valid; /* bit i: chunk i holds a cache row */
+};
+
+static __device__ __forceinline__ void fetch_tile(const struct attn_args *a, int s, int kvh, int k0,
+                                                  int kend, struct kv_regs *r)
+{
+    const int cpr = a->hd / 8;
+    const long long head_off = (long long)kvh * a->hd;
+    r->valid = 0;
+#pragma unroll
+    for (int i = 0; i < ATT_FETCH; i++) {
+        const int c = threadIdx.x + ATT_THREADS * i, j = c / cpr, kpos = k0 + j;
+        r->k[i] = r->v[i] = make_uint4(0, 0, 0, 0);
+        if (j < ATT_T && kpos <= kend) {
+            const long long row = cache_row(a, s, kpos);
+            if (row >= 0) {
+                const long long off = row * a->width + head_off + (c % cpr) * 8;
+                r->k[i] = *(const uint4 *)(a->kp + off);
+                r->v[i] = *(const uint4 *)(a->vp + off);
+                r->valid |= 1u << i;
+            }
+        }
+    }
+}
+
+static __device__ __forceinline__ void store_tile(const struct attn_args *a, const struct kv_regs *r,
+                                                  uint32_t *sk, uint32_t *sv, int *svalid)
+{
+    const int cpr = a->hd / 8, stride = a->hd / 2 + 1;
+#pragma unroll
+    for (int i = 0; i < ATT_FETCH; i++) {
+        const int c = threadIdx.x + ATT_THREADS * i, j = c / cpr, cc = c % cpr;
+        if (j < ATT_T) {
+            uint32_t *dk = sk + j * stride + cc * 4, *dv = sv + j * stride + cc * 4;
+            dk[0] = r->k[i].x, dk[1] = r->k[i].y, dk[2] = r->k[i].z, dk[3] = r->k[i].w;
+            dv[0] = r->v[i].x, dv[1] = r->v[i].y, dv[2] = r->v[i].z, dv[3] = r->v[i].w;
+            if (cc == 0) svalid[j] = (r->valid >> i) & 1u;
         }
     }
 }
@@ -338,10 +385,15 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode(struct attn_args a)
 #pragma unroll
     for (int i = 0; i < ATT_DEC_ACC; i++) acc[i] = 0.0f;
 
+    const bool piped = a.hd % 8 == 0;
+    struct kv_regs regs;
+    if (piped && k_lo <= k_hi) fetch_tile(&a, sq, kvh, k_lo, k_hi, &regs);
     for (int k0 = k_lo; k0 <= k_hi; k0 += ATT_T) {
         __syncthreads(); /* the previous tile's readers are done */
-        load_kv_tile(&a, sq, kvh, k0, k_hi, ATT_T, s.sk, s.sv, s.svalid);
+        if (piped) store_tile(&a, &regs, s.sk, s.sv, s.svalid);
+        else load_kv_tile(&a, sq, kvh, k0, k_hi, ATT_T, s.sk, s.sv, s.svalid);
         __syncthreads();
+        if (piped && k0 + ATT_T <= k_hi) fetch_tile(&a, sq, kvh, k0 + ATT_T, k_hi, &regs);
         dec_scores(&a, &s, ng, ndp);
         __syncthreads();
         dec_softmax(&a, &s, ng, ndp, m, l);
@@ -358,29 +410,60 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode(struct attn_args a)
     dec_finish(&a, &s, t, h0, ng, split, first == last, acc);
 }
 
-/* Combines the partials of tokens whose rows span several splits: block (t, h). */
+/* Max / sum over the block (ATT_THREADS threads); every thread gets the result. */
+static __device__ float block_reduce(float v, bool is_max, float *red)
+{
+    for (int m = 16; m > 0; m /= 2) {
+        const float o = rf_shfl_xor(v, m);
+        v = is_max ? fmaxf(v, o) : v + o;
+    }
+    __syncthreads(); /* red may still be read from a previous call */
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+    __syncthreads();
+    v = red[0];
+    for (int i = 1; i < ATT_THREADS / 32; i++) v = is_max ? fmaxf(v, red[i]) : v + red[i];
+    return v;
+}
+
+/* Combines the partials of tokens whose rows span several splits: block (t, h). The
+ * splits' weights exp(m_s - max) go to shared memory first, so that the sum over
+ * splits per output element has no branch and its loads can all be in flight. */
 __global__ void __launch_bounds__(ATT_THREADS) attn_reduce(struct attn_args a)
 {
+    __shared__ float sw[ATT_TARGET_BLOCKS];
+    __shared__ float red[ATT_THREADS / 32];
     const int t = blockIdx.x / a.n_head, h = blockIdx.x % a.n_head;
     const int sq = a.seq ? a.seq[t] : 0;
     int first, last, lo, hi;
     split_range(&a, sq >= 0 && sq < a.n_seq ? a.pos[t] : -1, &first, &last, &lo, &hi);
     if (first == last) return;
+    const int n = last - first + 1;
     const long long th = (long long)t * a.n_head + h;
     const long long n_part = (long long)a.n_tok * a.n_head * a.n_splits;
-    const float *ml = a.ws + n_part * a.hd + th * a.n_splits * 2;
-    const float *acc = a.ws + th * a.n_splits * a.hd;
+    const float *ml = a.ws + n_part * a.hd + (th * a.n_splits + first) * 2;
+    const float *acc = a.ws + (th * a.n_splits + first) * a.hd;
     float mx = -INFINITY;
-    for (int sp = first; sp <= last; sp++)
-        if (ml[2 * sp + 1] > 0.0f) mx = fmaxf(mx, ml[2 * sp]);
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        if (ml[2 * i + 1] > 0.0f) mx = fmaxf(mx, ml[2 * i]);
+    mx = block_reduce(mx, true, red);
     float sum = 0.0f;
-    for (int sp = first; sp <= last; sp++)
-        if (ml[2 * sp + 1] > 0.0f) sum += expf(ml[2 * sp] - mx) * ml[2 * sp + 1];
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float w = ml[2 * i + 1] > 0.0f ? expf(ml[2 * i] - mx) : 0.0f;
+        sw[i] = w;
+        sum += w * ml[2 * i + 1];
+    }
+    sum = block_reduce(sum, false, red); /* its barriers also publish sw */
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
     for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
-        float o = 0.0f;
-        for (int sp = first; sp <= last; sp++)
-            if (ml[2 * sp + 1] > 0.0f) o += expf(ml[2 * sp] - mx) * acc[(long long)sp * a.hd + d];
-        a.out[th * a.hd + d] = sum > 0.0f ? o / sum : 0.0f;
+        float o0 = 0.0f, o1 = 0.0f;
+        int i = 0;
+#pragma unroll 4
+        for (; i + 1 < n; i += 2) {
+            o0 = fmaf(sw[i], acc[(long long)i * a.hd + d], o0);
+            o1 = fmaf(sw[i + 1], acc[(long long)(i + 1) * a.hd + d], o1);
+        }
+        if (i < n) o0 = fmaf(sw[i], acc[(long long)i * a.hd + d], o0);
+        a.out[th * a.hd + d] = (o0 + o1) * inv;
     }
 }
 
@@ -608,7 +691,7 @@ static void dec_plan(struct attn_args *a)
 {
     dec_heads(a->r, a->hd, &a->hg, &a->nhc);
     const long long units = (long long)a->n_tok * a->n_kv * a->nhc;
-    const int max_splits = ceil_div(a->ctx, ATT_T);
+    const int max_splits = ceil_div(a->ctx, ATT_MIN_SPLIT);
     int n = units >= ATT_TARGET_BLOCKS ? 1 : ceil_div(ATT_TARGET_BLOCKS, units);
     if (n > max_splits) n = max_splits;
     a->split_len = ceil_div(ceil_div(a->ctx, n), ATT_T) * ATT_T;

@@ -90,7 +90,9 @@ extern "C" rf_status rf_gpu_rms_norm(void *stream, const float *x, const float *
     return launched("rms_norm");
 }
 
-/* ---- rope: block (token, chunk of (head, pair)) ---- */
+/* ---- rope: a thread per (token, pair, ROPE_HEADS heads) ---- */
+
+#define ROPE_HEADS 8 /* heads sharing one angle's sin and cos */
 
 /* The angle of pair i is pos * freq_scale * theta_scale^i, the power built as a
  * running product in f32 as the CPU reference does, so both round alike. */
@@ -100,18 +102,22 @@ __global__ void __launch_bounds__(EW_THREADS)
 {
     const int half = n_rot / 2;
     const int idx = blockIdx.y * blockDim.x + threadIdx.x;
-    if (idx >= n_head * half) return;
-    const int h = idx / half, i = idx % half;
+    const int n_hg = (n_head + ROPE_HEADS - 1) / ROPE_HEADS;
+    if (idx >= n_hg * half) return;
+    const int hg = idx / half, i = idx % half;
     float theta = (float)pos[blockIdx.x];
     for (int k = 0; k < i; k++) theta *= theta_scale;
     float sn, cs;
     sincosf(freq_scale * theta, &sn, &cs);
-    float *xr = x + ((int64_t)blockIdx.x * n_head + h) * head_dim;
-    float *a = neox ? xr + i : xr + 2 * i;
-    float *b = neox ? a + half : a + 1;
-    const float x0 = *a, x1 = *b;
-    *a = fmaf(x0, cs, -(x1 * sn));
-    *b = fmaf(x0, sn, x1 * cs);
+    const int h1 = hg * ROPE_HEADS + ROPE_HEADS < n_head ? hg * ROPE_HEADS + ROPE_HEADS : n_head;
+    float *xt = x + (int64_t)blockIdx.x * n_head * head_dim;
+    for (int h = hg * ROPE_HEADS; h < h1; h++) {
+        float *a = neox ? xt + (int64_t)h * head_dim + i : xt + (int64_t)h * head_dim + 2 * i;
+        float *b = neox ? a + half : a + 1;
+        const float x0 = *a, x1 = *b;
+        *a = fmaf(x0, cs, -(x1 * sn));
+        *b = fmaf(x0, sn, x1 * cs);
+    }
 }
 
 extern "C" rf_status rf_gpu_rope(void *stream, float *x, int64_t n_tok, int n_head, int head_dim,
@@ -122,7 +128,7 @@ extern "C" rf_status rf_gpu_rope(void *stream, float *x, int64_t n_tok, int n_he
     if (n_rot <= 0 || n_head <= 0 || n_tok <= 0) return RF_OK;
     if (n_tok > INT32_MAX)
         return rf_fail(RF_STATUS_SHAPE, "gpu rope: %lld tokens", (long long)n_tok);
-    const int items = n_head * (n_rot / 2);
+    const int items = (n_head + ROPE_HEADS - 1) / ROPE_HEADS * (n_rot / 2);
     const dim3 grid((unsigned)n_tok, (unsigned)((items + EW_THREADS - 1) / EW_THREADS));
     if (grid.y > 65535) return rf_fail(RF_STATUS_SHAPE, "gpu rope: %d heads", n_head);
     const float theta_scale = powf(p->freq_base, -2.0f / (float)n_rot);
