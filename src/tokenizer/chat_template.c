@@ -1,7 +1,9 @@
 /* Chat templates: for each known family, the text its canonical Jinja template
  * renders (as transformers' apply_chat_template does: trim_blocks, lstrip_blocks),
- * written out in C. The family comes from the model's tokenizer.chat_template text,
- * or from a name that forces it.
+ * written out in C, checked byte for byte against jinja2 on the real templates
+ * (tests/fixtures/templates/expected.json, tools/make_chat_template_fixtures.py).
+ * The family comes from the model's tokenizer.chat_template text, or from a name
+ * that forces it.
  *
  * BOS: a BOS that the template renders at the very start of the text is left out,
  * because the tokenizer adds BOS itself when the model asks for it; BOS text later
@@ -21,6 +23,8 @@
 #include "model/model.h"
 #include "rocmforge.h"
 
+#define QWEN25_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
 enum chat_family {
     CHAT_CHATML,
     CHAT_LLAMA2,
@@ -29,13 +33,28 @@ enum chat_family {
     CHAT_GEMMA,
     CHAT_PHI3,
     CHAT_ZEPHYR,
+    CHAT_QWEN25,
     CHAT_FAMILY_COUNT
 };
 
-static const char *const family_names[CHAT_FAMILY_COUNT] = {
-    "chatml", "llama2", "llama3", "mistral", "gemma", "phi3", "zephyr",
+/* Names that force a family; Qwen2's template is ChatML with a default system prompt
+ * inside the message loop, Qwen2.5's has its own family. */
+static const struct {
+    const char *name;
+    enum chat_family family;
+    const char *default_system;
+} family_names[] = {
+    {"chatml", CHAT_CHATML, NULL},
+    {"llama2", CHAT_LLAMA2, NULL},
+    {"llama3", CHAT_LLAMA3, NULL},
+    {"mistral", CHAT_MISTRAL, NULL},
+    {"gemma", CHAT_GEMMA, NULL},
+    {"phi3", CHAT_PHI3, NULL},
+    {"zephyr", CHAT_ZEPHYR, NULL},
+    {"qwen2", CHAT_CHATML, "You are a helpful assistant."},
+    {"qwen2.5", CHAT_QWEN25, QWEN25_SYSTEM},
 };
-#define CHAT_NAME_LIST "chatml, llama2, llama3, mistral, gemma, phi3, zephyr"
+#define CHAT_NAME_LIST "chatml, llama2, llama3, mistral, gemma, phi3, zephyr, qwen2, qwen2.5"
 
 /* What a renderer needs beyond the messages. */
 struct chat_env {
@@ -181,7 +200,7 @@ static void render_llama2(struct sbuf *o, const struct chat_env *env,
         }
         sb_str(&turn, content_of(&msgs[i]));
         if (turn.oom) break;
-        const char *text = turn.p ? turn.p : "";
+        const char *text = turn.len ? turn.p : "";
         if (role_is(&msgs[i], "user")) {
             if (o->len > 0) sb_str(o, env->bos);
             sb_str(o, "[INST] ");
@@ -301,6 +320,43 @@ static void render_zephyr(struct sbuf *o, const struct chat_env *env,
     }
 }
 
+static void chatml_turn(struct sbuf *o, const struct rf_chat_message *m)
+{
+    sb_str(o, "<|im_start|>");
+    sb_str(o, m->role);
+    sb_str(o, "\n");
+    sb_str(o, content_of(m));
+    sb_str(o, "<|im_end|>\n");
+}
+
+/* Qwen2.5: the system turn (the first message's, else the default) comes first, even
+ * for an empty conversation; tool results are a user turn of <tool_response> blocks,
+ * consecutive ones sharing the turn; roles other than system, user, assistant and tool
+ * are left out. */
+static void render_qwen25(struct sbuf *o, const struct chat_env *env,
+                          const struct rf_chat_message *msgs, size_t n, bool add_ass)
+{
+    const bool sys = n > 0 && role_is(&msgs[0], "system");
+    sb_str(o, "<|im_start|>system\n");
+    sb_str(o, sys                   ? content_of(&msgs[0])
+              : env->default_system ? env->default_system
+                                    : QWEN25_SYSTEM);
+    sb_str(o, "<|im_end|>\n");
+    for (size_t i = 0; i < n; i++) {
+        const struct rf_chat_message *m = &msgs[i];
+        if (role_is(m, "user") || role_is(m, "assistant") || (role_is(m, "system") && i > 0)) {
+            chatml_turn(o, m);
+        } else if (role_is(m, "tool")) {
+            if (i == 0 || !role_is(&msgs[i - 1], "tool")) sb_str(o, "<|im_start|>user");
+            sb_str(o, "\n<tool_response>\n");
+            sb_str(o, content_of(m));
+            sb_str(o, "\n</tool_response>");
+            if (i + 1 == n || !role_is(&msgs[i + 1], "tool")) sb_str(o, "<|im_end|>\n");
+        }
+    }
+    if (add_ass) sb_str(o, "<|im_start|>assistant\n");
+}
+
 static void render(struct sbuf *o, const struct chat_env *env, const struct rf_chat_message *msgs,
                    size_t n, bool add_ass)
 {
@@ -312,6 +368,7 @@ static void render(struct sbuf *o, const struct chat_env *env, const struct rf_c
     case CHAT_GEMMA: render_gemma(o, msgs, n, add_ass); break;
     case CHAT_PHI3: render_phi3(o, env, msgs, n, add_ass); break;
     case CHAT_ZEPHYR: render_zephyr(o, env, msgs, n, add_ass); break;
+    case CHAT_QWEN25: render_qwen25(o, env, msgs, n, add_ass); break;
     case CHAT_FAMILY_COUNT: break;
     }
 }
@@ -320,6 +377,10 @@ static void render(struct sbuf *o, const struct chat_env *env, const struct rf_c
 
 static int detect_family(const char *t)
 {
+    /* Qwen2.5: the system turn is written before the loop over the messages */
+    if (strstr(t, "<|im_start|>") && strstr(t, "<tool_response>") &&
+        strstr(t, "messages[0]['role'] == 'system'"))
+        return CHAT_QWEN25;
     if (strstr(t, "<|im_start|>")) return CHAT_CHATML;
     if (strstr(t, "<|start_header_id|>")) return CHAT_LLAMA3;
     if (strstr(t, "[INST]")) return strstr(t, "<<SYS>>") ? CHAT_LLAMA2 : CHAT_MISTRAL;
@@ -381,9 +442,11 @@ static char *token_text(const struct rf_model *model, rf_token t)
 static rf_status choose_family(const char *t, const char *name, struct chat_env *env, bool *oom)
 {
     if (name) {
-        for (int f = 0; f < CHAT_FAMILY_COUNT; f++) {
-            if (strcmp(name, family_names[f]) == 0) {
-                env->family = (enum chat_family)f;
+        for (size_t i = 0; i < sizeof family_names / sizeof family_names[0]; i++) {
+            if (strcmp(name, family_names[i].name) == 0) {
+                env->family = family_names[i].family;
+                const char *d = family_names[i].default_system;
+                if (d && !(env->default_system = strdup(d))) *oom = true;
                 return RF_OK;
             }
         }
@@ -400,7 +463,7 @@ static rf_status choose_family(const char *t, const char *name, struct chat_env 
                        "chat template: the model's template is not a known family; name one "
                        "of: " CHAT_NAME_LIST);
     env->family = (enum chat_family)f;
-    if (f == CHAT_CHATML) env->default_system = chatml_default_system(t, oom);
+    if (f == CHAT_CHATML || f == CHAT_QWEN25) env->default_system = chatml_default_system(t, oom);
     return RF_OK;
 }
 
