@@ -261,7 +261,7 @@ static void chat_reset(struct chat *c)
     rf_context_reset(c->ctx);
     rf_sampler_reset(c->smp);
     c->n_hist = 0;
-    if (!set_cached_text(c, "", 0, NULL, 0)) c->cached_text = NULL;
+    set_cached_text(c, "", 0, NULL, 0); /* on failure NULL: the next turn compares tokens */
 }
 
 /* The conversation in the template, with the assistant's header at the end (malloc'd);
@@ -641,7 +641,11 @@ static int chat_run(struct chat *c, struct chat_opts *o)
         return cli_fail("chat", "out of memory");
     c->n_fixed = c->n_msgs;
     chat_reset(c);
-    if (!c->cached_text) return cli_fail("chat", "out of memory");
+    if (!push_msg(c, "user", "", 0)) return cli_fail("chat", "out of memory");
+    char *probe = render(c); /* a model without a usable template fails here, once */
+    pop_msg(c);
+    if (!probe) return CLI_EXIT_FAIL;
+    free(probe);
     struct sigaction sa = {.sa_handler = on_sigint}, old;
     sigemptyset(&sa.sa_mask); /* no SA_RESTART: Ctrl-C must end a blocking read */
     sigaction(SIGINT, &sa, &old);
