@@ -628,6 +628,14 @@ static uint64_t random_seed(void)
 /* Context, sampler, system message, SIGINT handler; then the loop. */
 static int chat_run(struct chat *c, struct chat_opts *o)
 {
+    if (o->system && !push_msg(c, "system", o->system, strlen(o->system)))
+        return cli_fail("chat", "out of memory");
+    c->n_fixed = c->n_msgs;
+    if (!push_msg(c, "user", "", 0)) return cli_fail("chat", "out of memory");
+    char *probe = render(c); /* a model without a usable template fails here, once */
+    pop_msg(c);
+    if (!probe) return CLI_EXIT_FAIL;
+    free(probe);
     struct rf_context_params cp = rf_context_default_params();
     cp.n_ctx = o->n_ctx;
     if (rf_context_init(c->m, &cp, &c->ctx) != RF_OK)
@@ -637,15 +645,7 @@ static int chat_run(struct chat *c, struct chat_opts *o)
     c->smp = rf_sampler_new(&o->sp, rf_model_n_vocab(c->m));
     if (!c->smp) return cli_fail("chat", "bad sampling options: %s", rf_last_error());
     if (o->verbose) fprintf(stderr, "[seed %llu]\n", (unsigned long long)o->sp.seed);
-    if (o->system && !push_msg(c, "system", o->system, strlen(o->system)))
-        return cli_fail("chat", "out of memory");
-    c->n_fixed = c->n_msgs;
     chat_reset(c);
-    if (!push_msg(c, "user", "", 0)) return cli_fail("chat", "out of memory");
-    char *probe = render(c); /* a model without a usable template fails here, once */
-    pop_msg(c);
-    if (!probe) return CLI_EXIT_FAIL;
-    free(probe);
     struct sigaction sa = {.sa_handler = on_sigint}, old;
     sigemptyset(&sa.sa_mask); /* no SA_RESTART: Ctrl-C must end a blocking read */
     sigaction(SIGINT, &sa, &old);

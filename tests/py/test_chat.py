@@ -1,17 +1,24 @@
 """`rocmforge chat` driven through a pseudo-terminal with the default model: the KV
 cache carries the conversation (checked by the KV lengths that --verbose prints,
 against token counts of the template's rendering), Ctrl-C stops an answer, /reset
-empties the cache, /exit, EOF and Ctrl-C at the prompt quit with 0."""
+empties the cache, /exit, EOF and Ctrl-C at the prompt quit with 0; a model without a
+chat template is refused at the start, and messages may come from a pipe."""
 import os
 import pty
 import re
 import select
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(os.environ.get("RF_SOURCE") or Path(__file__).resolve().parents[2])
+sys.path.insert(0, str(ROOT / "tools"))
+
+import make_test_model as mtm  # noqa: E402
 
 BIN = os.environ.get("RF_BIN", "rocmforge")
 MODELS = Path(os.environ.get("RF_MODELS", ""))
@@ -209,3 +216,18 @@ def test_bad_command_line():
     assert r.returncode == 2 and b"'x' for --temp" in r.stderr
     r = subprocess.run([BIN, "chat", "extra"], capture_output=True, timeout=60)
     assert r.returncode == 2 and b"unexpected argument 'extra'" in r.stderr
+
+
+def test_template_required_and_piped_input(tmp_path):
+    path = mtm.write_model("llama2-f16", tmp_path)  # no tokenizer.chat_template
+    args = [BIN, "chat", "-m", str(path), "-t", "2", "--temp", "0", "-v", "-n", "4"]
+    r = subprocess.run(args, input=b"hi\n", capture_output=True, timeout=60)
+    assert r.returncode == 1 and r.stdout == b""
+    assert b"has no tokenizer.chat_template" in r.stderr and r.stderr.count(b"\n") == 1
+    # Forced template, messages from a pipe (no prompt, no echo), a last line without '\n'.
+    r = subprocess.run(args + ["--chat-template", "chatml"], input=b"hi\nmore",
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    kvs = [tuple(map(int, m)) for m in KV.findall(r.stderr)]
+    assert len(kvs) == 2 and kvs[1][2] == kvs[0][0] and kvs[1][0] == sum(kvs[0][3:]) + sum(kvs[1][3:])
+    assert b"> " not in r.stdout
