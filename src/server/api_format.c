@@ -168,7 +168,8 @@ char *srv_chat_chunk_json(const struct srv_result *r, bool role, bool usage_only
     cJSON_AddNumberToObject(c, "index", 0);
     cJSON *delta = cJSON_AddObjectToObject(c, "delta");
     if (delta && role) cJSON_AddStringToObject(delta, "role", "assistant");
-    if (delta && (role || r->text_len)) cJSON_AddItemToObject(delta, "content", text_json(r->text, r->text_len));
+    if (delta && (role || r->text_len))
+        cJSON_AddItemToObject(delta, "content", text_json(r->text, r->text_len));
     cJSON_AddItemToObject(c, "logprobs", r->n_lps ? chat_logprobs(r) : cJSON_CreateNull());
     add_null_or_str(c, "finish_reason", r->finish);
     return print_free(root);

@@ -96,12 +96,15 @@ static bool parse_stop(const cJSON *obj, struct srv_req *r, struct srv_error *er
     const cJSON *f = field(obj, "stop");
     if (!f) return true;
     const cJSON *one = cJSON_IsString(f) ? f : NULL;
-    if (!one && !cJSON_IsArray(f)) return BAD("stop", "'stop' must be a string or an array of strings");
+    if (!one && !cJSON_IsArray(f))
+        return BAD("stop", "'stop' must be a string or an array of strings");
     const int n = one ? 1 : cJSON_GetArraySize(f);
-    if (n > SRV_MAX_STOPS) return BAD("stop", "'stop' has %d strings; at most %d", n, SRV_MAX_STOPS);
+    if (n > SRV_MAX_STOPS)
+        return BAD("stop", "'stop' has %d strings; at most %d", n, SRV_MAX_STOPS);
     for (int i = 0; i < n; i++) {
         const cJSON *s = one ? one : cJSON_GetArrayItem(f, i);
-        if (!cJSON_IsString(s)) return BAD("stop", "'stop' must be a string or an array of strings");
+        if (!cJSON_IsString(s))
+            return BAD("stop", "'stop' must be a string or an array of strings");
         const size_t len = strlen(s->valuestring);
         if (len == 0 || len > SRV_MAX_STOP_LEN || !srv_utf8_valid(s->valuestring, len))
             return BAD("stop", "each 'stop' string must be 1 to %d bytes of UTF-8",
@@ -116,16 +119,16 @@ static bool parse_sampling(const cJSON *obj, struct srv_req *r, struct srv_error
 {
     struct rf_sampler_params *sp = &r->sp;
     double seed = 0;
-    bool ok = get_num(obj, "temperature", 0, 2, &sp->temperature, err) &&
-              get_num(obj, "top_p", 0, 1, &sp->top_p, err) &&
-              get_num(obj, "min_p", 0, 1, &sp->min_p, err) &&
-              get_num(obj, "presence_penalty", -2, 2, &sp->presence_penalty, err) &&
-              get_num(obj, "frequency_penalty", -2, 2, &sp->frequency_penalty, err) &&
-              get_num(obj, "repeat_penalty", 0.01, 100, &sp->repeat_penalty, err) &&
-              get_i32(obj, "top_k", 0, INT32_MAX, &sp->top_k, err) &&
-              get_i32(obj, "repeat_last_n", 0, 1 << 20, &sp->penalty_last_n, err) &&
-              get_int(obj, "seed", -9007199254740992.0, 9007199254740992.0, &seed, &r->seed_given,
-                      err);
+    bool ok =
+        get_num(obj, "temperature", 0, 2, &sp->temperature, err) &&
+        get_num(obj, "top_p", 0, 1, &sp->top_p, err) &&
+        get_num(obj, "min_p", 0, 1, &sp->min_p, err) &&
+        get_num(obj, "presence_penalty", -2, 2, &sp->presence_penalty, err) &&
+        get_num(obj, "frequency_penalty", -2, 2, &sp->frequency_penalty, err) &&
+        get_num(obj, "repeat_penalty", 0.01, 100, &sp->repeat_penalty, err) &&
+        get_i32(obj, "top_k", 0, INT32_MAX, &sp->top_k, err) &&
+        get_i32(obj, "repeat_last_n", 0, 1 << 20, &sp->penalty_last_n, err) &&
+        get_int(obj, "seed", -9007199254740992.0, 9007199254740992.0, &seed, &r->seed_given, err);
     /* a negative seed is two's complement, as clients that send -1 expect */
     if (ok && r->seed_given) sp->seed = (uint64_t)(int64_t)seed;
     if (ok && sp->top_p <= 0) sp->top_p = 1e-6f; /* 0 would keep nothing: keep the top token */
@@ -143,7 +146,8 @@ static bool parse_common(const cJSON *obj, struct srv_req *r, struct srv_error *
     if (n != 1) return BAD("n", "'n' must be 1: one choice per request");
     if (!get_bool(obj, "stream", &r->stream, err)) return false;
     const cJSON *so = field(obj, "stream_options");
-    if (so && !cJSON_IsObject(so)) return BAD("stream_options", "'stream_options' must be an object");
+    if (so && !cJSON_IsObject(so))
+        return BAD("stream_options", "'stream_options' must be an object");
     if (so && !get_bool(so, "include_usage", &r->include_usage, err)) return false;
     /* max_completion_tokens wins over the older max_tokens; n_predict for /generate */
     if (!get_i32(obj, "max_tokens", 1, INT32_MAX, &r->max_tokens, err) ||
@@ -162,7 +166,8 @@ static bool message_content(const cJSON *c, size_t i, char **out, struct srv_err
     char param[64];
     snprintf(param, sizeof param, "messages[%zu].content", i);
     if (!c) return (*out = dup_str("", 0, err)) != NULL;
-    if (cJSON_IsString(c)) return (*out = dup_str(c->valuestring, strlen(c->valuestring), err)) != NULL;
+    if (cJSON_IsString(c))
+        return (*out = dup_str(c->valuestring, strlen(c->valuestring), err)) != NULL;
     if (!cJSON_IsArray(c)) return BAD(param, "'%s' must be a string or an array of parts", param);
     struct srv_buf b = {0};
     const cJSON *part;
@@ -218,7 +223,8 @@ static bool parse_prompt(const cJSON *obj, int32_t n_vocab, struct srv_req *r,
     if (!p) return BAD("prompt", "'prompt' is required");
     if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(cJSON_GetArrayItem(p, 0)))
         p = cJSON_GetArrayItem(p, 0);
-    if (cJSON_IsString(p)) return (r->prompt = dup_str(p->valuestring, strlen(p->valuestring), err)) != NULL;
+    if (cJSON_IsString(p))
+        return (r->prompt = dup_str(p->valuestring, strlen(p->valuestring), err)) != NULL;
     if (!cJSON_IsArray(p))
         return BAD("prompt", "'prompt' must be a string, one string in an array, or token ids");
     const int n = cJSON_GetArraySize(p);
@@ -229,7 +235,8 @@ static bool parse_prompt(const cJSON *obj, int32_t n_vocab, struct srv_req *r,
         const cJSON *t = cJSON_GetArrayItem(p, i);
         const double v = cJSON_IsNumber(t) ? t->valuedouble : -1;
         if (cJSON_IsString(t))
-            return BAD("prompt", "'prompt' must be one string: several prompts (n > 1) are not supported");
+            return BAD("prompt",
+                       "'prompt' must be one string: several prompts (n > 1) are not supported");
         if (!(v >= 0 && v < n_vocab && v == floor(v)))
             return BAD("prompt", "'prompt[%d]' is not a token id in [0, %d)", i, n_vocab);
         r->prompt_ids[i] = (rf_token)v;
@@ -292,8 +299,9 @@ bool srv_req_parse(enum srv_api api, const char *body, size_t len, int32_t n_voc
         goto done;
     }
     ok = parse_common(root, out, err) && parse_logprobs(root, out, err) && unsupported(root, err);
-    if (ok) ok = api == SRV_API_CHAT ? parse_messages(root, out, err)
-                                     : parse_prompt(root, n_vocab, out, err);
+    if (ok)
+        ok = api == SRV_API_CHAT ? parse_messages(root, out, err)
+                                 : parse_prompt(root, n_vocab, out, err);
 done:
     cJSON_Delete(root);
     if (!ok) srv_req_free(out);

@@ -65,9 +65,9 @@ static bool queue_push(struct srv_gen *g, const struct rf_sched_event *ev)
     t->logprob = ev->logprob;
     t->n_top = 0;
     if (g->keep_logprobs) {
-        const int32_t n = ev->n_top < 0 ? 0
+        const int32_t n = ev->n_top < 0                           ? 0
                           : ev->n_top > RF_SCHED_MAX_TOP_LOGPROBS ? RF_SCHED_MAX_TOP_LOGPROBS
-                                                                 : ev->n_top;
+                                                                  : ev->n_top;
         t->n_top = n;
         memcpy(t->top_ids, ev->top_ids, (size_t)n * sizeof *t->top_ids);
         memcpy(t->top_logprobs, ev->top_logprobs, (size_t)n * sizeof *t->top_logprobs);

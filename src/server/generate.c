@@ -18,9 +18,11 @@ static char *chat_text(struct srv_conn *c, struct srv_error *err)
 {
     const struct rf_server *s = c->srv;
     const struct srv_req *r = &c->req;
-    const int32_t len = rf_chat_apply(s->model, s->chat_template, r->msgs, r->n_msgs, true, NULL, 0);
+    const int32_t len =
+        rf_chat_apply(s->model, s->chat_template, r->msgs, r->n_msgs, true, NULL, 0);
     char *out = len >= 0 ? malloc((size_t)len + 1) : NULL;
-    if (out && rf_chat_apply(s->model, s->chat_template, r->msgs, r->n_msgs, true, out, len + 1) == len)
+    if (out &&
+        rf_chat_apply(s->model, s->chat_template, r->msgs, r->n_msgs, true, out, len + 1) == len)
         return out;
     free(out);
     srv_err(err, 500, "server_error", NULL, "messages", "cannot apply the chat template: %s",
@@ -77,7 +79,8 @@ static rf_token *prompt_tokens(struct srv_conn *c, int32_t *n, struct srv_error 
 static bool check_length(struct srv_conn *c, int32_t n, struct srv_error *err)
 {
     const char *param = c->api == SRV_API_CHAT ? "messages" : "prompt";
-    if (n == 0) return srv_err(err, 400, "invalid_request_error", NULL, param, "the prompt is empty");
+    if (n == 0)
+        return srv_err(err, 400, "invalid_request_error", NULL, param, "the prompt is empty");
     if (n < c->srv->n_ctx) return true;
     return srv_err(err, 400, "invalid_request_error", "context_length_exceeded", param,
                    "the prompt is %d tokens, too long for the context of %d tokens (at least "
@@ -281,7 +284,8 @@ static void sse_free(void *cls) { srv_conn_unref(cls); }
 
 static enum MHD_Result stream(struct srv_conn *c)
 {
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, c, sse_free);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, c, sse_free);
     if (!r) return MHD_NO;
     pthread_mutex_lock(&c->srv->mu);
     c->refs++;
@@ -320,8 +324,8 @@ static bool submit_error(struct srv_conn *c, rf_status st, struct srv_error *err
         pthread_mutex_lock(&c->srv->metrics.mu);
         c->srv->metrics.rejected++;
         pthread_mutex_unlock(&c->srv->metrics.mu);
-        srv_err(err, 503, "server_error", "queue_full",
-                NULL, "too many requests are waiting; try again later");
+        srv_err(err, 503, "server_error", "queue_full", NULL,
+                "too many requests are waiting; try again later");
         err->retry_after = 1;
         return false;
     }

@@ -25,6 +25,7 @@ struct rf_server_params rf_server_default_params(void)
         .model_id = "model",
         .max_body = 1 << 20,
         .max_connections = 512,
+        .idle_timeout_s = 600,
         .log_format = RF_SERVER_LOG_TEXT,
     };
 }
@@ -43,14 +44,18 @@ static struct srv_conn *conn_new(struct rf_server *s, struct MHD_Connection *mc,
     c->fd = -1;
     snprintf(c->method, sizeof c->method, "%s", method);
     snprintf(c->path, sizeof c->path, "%s", url);
-    const union MHD_ConnectionInfo *fd = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *fd =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (fd) c->fd = fd->connect_fd;
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const struct sockaddr *sa = ci ? ci->client_addr : NULL;
     if (sa && sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->remote, sizeof c->remote);
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->remote,
+                  sizeof c->remote);
     else if (sa && sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->remote, sizeof c->remote);
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->remote,
+                  sizeof c->remote);
     else snprintf(c->remote, sizeof c->remote, "-");
     return c;
 }
@@ -134,8 +139,8 @@ enum MHD_Result srv_reply_error(struct srv_conn *c, const struct srv_error *e)
     return queue(c, e->status, r);
 }
 
-static enum MHD_Result reply_err(struct srv_conn *c, int status, const char *type,
-                                 const char *code, const char *msg)
+static enum MHD_Result reply_err(struct srv_conn *c, int status, const char *type, const char *code,
+                                 const char *msg)
 {
     struct srv_error e;
     srv_err(&e, status, type, code, NULL, "%s", msg);
@@ -264,7 +269,8 @@ static enum MHD_Result id_endpoint(struct srv_conn *c, const char *prefix, bool 
 {
     uint64_t id;
     struct srv_gen *g = path_id(c->path, prefix, &id) ? srv_registry_get(c->srv, id) : NULL;
-    if (!g) return reply_err(c, 404, "not_found_error", "request_not_found", "no request with this id");
+    if (!g)
+        return reply_err(c, 404, "not_found_error", "request_not_found", "no request with this id");
     int status = 200;
     if (cancel) {
         pthread_mutex_lock(&g->mu);
@@ -321,7 +327,8 @@ static int find_route(const char *path)
 {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const size_t n = strlen(routes[i].path);
-        if (routes[i].prefix ? strncmp(path, routes[i].path, n) == 0 : strcmp(path, routes[i].path) == 0)
+        if (routes[i].prefix ? strncmp(path, routes[i].path, n) == 0
+                             : strcmp(path, routes[i].path) == 0)
             return (int)i;
     }
     return -1;
@@ -388,8 +395,8 @@ static enum MHD_Result route(struct srv_conn *c)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
 {
     struct rf_server *s = cls;
     struct srv_conn *c = *con_cls;
@@ -473,8 +480,8 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 
 static rf_status resolve(const char *host, int32_t port, struct sockaddr_storage *ss, bool *v6)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
@@ -546,7 +553,8 @@ rf_status rf_server_start(struct rf_model *m, struct rf_sched *sched,
         flags, (uint16_t)p->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(p->max_connections > 0 ? p->max_connections : 512),
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(p->idle_timeout_s > 0 ? p->idle_timeout_s : 0), MHD_OPTION_END);
     if (!s->daemon) {
         const int e = errno;
         rf_server_free(s);

@@ -7,7 +7,7 @@
 /* Upper bounds in seconds, shared by both histograms (a token takes ms on a GPU,
  * tens of ms on a CPU; a first token waits for the queue and the prefill). */
 static const double bounds[SRV_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                                1,     2.5,  5,     10,   30,  60,  120};
+                                                1,     2.5,  5,     10,   30,  60,   120};
 
 void srv_metrics_init(struct srv_metrics *m)
 {
@@ -48,7 +48,8 @@ static void hist_render(const struct srv_hist *h, const char *name, const char *
     uint64_t cum = 0;
     for (int b = 0; b < SRV_HIST_BUCKETS; b++) {
         cum += h->counts[b];
-        srv_buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[b], (unsigned long long)cum);
+        srv_buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[b],
+                       (unsigned long long)cum);
     }
     cum += h->counts[SRV_HIST_BUCKETS];
     srv_buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
@@ -86,8 +87,7 @@ static void sched_render(const struct rf_sched_stats *st, struct srv_buf *out)
     metric(out, "rocmforge_kv_blocks_total", "gauge", "KV cache blocks in the pool.",
            st->blocks_total);
     metric(out, "rocmforge_kv_blocks_used", "gauge",
-           "KV cache blocks not free (held by sequences or by the prefix cache).",
-           st->blocks_used);
+           "KV cache blocks not free (held by sequences or by the prefix cache).", st->blocks_used);
     metric(out, "rocmforge_kv_blocks_cached", "gauge",
            "KV cache blocks held only by the prefix cache.", st->blocks_cached);
     metric(out, "rocmforge_kv_blocks_sequences", "gauge", "KV cache blocks held by sequences.",
@@ -96,8 +96,7 @@ static void sched_render(const struct rf_sched_stats *st, struct srv_buf *out)
            st->blocks_total - st->blocks_used);
 }
 
-void srv_metrics_render(struct srv_metrics *m, const struct rf_sched_stats *st,
-                        struct srv_buf *out)
+void srv_metrics_render(struct srv_metrics *m, const struct rf_sched_stats *st, struct srv_buf *out)
 {
     sched_render(st, out);
     struct {

@@ -28,6 +28,7 @@ struct rf_server_params {
     const char *model_id;      /* the name /v1/models reports */
     size_t max_body;           /* bytes; larger request bodies get 413 */
     int32_t max_connections;
+    int32_t idle_timeout_s; /* a connection silent this long is closed; 0: never */
     enum rf_server_log log_format;
 };
 struct rf_server_params rf_server_default_params(void);
@@ -35,8 +36,8 @@ struct rf_server_params rf_server_default_params(void);
 /* Starts listening. The model and the scheduler must outlive the server. A chat
  * template that does not resolve is a warning on stderr here, and a 500 on the chat
  * endpoints. */
-rf_status rf_server_start(struct rf_model *m, struct rf_sched *s,
-                          const struct rf_server_params *p, struct rf_server **out);
+rf_status rf_server_start(struct rf_model *m, struct rf_sched *s, const struct rf_server_params *p,
+                          struct rf_server **out);
 int32_t rf_server_port(const struct rf_server *srv);
 /* Stops accepting connections; requests on open connections get 503 from now on. */
 void rf_server_quiesce(struct rf_server *srv);

@@ -18,7 +18,7 @@ struct rf_server {
     char *model_id, *api_key, *chat_template, *host;
     char chat_error[512]; /* "" when the chat template resolves */
     int32_t n_ctx, n_vocab;
-    int64_t created;      /* unix seconds at start */
+    int64_t created; /* unix seconds at start */
     struct srv_metrics metrics;
     atomic_uint_fast64_t next_id;
     atomic_bool draining;
@@ -60,8 +60,8 @@ void srv_conn_unref(struct srv_conn *c);
 /* Queues a JSON response (takes json; NULL means out of memory: a 500). */
 enum MHD_Result srv_reply_json(struct srv_conn *c, int status, char *json);
 enum MHD_Result srv_reply_error(struct srv_conn *c, const struct srv_error *e);
-enum MHD_Result srv_reply_text(struct srv_conn *c, int status, const char *type,
-                               const char *text, size_t len);
+enum MHD_Result srv_reply_text(struct srv_conn *c, int status, const char *type, const char *text,
+                               size_t len);
 
 /* generate.c: the body is complete; validates, submits, answers or streams. */
 enum MHD_Result srv_handle_generate(struct srv_conn *c, enum srv_api api, bool stream_path);

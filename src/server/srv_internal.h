@@ -61,10 +61,10 @@ enum srv_api {
 struct srv_error {
     int status; /* HTTP status */
     const char *type;
-    const char *code;    /* NULL: JSON null */
-    char param[64];      /* "" : JSON null */
+    const char *code; /* NULL: JSON null */
+    char param[64];   /* "" : JSON null */
     char message[512];
-    int retry_after;     /* seconds; > 0 adds Retry-After */
+    int retry_after; /* seconds; > 0 adds Retry-After */
 };
 /* Fills err and returns false, for `return srv_err(...)` in validators. */
 bool srv_err(struct srv_error *err, int status, const char *type, const char *code,
@@ -73,15 +73,15 @@ bool srv_err(struct srv_error *err, int status, const char *type, const char *co
 struct srv_req {
     enum srv_api api;
     bool stream;
-    bool include_usage;    /* stream_options.include_usage */
-    int32_t max_tokens;    /* 0: until end of generation or a full context */
+    bool include_usage; /* stream_options.include_usage */
+    int32_t max_tokens; /* 0: until end of generation or a full context */
     struct rf_sampler_params sp;
     bool seed_given;
     int32_t n_stop;
     char *stops[SRV_MAX_STOPS];
     bool logprobs;
-    int32_t top_logprobs;  /* 0..RF_SCHED_MAX_TOP_LOGPROBS */
-    char *model;           /* as asked, NULL when absent */
+    int32_t top_logprobs; /* 0..RF_SCHED_MAX_TOP_LOGPROBS */
+    char *model;          /* as asked, NULL when absent */
     /* prompt: chat messages, or text, or token ids */
     struct rf_chat_message *msgs;
     size_t n_msgs;
@@ -115,7 +115,7 @@ void srv_lp_clear(struct srv_lp *lp, size_t n);
 
 /* What the formatters need about a finished or running request. */
 struct srv_result {
-    const char *id;   /* "chatcmpl-7" */
+    const char *id; /* "chatcmpl-7" */
     uint64_t num_id;
     const char *model;
     int64_t created;  /* unix seconds */
@@ -123,7 +123,7 @@ struct srv_result {
     size_t text_len;
     const struct srv_lp *lps; /* logprobs of this chunk's tokens (NULL: none asked) */
     size_t n_lps;
-    const char *finish;       /* "stop", "length", NULL: not finished */
+    const char *finish; /* "stop", "length", NULL: not finished */
     int32_t n_prompt, n_completion, n_cached;
     double ttft_ms, total_ms;
 };
@@ -177,7 +177,7 @@ struct srv_gen {
     struct srv_tok *q; /* events not yet taken by the HTTP thread */
     size_t n_q, cap_q;
     bool keep_logprobs;
-    bool cancel;       /* the HTTP side is done: the callback answers false */
+    bool cancel; /* the HTTP side is done: the callback answers false */
     bool submitted;
     uint64_t sched_id;
     bool finished;
@@ -200,8 +200,8 @@ rf_status srv_gen_submit(struct srv_gen *g, struct rf_sched *s, struct rf_sched_
 void srv_gen_cancel(struct srv_gen *g, struct rf_sched *s);
 
 enum srv_wait {
-    SRV_WAIT_READY,   /* events to take */
-    SRV_WAIT_GONE,    /* the client closed its connection */
+    SRV_WAIT_READY, /* events to take */
+    SRV_WAIT_GONE,  /* the client closed its connection */
     SRV_WAIT_TIMEOUT,
 };
 /* Waits for events or for the client (fd, -1: none) to disconnect. */
@@ -214,16 +214,16 @@ struct srv_out {
     struct srv_stop stop;
     struct srv_tok *taken; /* swapped with the generation's queue */
     size_t cap_taken;
-    struct srv_buf text;   /* emitted text not yet sent */
-    size_t text_total;     /* bytes emitted in all */
-    size_t raw_total;      /* bytes of raw token pieces so far (text_offset) */
-    struct srv_lp *lps;    /* logprobs not yet sent */
+    struct srv_buf text; /* emitted text not yet sent */
+    size_t text_total;   /* bytes emitted in all */
+    size_t raw_total;    /* bytes of raw token pieces so far (text_offset) */
+    struct srv_lp *lps;  /* logprobs not yet sent */
     size_t n_lps, cap_lps;
     bool want_lps;
     int32_t top_n;
-    int32_t n_tokens;      /* tokens consumed (up to the stop string) */
+    int32_t n_tokens; /* tokens consumed (up to the stop string) */
     bool done;
-    const char *finish;    /* "stop", "length", "cancelled", "error" */
+    const char *finish; /* "stop", "length", "cancelled", "error" */
     char *error;
     bool oom;
 };
