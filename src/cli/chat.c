@@ -2,10 +2,12 @@
  *
  * The KV cache carries the conversation from turn to turn. Each turn renders the whole
  * conversation with the chat template and decodes only the text past what the cache
- * already holds (cached_text). When the template renders earlier turns differently
- * than before (some drop the reasoning of earlier answers), the rendering is tokenized
- * whole and compared token by token with the cache; the cache then restarts at the
- * first difference (the API has no truncate yet: restarting means from token 0).
+ * already holds (cached_text). When that text is not a prefix of the rendering (the
+ * template renders earlier turns differently than before, as those that drop the
+ * reasoning of earlier answers do) or is not known (Ctrl-C cut a prompt short), the
+ * rendering is tokenized whole and compared token by token with the cache, which
+ * restarts at the first difference (the API has no truncate: restarting means from
+ * token 0).
  *
  * Ctrl-C stops an answer (or a long prompt) and returns to the prompt; at the prompt it
  * quits, as EOF and /exit do. The answer goes to stdout, everything else to stderr. */
@@ -52,8 +54,9 @@ static const char chat_usage[] =
     "      --chat-template NAME force a template: chatml, llama2, llama3, mistral, gemma,\n"
     "                           phi3, zephyr (default: detected from the model)\n"
     "      --system TEXT        system message, kept across /reset\n"
-    "  -v, --verbose            after each answer a line \"[kv USED/SIZE: reused R, prompt +P,\n"
-    "                           answer +A]\" on stderr, and the seed at the start\n"
+    "  -v, --verbose            on stderr: the seed, the new tokens of each prompt, and\n"
+    "                           after each answer \"[kv USED/SIZE: reused R, prompt +P,\n"
+    "                           answer +A]\": the KV cache's length and its parts\n"
     "  -h, --help               show this help\n";
 
 struct chat_opts {
@@ -319,8 +322,7 @@ static bool plan_turn(const struct chat *c, const char *full, rf_token **out, in
     *n_new = n - k;
     *keep = k;
     if (c->o->verbose && k < c->n_hist)
-        fprintf(stderr, "[the template renders earlier turns differently: re-decoding %d tokens]\n",
-                n);
+        fprintf(stderr, "[the cache does not match the conversation: re-decoding %d tokens]\n", n);
     return true;
 }
 
@@ -340,8 +342,9 @@ static bool hist_add(struct chat *c, const rf_token *t, int32_t n)
     return true;
 }
 
-/* Decodes tokens into the cache in chunks, watching for Ctrl-C between them. */
-static enum turn_end feed(struct chat *c, const rf_token *t, int32_t n)
+/* Decodes tokens into the cache in chunks, watching for Ctrl-C between them; *done
+ * counts the tokens decoded. */
+static enum turn_end feed(struct chat *c, const rf_token *t, int32_t n, int32_t *done)
 {
     for (int32_t i = 0; i < n; i += FEED_CHUNK) {
         if (g_interrupted) return TURN_INTERRUPTED;
@@ -354,6 +357,7 @@ static enum turn_end feed(struct chat *c, const rf_token *t, int32_t n)
             cli_fail("chat", "out of memory");
             return TURN_FAILED;
         }
+        *done += k;
     }
     return TURN_MORE;
 }
@@ -445,7 +449,8 @@ static void say_overflow(const struct chat *c, int32_t keep, int32_t n_new)
             keep, n_new, rf_context_n_ctx(c->ctx));
 }
 
-/* The prompt part of a turn: decodes the rendering's new tokens. *n_prompt: how many. */
+/* The prompt part of a turn: decodes the rendering's new tokens. *n_prompt: how many
+ * it decoded. */
 static enum turn_end prompt_part(struct chat *c, const char *full, int32_t *reused,
                                  int32_t *n_prompt)
 {
@@ -461,8 +466,8 @@ static enum turn_end prompt_part(struct chat *c, const char *full, int32_t *reus
         end = TURN_FULL;
     } else {
         *reused = kv_keep(c, keep);
-        *n_prompt = n_new;
-        end = feed(c, toks, n_new);
+        if (c->o->verbose) fprintf(stderr, "[prompt: %d new tokens]\n", n_new);
+        end = feed(c, toks, n_new, n_prompt);
     }
     free(toks);
     return end;

@@ -164,7 +164,7 @@ def test_ctrl_c_stops_an_answer_and_reset_empties_the_cache(chat):
     c = chat("-c", 1024, "-n", 64)
     c.expect(PROMPT)
     c.send("Write a long story about a dragon who learns to bake bread.\n")
-    c.expect(b"bread.\r\n")  # the echo of the line
+    c.expect(re.compile(rb"\[prompt: \d+ new tokens\]\r\n"))
     c.expect(re.compile(rb"\w+ \w+ \w+"))  # a few words of the answer
     c.send(b"\x03")
     c.expect(b"[interrupted]")
@@ -231,3 +231,28 @@ def test_template_required_and_piped_input(tmp_path):
     kvs = [tuple(map(int, m)) for m in KV.findall(r.stderr)]
     assert len(kvs) == 2 and kvs[1][2] == kvs[0][0] and kvs[1][0] == sum(kvs[0][3:]) + sum(kvs[1][3:])
     assert b"> " not in r.stdout
+
+
+def test_ctrl_c_during_a_long_prompt(chat, tmp_path):
+    # ~600 tokens in continuation lines (a terminal line holds at most 4095 bytes):
+    # seconds of prompt processing, stopped after its first chunk by Ctrl-C.
+    c = chat("-n", 8, "-c", 1024)
+    c.expect(PROMPT)
+    lines = [f"Line {i}: the quick brown fox jumps over the lazy dog again and again." for i in range(40)]
+    c.send("\\\n".join(lines) + "\n")
+    n_new = int(c.expect(re.compile(rb"\[prompt: (\d+) new tokens\]")).group(1))
+    assert n_new > 500
+    c.send(b"\x03")
+    c.expect(b"[interrupted]")
+    kv1, _, reused1, p1, a1 = (int(x) for x in c.expect(KV).groups())
+    assert reused1 == 0 and a1 == 0 and 0 < p1 == kv1 < 500
+    # The cut prompt is not part of the conversation: the next turn's rendering is
+    # [user "Hi."], whose tokens match the cache only up to the user turn's start, so
+    # the cache starts over with that rendering.
+    kv2, _, reused2, p2, a2 = c.say("Hi.")
+    assert b"[the cache does not match the conversation: re-decoding" in c.buf
+    assert reused2 == 0 and p2 == n_tokens(render(tmp_path, [("user", "Hi.")]), bos=True)
+    assert kv2 == p2 + a2
+    c.expect(PROMPT)
+    c.send("/exit\n")
+    assert c.wait() == 0
