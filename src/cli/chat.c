@@ -207,14 +207,21 @@ struct chat {
     struct rf_sampler *smp;
     struct rf_chat_message *msgs; /* roles are literals; contents are owned */
     size_t n_msgs, cap_msgs;
-    size_t n_fixed;               /* leading messages /reset keeps (the system message) */
-    char *cached_text;            /* text the cache holds; NULL: not known, compare tokens */
-    rf_token *hist;               /* (n_hist) the tokens in the cache: n_hist == n_past */
+    size_t n_fixed;    /* leading messages /reset keeps (the system message) */
+    char *cached_text; /* text the cache holds; NULL: not known, compare tokens */
+    rf_token *hist;    /* (n_hist) the tokens in the cache: n_hist == n_past */
     int32_t n_hist, cap_hist;
 };
 
 /* How a turn (or a part of it) ended; TURN_MORE: it goes on. */
-enum turn_end { TURN_MORE, TURN_EOG, TURN_LIMIT, TURN_FULL, TURN_INTERRUPTED, TURN_FAILED };
+enum turn_end {
+    TURN_MORE,
+    TURN_EOG,
+    TURN_LIMIT,
+    TURN_FULL,
+    TURN_INTERRUPTED,
+    TURN_FAILED
+};
 
 static volatile sig_atomic_t g_interrupted;
 
@@ -241,10 +248,7 @@ static bool push_msg(struct chat *c, const char *role, const char *text, size_t 
     return true;
 }
 
-static void pop_msg(struct chat *c)
-{
-    free((char *)c->msgs[--c->n_msgs].content);
-}
+static void pop_msg(struct chat *c) { free((char *)c->msgs[--c->n_msgs].content); }
 
 static bool set_cached_text(struct chat *c, const char *s, size_t n, const char *tail, size_t k)
 {
@@ -436,7 +440,8 @@ static void say_end(const struct chat *c, enum turn_end end)
                 "[the context is full (%d tokens): the answer was cut; /reset starts a new "
                 "conversation]\n",
                 n_ctx);
-    else if (end == TURN_LIMIT) fprintf(stderr, "[stopped after %d tokens (-n)]\n", c->o->n_predict);
+    else if (end == TURN_LIMIT)
+        fprintf(stderr, "[stopped after %d tokens (-n)]\n", c->o->n_predict);
 }
 
 /* A user message too long for what is left of the context: nothing changes. */
@@ -535,7 +540,10 @@ static bool wait_input(void)
     sigprocmask(SIG_BLOCK, &block, &old);
     struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
     int r = 0;
-    while (!g_interrupted && (r = ppoll(&pfd, 1, NULL, &old)) < 0 && errno == EINTR) {}
+    while (!g_interrupted) {
+        r = ppoll(&pfd, 1, NULL, &old);
+        if (r >= 0 || errno != EINTR) break;
+    }
     sigprocmask(SIG_SETMASK, &old, NULL);
     return !g_interrupted && r >= 0;
 }
@@ -573,7 +581,11 @@ static bool read_message(struct line_in *in, struct sbuf *msg, bool tty)
     }
 }
 
-enum command { CMD_NONE, CMD_EXIT, CMD_DONE };
+enum command {
+    CMD_NONE,
+    CMD_EXIT,
+    CMD_DONE
+};
 
 static enum command command(struct chat *c, const char *s)
 {
@@ -601,8 +613,9 @@ static int chat_loop(struct chat *c)
     int rc = 0;
     if (!in) return cli_fail("chat", "out of memory");
     if (tty)
-        fprintf(stderr, "[chat with %s, context %d tokens. /reset starts over, /exit quits, "
-                        "Ctrl-C stops an answer]\n",
+        fprintf(stderr,
+                "[chat with %s, context %d tokens. /reset starts over, /exit quits, "
+                "Ctrl-C stops an answer]\n",
                 rf_model_arch(c->m), rf_context_n_ctx(c->ctx));
     for (;;) {
         g_interrupted = 0;
