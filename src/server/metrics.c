@@ -86,14 +86,13 @@ static void sched_render(const struct rf_sched_stats *st, struct srv_buf *out)
     metric(out, "rocmforge_active_sequences", "gauge", "Sequences decoding.", st->active);
     metric(out, "rocmforge_kv_blocks_total", "gauge", "KV cache blocks in the pool.",
            st->blocks_total);
-    metric(out, "rocmforge_kv_blocks_used", "gauge",
-           "KV cache blocks not free (held by sequences or by the prefix cache).", st->blocks_used);
+    metric(out, "rocmforge_kv_blocks_used", "gauge", "KV cache blocks held by sequences.",
+           st->blocks_used);
     metric(out, "rocmforge_kv_blocks_cached", "gauge",
-           "KV cache blocks held only by the prefix cache.", st->blocks_cached);
-    metric(out, "rocmforge_kv_blocks_sequences", "gauge", "KV cache blocks held by sequences.",
-           st->blocks_used - st->blocks_cached);
+           "KV cache blocks held only by the prefix cache (reusable, evictable).",
+           st->blocks_cached);
     metric(out, "rocmforge_kv_blocks_free", "gauge", "KV cache blocks free.",
-           st->blocks_total - st->blocks_used);
+           st->blocks_total - st->blocks_used - st->blocks_cached);
 }
 
 void srv_metrics_render(struct srv_metrics *m, const struct rf_sched_stats *st, struct srv_buf *out)

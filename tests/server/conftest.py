@@ -89,6 +89,15 @@ def wait_idle(server, headers=None, timeout=30):
         time.sleep(0.05)
 
 
+def assert_blocks_free(m):
+    """No KV block is held by a sequence; the prefix cache may keep some (reported
+    apart: they are reusable and evicted on demand)."""
+    assert m["rocmforge_kv_blocks_used"] == 0, m
+    total = m["rocmforge_kv_blocks_total"]
+    assert total > 0
+    assert m["rocmforge_kv_blocks_free"] + m["rocmforge_kv_blocks_cached"] == total, m
+
+
 def check_clean_exit(server):
     code, log = server.stop()
     assert code == 0, log[-4000:]

@@ -283,8 +283,9 @@ static void test_metrics_text(void **state)
     struct rf_sched_stats st = {.blocks_total = 10, .blocks_used = 4, .blocks_cached = 3};
     struct srv_buf b = {0};
     srv_metrics_render(&m, &st, &b);
-    assert_non_null(strstr(b.p, "\nrocmforge_kv_blocks_sequences 1\n"));
-    assert_non_null(strstr(b.p, "\nrocmforge_kv_blocks_free 6\n"));
+    assert_non_null(strstr(b.p, "\nrocmforge_kv_blocks_used 4\n"));
+    assert_non_null(strstr(b.p, "\nrocmforge_kv_blocks_cached 3\n"));
+    assert_non_null(strstr(b.p, "\nrocmforge_kv_blocks_free 3\n"));
     assert_non_null(strstr(b.p, "rocmforge_time_to_first_token_seconds_bucket{le=\"0.1\"} 0\n"));
     assert_non_null(strstr(b.p, "rocmforge_time_to_first_token_seconds_bucket{le=\"0.25\"} 1\n"));
     assert_non_null(
