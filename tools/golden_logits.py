@@ -5,6 +5,9 @@ Writes, for a model and a fixed list of prompts:
                       \t the 8 teacher-forced positions (indices into prompt+continuation)
   <name>_logprobs.f16 little-endian float16 log-softmax rows, prompt-major then position,
                       n_vocab values each
+  <name>_logprobs.top (write_top, for large vocabularies) per row: int32 ids[K] of the K
+                      most likely tokens (descending), float32 log-probabilities[K], and
+                      float32 log of the remaining mass, all little-endian
 Prompt text is tokenized with special-token parsing (as `rocmforge run` does) and BOS as the
 model asks. Continuations ignore end-of-generation tokens so every one has 64 tokens.
 """
@@ -66,14 +69,48 @@ def greedy(llm, ids):
     return out
 
 
+def top_row(logits, k):
+    """ids, log-probabilities of the k most likely tokens, and the log of the rest's mass."""
+    lp = log_softmax(logits)
+    ids = np.argsort(-lp, kind="stable")[:k]
+    rest = np.delete(lp, ids)
+    m = rest.max()
+    lrest = m + np.log(np.exp(rest - m).sum())
+    return (ids.astype("<i4").tobytes() + lp[ids].astype("<f4").tobytes()
+            + np.array([lrest], dtype="<f4").tobytes())
+
+
+def write_top(model_path, out_dir, name, prompts, k, threads=2):
+    rows = []
+    lines, n_vocab = run(model_path, prompts, threads, lambda lg: rows.append(top_row(lg, k)))
+    write_lines(out_dir, name, lines, f"n_vocab {n_vocab} n_gen {N_GEN} n_pos {N_POS} top {k}")
+    with open(os.path.join(out_dir, f"{name}_logprobs.top"), "wb") as f:
+        f.write(b"".join(rows))
+
+
+def write_lines(out_dir, name, lines, header):
+    with open(os.path.join(out_dir, f"{name}_greedy.txt"), "w") as f:
+        f.write(f"# {header}\n")
+        f.write("\n".join(lines) + "\n")
+
+
 def write(model_path, out_dir, name, threads=2):
+    rows = []
+    lines, n_vocab = run(model_path, PROMPTS, threads, rows.append, full=True)
+    write_lines(out_dir, name, lines, f"n_vocab {n_vocab} n_gen {N_GEN} n_pos {N_POS}")
+    np.stack(rows).astype("<f2").tofile(os.path.join(out_dir, f"{name}_logprobs.f16"))
+
+
+def run(model_path, prompts, threads, emit, full=False):
+    """Greedy continuations; emit(row) for each teacher-forced position (full: the f16
+    log-softmax row, else the raw logits)."""
     import llama_cpp
 
     llm = llama_cpp.Llama(model_path=model_path, n_ctx=512, n_batch=512, n_threads=threads,
                           logits_all=True, verbose=False)
     n_vocab = llm.n_vocab()
-    lines, rows = [], []
-    for text in PROMPTS:
+    lines = []
+    for text in prompts:
         ids = llm.tokenize(text.encode(), add_bos=True, special=True)
         cont = greedy(llm, ids)
         seq = ids + cont
@@ -83,10 +120,8 @@ def write(model_path, out_dir, name, threads=2):
         while len(pos) < N_POS:  # only for very short sequences
             pos.append(pos[-1])
         for p in pos:
-            rows.append(log_softmax(llm.scores[p][:n_vocab]).astype(np.float16))
+            row = np.array(llm.scores[p][:n_vocab], dtype=np.float32)
+            emit(log_softmax(row).astype(np.float16) if full else row)
         lines.append("\t".join([text.encode().hex(), " ".join(map(str, ids)),
                                 " ".join(map(str, cont)), " ".join(map(str, pos))]))
-    with open(os.path.join(out_dir, f"{name}_greedy.txt"), "w") as f:
-        f.write(f"# n_vocab {n_vocab} n_gen {N_GEN} n_pos {N_POS}\n")
-        f.write("\n".join(lines) + "\n")
-    np.stack(rows).astype("<f2").tofile(os.path.join(out_dir, f"{name}_logprobs.f16"))
+    return lines, n_vocab

@@ -14,7 +14,10 @@ lines start with '#'. The corpus is generated deterministically (fixed seed).
 
 greedy: tests/fixtures/smollm2_greedy.txt and smollm2_logprobs.f16: for 20 prompts, the
 greedy 64-token continuation and the log-probabilities at 8 teacher-forced positions
-(see tools/golden_logits.py).
+(see tools/golden_logits.py). For Gemma 3 (262144 tokens: full rows would be 84 MB),
+gemma3_greedy.txt and gemma3_logprobs.top: the same positions, each row as the top
+GEMMA_TOP log-probabilities (see golden_logits.write_top). Without --model both are made
+from the models found in --models.
 """
 import argparse
 import glob
@@ -385,14 +388,50 @@ def what_tokenize(args):
                                  model_name=os.path.basename(path), stride=VARIANT_STRIDE)
 
 
+GREEDY_MODELS = {
+    "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "gemma3": "gemma-3-270m-q4_k_m.gguf",
+}
+
+# Gemma 3 prompts: SmolLM2's plain ones and its chat ones in Gemma's turn markup (no
+# system role: the system text goes into the user turn).
+GEMMA_TOP = 512
+
+
+def gemma_prompts(prompts):
+    out = []
+    for p in prompts:
+        if "<|im_start|>" not in p:
+            out.append(p)
+            continue
+        turns = [t.split("\n", 1) for t in p.split("<|im_start|>")[1:]]
+        text = "\n\n".join(body.replace("<|im_end|>", "").strip() for role, body in turns
+                            if role in ("system", "user"))
+        out.append("<start_of_turn>user\n%s<end_of_turn>\n<start_of_turn>model\n" % text)
+    return out
+
+
 def what_greedy(args):
-    """<name>_greedy.txt and <name>_logprobs.f16 (formats in tools/golden_logits.py)."""
+    """<name>_greedy.txt with <name>_logprobs.f16 or .top (formats in tools/golden_logits.py)."""
     import golden_logits
 
-    path = (args.model or [find_model(args.models, "SmolLM2-135M-Instruct.Q4_1.gguf")])[0]
-    if not path:
-        sys.exit("no SmolLM2-135M-Instruct.Q4_1.gguf in %s" % args.models)
-    golden_logits.write(path, args.out, "smollm2")
+    wanted = {}
+    for path in args.model or []:
+        name = next((n for n, f in GREEDY_MODELS.items() if os.path.basename(path) == f), None)
+        if not name:
+            sys.exit("no greedy fixture for %s (known: %s)" % (path, ", ".join(GREEDY_MODELS.values())))
+        wanted[name] = path
+    if not args.model:
+        for name, f in GREEDY_MODELS.items():
+            path = find_model(args.models, f)
+            if not path:
+                sys.exit("no %s in %s" % (f, args.models))
+            wanted[name] = path
+    for name, path in wanted.items():
+        if name == "gemma3":
+            golden_logits.write_top(path, args.out, name, gemma_prompts(golden_logits.PROMPTS), GEMMA_TOP)
+        else:
+            golden_logits.write(path, args.out, name)
 
 
 WHAT = {

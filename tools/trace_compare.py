@@ -30,14 +30,19 @@ LAYER_OPS = [
     ("Vcur-{l}", "Vcur-{l}"),
     ("kqv_out-{l}", "kqv_out-{l}"),
     ("attn_out-{l}", "attn_out-{l}"),
+    ("attn_post_norm-{l}", "attn_post_norm-{l}"),  # gemma3
     ("ffn_inp-{l}", "ffn_inp-{l}"),
+    ("sa_out-{l}", "sa_out-{l}"),  # gemma3: the residual after attention
     ("ffn_norm-{l}", "ffn_norm-{l}"),
     ("ffn_gate-{l}", "ffn_gate-{l}"),
     ("ffn_up-{l}", "ffn_up-{l}"),
     ("ffn_swiglu-{l}", "ffn_swiglu-{l}"),
+    ("ffn_geglu-{l}", "ffn_geglu-{l}"),
     ("ffn_out-{l}", "ffn_out-{l}"),
+    ("ffn_post_norm-{l}", "ffn_post_norm-{l}"),
     ("l_out-{l}", "l_out-{l}"),
 ]
+FIRST_OPS = [("embd", "embd"), ("inp_scaled", "inp_scaled")]
 FINAL_OPS = [("result_norm", "result_norm"), ("result_output", "result_output")]
 
 
@@ -86,7 +91,7 @@ def main():
 
     step = 1 if args.decode else 0
     print(f"{len(ids)} tokens, step {step} ({'one token' if args.decode else f'{n_batch} tokens'})")
-    ops = [(o.format(l=l), r.format(l=l)) for l in layers for o, r in LAYER_OPS] + FINAL_OPS
+    ops = FIRST_OPS + [(o.format(l=l), r.format(l=l)) for l in layers for o, r in LAYER_OPS] + FINAL_OPS
     for ours_name, ref_name in ops:
         rp = os.path.join(ref_dir, str(step), ref_name + ".npy")
         op = os.path.join(our_dir, str(step), ours_name + ".f32")

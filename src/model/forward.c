@@ -1,5 +1,7 @@
 /* The transformer forward pass, written once for every backend and architecture:
- * pre-norm attention and SwiGLU MLP blocks with residuals, variants chosen by hparams. */
+ * pre-norm attention and SwiGLU MLP blocks with residuals, variants chosen by hparams
+ * (Gemma: scaled embeddings, norms after attention and MLP too, GeGLU, q scaled before
+ * attention, per-layer window and RoPE base). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,13 +84,14 @@ static rf_status qkv_block(const struct step *st, struct rf_lane *L, const struc
                             (int64_t)n * hp->n_head_kv, hp->norm_eps));
     }
     const struct rf_rope_params rope = {
-        .n_rot = hp->n_rot, .freq_base = hp->rope_base, .freq_scale = hp->rope_scale,
+        .n_rot = hp->n_rot, .freq_base = l->rope_base, .freq_scale = hp->rope_scale,
         .neox = hp->rope_neox};
     be->rope(bc, L->q, n, hp->n_head, hp->head_dim, L->pos, &rope);
     be->rope(bc, L->k, n, hp->n_head_kv, hp->head_dim, L->pos, &rope);
     trace_lane(L, "Qcur", il, L->q, n * qw);
     trace_lane(L, "Kcur", il, L->k, n * kvw);
     trace_lane(L, "Vcur", il, L->v, n * kvw);
+    if (hp->q_prescale) be->scale(bc, L->q, hp->attn_scale, (int64_t)n * qw);
     return RF_OK;
 }
 
@@ -108,13 +111,18 @@ static rf_status attention_block(const struct step *st, struct rf_lane *L,
         .n_tok = n, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
         .pos = L->pos, .seq = L->seq, .block_tables = L->tables, .n_seq = st->s->n_seq,
         .max_blocks = st->s->max_blocks, .block_size = kv->block_size, .max_pos = st->max_pos,
-        .scale = 1.0f / sqrtf((float)hp->head_dim)};
+        .scale = hp->q_prescale ? 1.0f : hp->attn_scale, .softcap = hp->attn_softcap,
+        .window = l->window};
     RF_TRY(be->attention(bc, L->q, kv->k[il], kv->v[il], L->h, &ap));
     trace_lane(L, "kqv_out", il, L->h, n * qw);
     RF_TRY(be->matmul(bc, &l->wo, L->h, qw, L->q, n));
     trace_lane(L, "attn_out", il, L->q, n * d);
+    if (hp->post_norms) {
+        RF_TRY(be->rms_norm(bc, L->q, &l->attn_post_norm, L->q, d, n, hp->norm_eps));
+        trace_lane(L, "attn_post_norm", il, L->q, n * d);
+    }
     be->add(bc, L->x, L->q, (int64_t)n * d);
-    trace_lane(L, "ffn_inp", il, L->x, n * d);
+    trace_lane(L, hp->post_norms ? "sa_out" : "ffn_inp", il, L->x, n * d);
     return RF_OK;
 }
 
@@ -133,10 +141,15 @@ static rf_status mlp_block(const struct step *st, struct rf_lane *L, const struc
     RF_TRY(be->matmul(bc, &l->w_up, L->h, d, L->up, n));
     trace_lane(L, "ffn_gate", il, L->gate, n * hp->n_ff);
     trace_lane(L, "ffn_up", il, L->up, n * hp->n_ff);
-    be->swiglu(bc, L->gate, L->up, L->gate, (int64_t)n * hp->n_ff);
-    trace_lane(L, "ffn_swiglu", il, L->gate, n * hp->n_ff);
+    if (hp->geglu) be->geglu(bc, L->gate, L->up, L->gate, (int64_t)n * hp->n_ff);
+    else be->swiglu(bc, L->gate, L->up, L->gate, (int64_t)n * hp->n_ff);
+    trace_lane(L, hp->geglu ? "ffn_geglu" : "ffn_swiglu", il, L->gate, n * hp->n_ff);
     RF_TRY(be->matmul(bc, &l->w_down, L->gate, hp->n_ff, L->h, n));
     trace_lane(L, "ffn_out", il, L->h, n * d);
+    if (hp->post_norms) {
+        RF_TRY(be->rms_norm(bc, L->h, &l->ffn_post_norm, L->h, d, n, hp->norm_eps));
+        trace_lane(L, "ffn_post_norm", il, L->h, n * d);
+    }
     be->add(bc, L->x, L->h, (int64_t)n * d);
     trace_lane(L, "l_out", il, L->x, n * d);
     return RF_OK;
@@ -317,6 +330,11 @@ static rf_status run_step(struct step *st, int32_t n_rows, float *out, struct rf
     struct rf_lane *cur = &s->lane[0];
     RF_TRY(m->backend.iface->get_rows(m->backend.ctx, &m->tok_embd, s->h_ids, st->n, cur->x));
     trace("embd", -1, cur->x, (int64_t)st->n * m->hp.n_embd);
+    if (m->hp.embd_scale) {
+        m->backend.iface->scale(m->backend.ctx, cur->x, sqrtf((float)m->hp.n_embd),
+                                (int64_t)st->n * m->hp.n_embd);
+        trace("inp_scaled", -1, cur->x, (int64_t)st->n * m->hp.n_embd);
+    }
     for (int i = 0; i < 2; i++)
         if (s->lane[i].full) RF_TRY(upload(st, &s->lane[i]));
 
@@ -343,6 +361,16 @@ static rf_status run_step(struct step *st, int32_t n_rows, float *out, struct rf
     return head_rows(st, L, 0, n_rows, L->logits); /* n_rows <= RF_LOGIT_ROWS: the caller's */
 }
 
+/* Final logit soft-capping, on the host logits (c tanh(logits / c), as scale, tanh,
+ * scale). */
+static void softcap_logits(const struct rf_model *m, float *logits, int64_t n)
+{
+    const float c = m->hp.final_softcap;
+    if (c <= 0.0f) return;
+    const float inv = 1.0f / c;
+    for (int64_t i = 0; i < n; i++) logits[i] = tanhf(logits[i] * inv) * c;
+}
+
 rf_status rf_forward_batch(const struct rf_model *m, struct rf_scratch *s, struct rf_kv_cache *kv,
                            const struct rf_batch *b, float *logits)
 {
@@ -354,6 +382,7 @@ rf_status rf_forward_batch(const struct rf_model *m, struct rf_scratch *s, struc
     if (st.capture)
         RF_TRY(L->be->iface->copy_out(L->be->ctx, logits, L->logits,
                                       (size_t)n_rows * (size_t)m->hp.n_vocab * sizeof(float)));
+    if (logits) softcap_logits(m, logits, (int64_t)n_rows * m->hp.n_vocab);
     if (trace_dir()) trace_call++;
     return RF_OK;
 }
@@ -399,7 +428,7 @@ rf_status rf_forward_batch_sample(const struct rf_model *m, struct rf_scratch *s
     const struct rf_lane *L = rf_model_layer_backend(m, m->hp.n_layer) == &m->backend
                                   ? &s->lane[0]
                                   : &s->lane[1];
-    if (L->be->host_memory || !L->be->iface->sample) {
+    if (L->be->host_memory || !L->be->iface->sample || m->hp.final_softcap > 0.0f) {
         float *row = malloc((size_t)m->hp.n_vocab * sizeof(float));
         if (!row) return rf_fail(RF_STATUS_NOMEM, "sample: out of memory");
         rf_status st = rf_forward_batch(m, s, kv, &one, row);

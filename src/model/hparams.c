@@ -11,6 +11,7 @@ struct rf_arch_info {
     bool rope_neox;
     bool attn_bias;
     bool qk_norm;
+    bool gemma; /* embedding scale, post norms, GeGLU, q pre-scaled, sliding-window layers */
 };
 
 static const struct rf_arch_info arch_table[RF_ARCH_COUNT] = {
@@ -18,6 +19,7 @@ static const struct rf_arch_info arch_table[RF_ARCH_COUNT] = {
     [RF_ARCH_MISTRAL] = {.name = "mistral"},
     [RF_ARCH_QWEN2] = {.name = "qwen2", .rope_neox = true, .attn_bias = true},
     [RF_ARCH_QWEN3] = {.name = "qwen3", .rope_neox = true, .qk_norm = true},
+    [RF_ARCH_GEMMA3] = {.name = "gemma3", .rope_neox = true, .qk_norm = true, .gemma = true},
 };
 
 const char *rf_arch_name(enum rf_arch a)
@@ -98,6 +100,21 @@ static rf_status read_rope_scaling(const struct rf_gguf *g, const char *arch, st
     return RF_OK;
 }
 
+/* Gemma 3: the local/global layer pattern is the architecture's (5 sliding-window
+ * layers, then one global), the local RoPE base 10000 unless the file says. The 27B
+ * model (62 layers) scales q by 1/sqrt(n_embd / n_head) (its query_pre_attn_scalar),
+ * the others by 1/sqrt(head_dim). */
+static rf_status read_gemma(const struct rf_gguf *g, const char *arch, struct rf_hparams *hp)
+{
+    hp->embd_scale = hp->post_norms = hp->geglu = hp->q_prescale = true;
+    if (hp->n_layer == 62) hp->attn_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+    RF_TRY(get_i32(g, arch, "attention.sliding_window", false, 0, 1 << 26, &hp->n_swa));
+    hp->swa_pattern = 6;
+    hp->rope_base_swa = 10000.0f;
+    RF_TRY(get_f32(g, arch, "rope.freq_base_swa", &hp->rope_base_swa));
+    return RF_OK;
+}
+
 rf_status rf_hparams_load(const struct rf_gguf *g, struct rf_hparams *hp)
 {
     char arch[72];
@@ -138,5 +155,9 @@ rf_status rf_hparams_load(const struct rf_gguf *g, struct rf_hparams *hp)
     RF_TRY(get_f32(g, arch, "rope.freq_base", &hp->rope_base));
     hp->rope_scale = 1.0f;
     RF_TRY(read_rope_scaling(g, arch, hp));
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    RF_TRY(get_f32(g, arch, "attn_logit_softcapping", &hp->attn_softcap));
+    RF_TRY(get_f32(g, arch, "final_logit_softcapping", &hp->final_softcap));
+    if (info->gemma) RF_TRY(read_gemma(g, arch, hp));
     return RF_OK;
 }

@@ -32,6 +32,11 @@ void rf_vec_dot_tile_q4_1_avx2(int64_t n, float *s, size_t s_stride, const void 
                                int64_t nr, const void *y, size_t y_stride, int64_t nt);
 void rf_vec_dot_tile_q5_1_avx2(int64_t n, float *s, size_t s_stride, const void *x, size_t x_stride,
                                int64_t nr, const void *y, size_t y_stride, int64_t nt);
+/* The orders of llama.cpp's repacked (8-row interleaved) Q4_K / Q6_K products, see
+ * quant_kquants_avx2.c: Q4_K for tokens in groups of 4 (gemm) and alone (gemv). */
+void rf_vec_dot_q4_K_r8_gemm_avx2(int64_t n, float *s, const void *x, const void *y);
+void rf_vec_dot_q4_K_r8_gemv_avx2(int64_t n, float *s, const void *x, const void *y);
+void rf_vec_dot_q6_K_r8_avx2(int64_t n, float *s, const void *x, const void *y);
 void rf_from_float_f16_avx2(const float *x, void *y, int64_t n);
 void rf_from_float_q8_0_avx2(const float *x, void *y, int64_t n);
 void rf_from_float_q8_1_avx2(const float *x, void *y, int64_t n);

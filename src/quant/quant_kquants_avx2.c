@@ -4,6 +4,8 @@
 #include "quant/quant_avx2.h"
 #include "quant/quant_impl.h"
 
+#include <math.h>
+
 #define RF_INLINE static inline __attribute__((always_inline))
 #define MAXT 3 /* activation rows per kernel pass, see quant_avx2.c */
 
@@ -152,6 +154,114 @@ RF_INLINE void dot_q6_K_body(int64_t n, float *s, size_t ss, const void *vx, con
 
 DEF_DOTS(q4_K, dot_q4_K_body)
 DEF_DOTS(q6_K, dot_q6_K_body)
+
+/* ---- the summation orders of llama.cpp's repacked Q4_K / Q6_K products ----
+ *
+ * On AVX2, llama.cpp stores Q4_K and Q6_K matrices whose row count is a multiple of 8
+ * interleaved 8 rows at a time and multiplies them with other kernels, whose integer
+ * parts are the same but whose float steps differ from its vec_dot (found by testing
+ * candidate orders against its outputs, and checked by the Gemma 3 traces):
+ *   Q4_K, tokens in groups of 4 (gemm): per super-block and pair of 32-element
+ *     sub-blocks p, acc = fma(float(sc_2p q.y_2p + sc_2p+1 q.y_2p+1), d dy, acc) and
+ *     accm = fma(float(m_2p bsum_2p + m_2p+1 bsum_2p+1), dmin dy, accm);
+ *   Q4_K, a token alone (gemv): the same with one fma of each per super-block;
+ *   result acc - accm;
+ *   Q6_K, both: per super-block acc = fma(float(sum_k sc_k (q - 32).y_k) * d, dy, acc). */
+
+/* Integer parts of one Q4_K x Q8_K super-block: per pair of sub-blocks, the scaled
+ * products and the mins times the activation sums. */
+RF_INLINE void q4k_pair_sums(const struct rf_block_q4_K *x, const struct rf_block_q8_K *y, int32_t dot[4],
+                             int32_t mins_out[4])
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    uint32_t sc[2], mn[2];
+    q4k_scales(x->scales, sc, mn);
+    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_setr_epi32((int)sc[0], (int)sc[1], 0, 0)));
+    for (int g = 0; g < 4; g++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * g));
+        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        const __m256i s0 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)((4 * g + 1) << 8 | 4 * g)));
+        const __m256i s1 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)((4 * g + 3) << 8 | (4 * g + 2))));
+        const int8_t *yq = y->qs + 64 * g;
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)yq)), s0);
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(yq + 32))), s1);
+        dot[g] = rf_hsum_epi32(_mm256_add_epi32(p0, p1));
+    }
+    const __m128i mins = _mm_cvtepu8_epi16(_mm_setr_epi32((int)mn[0], (int)mn[1], 0, 0));
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+    const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    _mm_storeu_si128((__m128i *)mins_out, _mm_madd_epi16(mins, q8s));
+}
+
+void rf_vec_dot_q4_K_r8_gemm_avx2(int64_t n, float *s, const void *vx, const void *vy)
+{
+    const struct rf_block_q4_K *x = vx;
+    const struct rf_block_q8_K *y = vy;
+    float acc = 0.0f, accm = 0.0f;
+    for (int64_t i = 0; i < n / RF_QK_K; i++) {
+        int32_t dot[4], mins[4];
+        q4k_pair_sums(&x[i], &y[i], dot, mins);
+        const float dd = rf_f16_table[x[i].d] * y[i].d, dm = rf_f16_table[x[i].dmin] * y[i].d;
+        for (int p = 0; p < 4; p++) {
+            acc = fmaf((float)dot[p], dd, acc);
+            accm = fmaf((float)mins[p], dm, accm);
+        }
+    }
+    *s = acc - accm;
+}
+
+void rf_vec_dot_q4_K_r8_gemv_avx2(int64_t n, float *s, const void *vx, const void *vy)
+{
+    const struct rf_block_q4_K *x = vx;
+    const struct rf_block_q8_K *y = vy;
+    float acc = 0.0f, accm = 0.0f;
+    for (int64_t i = 0; i < n / RF_QK_K; i++) {
+        int32_t dot[4], mins[4];
+        q4k_pair_sums(&x[i], &y[i], dot, mins);
+        const float dd = rf_f16_table[x[i].d] * y[i].d, dm = rf_f16_table[x[i].dmin] * y[i].d;
+        acc = fmaf((float)(dot[0] + dot[1] + dot[2] + dot[3]), dd, acc);
+        accm = fmaf((float)(mins[0] + mins[1] + mins[2] + mins[3]), dm, accm);
+    }
+    *s = acc - accm;
+}
+
+/* sum_k sc_k (q - 32).y_k of one Q6_K x Q8_K super-block, exact, as in dot_q6_K_body. */
+RF_INLINE int32_t q6k_isum(const struct rf_block_q6_K *x, const struct rf_block_q8_K *y)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                    _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), sc16), 5));
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
+        const __m256i scv = h ? _mm256_permute2x128_si256(sc16, sc16, 0x11) : _mm256_permute2x128_si256(sc16, sc16, 0x00);
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+        const __m256i q[4] = {
+            _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2)),
+            _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m2)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2))};
+        const int8_t *yq = y->qs + 128 * h;
+        for (int k = 0; k < 4; k++) {
+            const __m256i sk = _mm256_shuffle_epi8(scv, word_pick(2 * k, 2 * k + 1));
+            const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(yq + 32 * k)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sk));
+        }
+    }
+    return rf_hsum_epi32(sumi);
+}
+
+void rf_vec_dot_q6_K_r8_avx2(int64_t n, float *s, const void *vx, const void *vy)
+{
+    const struct rf_block_q6_K *x = vx;
+    const struct rf_block_q8_K *y = vy;
+    float acc = 0.0f;
+    for (int64_t i = 0; i < n / RF_QK_K; i++)
+        acc = fmaf((float)q6k_isum(&x[i], &y[i]) * rf_f16_table[x[i].d], y[i].d, acc);
+    *s = acc;
+}
 
 /* ---- Q8_K quantizer ---- */
 

@@ -931,7 +931,7 @@ static void test_elementwise(void **state)
             be->geglu(ctx, g, u, y, n);
             snprintf(what, sizeof what, "geglu n %lld %s nth %d", (long long)n, bks[i].kern,
                      bks[i].nth);
-            check_nmse(what, y, rg, n, 4e-6); /* g rounded to f16 and the table GELU (cpu_kernels.h) */
+            check_nmse(what, y, rg, n, 1e-4); /* g rounded to f16, the f16 GELU table (cpu_kernels.h) */
             memcpy(y, g, (size_t)n * sizeof *y);
             be->add(ctx, y, u, n);
             check_nmse("add", y, ra, n, 1e-14);

@@ -1,6 +1,9 @@
 /* End to end against llama.cpp (fixtures from tools/make_golden.py): greedy
  * continuations, and the KL divergence / top-1 agreement of our next-token
- * distributions at teacher-forced positions. */
+ * distributions at teacher-forced positions. SmolLM2's reference rows are whole
+ * (f16 log-probabilities); Gemma 3's (262144 tokens) are the top K tokens and the
+ * mass of the rest, so its KL is that of the distributions over those K + 1 outcomes
+ * (a lower bound of the full KL; the rest holds little mass). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -83,6 +86,32 @@ static double kl_divergence(const float *ref_logp16_as_f32, const float *logits,
     return kl;
 }
 
+/* Reference row of the .top format: ids[k], log-probabilities[k], log of the rest. */
+struct top_row {
+    int32_t ids[1024];
+    float lp[1024];
+    float lrest;
+};
+
+static double kl_top(const struct top_row *r, int k, const float *logits, int n, char *mark)
+{
+    double mx = -INFINITY, sum = 0, rest = 0;
+    if (n <= 0) return INFINITY;
+    for (int i = 0; i < n; i++) mx = logits[i] > mx ? logits[i] : mx;
+    memset(mark, 0, (size_t)n);
+    for (int i = 0; i < k; i++) mark[r->ids[i]] = 1;
+    for (int i = 0; i < n; i++) {
+        const double e = exp(logits[i] - mx);
+        sum += e;
+        if (!mark[i]) rest += e;
+    }
+    const double lse = mx + log(sum);
+    double kl = 0;
+    for (int i = 0; i < k; i++) kl += exp(r->lp[i]) * (r->lp[i] - (logits[r->ids[i]] - lse));
+    if (rest > 0) kl += exp(r->lrest) * (r->lrest - (log(rest) + mx - lse));
+    return kl;
+}
+
 static int argmax(const float *x, int n)
 {
     int b = 0;
@@ -91,16 +120,98 @@ static int argmax(const float *x, int n)
     return b;
 }
 
-static void test_smollm2_golden(void **state)
+/* One model's fixtures: <name>_greedy.txt and either <name>_logprobs.f16 (top == 0)
+ * or <name>_logprobs.top (top = K from the header). */
+struct golden {
+    const char *model;
+    const char *name;
+    int n_cases, greedy_same, n_positions, top1_same;
+    double kl_sum, kl_max;
+};
+
+/* The reference row i of the teacher-forced positions: its KL against lg and
+ * whether both argmaxes agree. */
+struct ref_rows {
+    FILE *f;
+    int top; /* 0: full f16 rows */
+    uint16_t *row16;
+    float *row;
+    struct top_row *tr;
+    char *mark;
+};
+
+static void score_row(struct ref_rows *rr, const float *lg, int n_vocab, struct golden *g)
 {
-    (void)state;
+    double kl;
+    int same;
+    if (rr->top == 0) {
+        assert_int_equal(fread(rr->row16, sizeof(uint16_t), (size_t)n_vocab, rr->f), (size_t)n_vocab);
+        for (int j = 0; j < n_vocab; j++) rr->row[j] = rf_fp16_to_fp32(rr->row16[j]);
+        kl = kl_divergence(rr->row, lg, n_vocab);
+        same = argmax(lg, n_vocab) == argmax(rr->row, n_vocab);
+    } else {
+        const size_t k = (size_t)rr->top;
+        assert_int_equal(fread(rr->tr->ids, sizeof(int32_t), k, rr->f), k);
+        assert_int_equal(fread(rr->tr->lp, sizeof(float), k, rr->f), k);
+        assert_int_equal(fread(&rr->tr->lrest, sizeof(float), 1, rr->f), 1);
+        for (size_t j = 0; j < k; j++)
+            assert_true(rr->tr->ids[j] >= 0 && rr->tr->ids[j] < n_vocab);
+        kl = kl_top(rr->tr, rr->top, lg, n_vocab, rr->mark);
+        same = argmax(lg, n_vocab) == rr->tr->ids[0];
+    }
+    g->kl_sum += kl;
+    g->kl_max = kl > g->kl_max ? kl : g->kl_max;
+    g->top1_same += same;
+    g->n_positions++;
+}
+
+static void run_case(struct rf_model *m, struct rf_context *ctx, const struct golden_case *c,
+                     struct ref_rows *rr, struct golden *g)
+{
+    static rf_token seq[2 * MAX_IDS], ours[MAX_IDS];
+    const int n_vocab = rf_model_n_vocab(m);
+    /* Tokenization of the prompt, with special tokens parsed as `run` does. */
+    int n = rf_tokenize(m, c->text, strlen(c->text), ours, MAX_IDS, true, true);
+    assert_int_equal(n, c->n_prompt);
+    assert_memory_equal(ours, c->prompt, sizeof(rf_token) * (size_t)n);
+
+    /* Greedy continuation, token by token. */
+    rf_context_reset(ctx);
+    assert_int_equal(rf_decode(ctx, c->prompt, c->n_prompt, false), RF_OK);
+    int same = 1;
+    for (int i = 0; i < c->n_cont; i++) {
+        rf_token t = argmax(rf_get_logits(ctx, -1), n_vocab);
+        if (t != c->cont[i]) {
+            if (same)
+                printf("%s case %d: greedy diverges at token %d (ours %d, reference %d)\n",
+                       g->name, g->n_cases, i, t, c->cont[i]);
+            same = 0;
+        }
+        /* Feed the reference token so later steps stay comparable. */
+        assert_int_equal(rf_decode(ctx, &c->cont[i], 1, false), RF_OK);
+    }
+    g->greedy_same += same;
+
+    /* Teacher-forced distributions over prompt + reference continuation. */
+    memcpy(seq, c->prompt, sizeof(rf_token) * (size_t)c->n_prompt);
+    memcpy(seq + c->n_prompt, c->cont, sizeof(rf_token) * (size_t)c->n_cont);
+    rf_context_reset(ctx);
+    assert_int_equal(rf_decode(ctx, seq, c->n_prompt + c->n_cont, true), RF_OK);
+    for (int i = 0; i < c->n_pos; i++) {
+        const float *lg = rf_get_logits(ctx, c->pos[i]);
+        assert_non_null(lg);
+        score_row(rr, lg, n_vocab, g);
+    }
+}
+
+static void run_golden(struct golden *g)
+{
     const char *models = getenv("RF_MODELS"), *fixtures = getenv("RF_FIXTURES");
     assert_non_null(models);
     assert_non_null(fixtures);
     char path[1024], fx[1024], lp_path[1024];
-    snprintf(path, sizeof path, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", models);
-    snprintf(fx, sizeof fx, "%s/smollm2_greedy.txt", fixtures);
-    snprintf(lp_path, sizeof lp_path, "%s/smollm2_logprobs.f16", fixtures);
+    snprintf(path, sizeof path, "%s/%s", models, g->model);
+    snprintf(fx, sizeof fx, "%s/%s_greedy.txt", fixtures, g->name);
 
     struct rf_model *m = NULL;
     struct rf_model_params mp = rf_model_default_params();
@@ -112,80 +223,67 @@ static void test_smollm2_golden(void **state)
     assert_int_equal(rf_context_init(m, &cp, &ctx), RF_OK);
     const int n_vocab = rf_model_n_vocab(m);
 
-    FILE *f = fopen(fx, "r"), *lpf = fopen(lp_path, "rb");
-    assert_non_null(f);
-    assert_non_null(lpf);
-    uint16_t *row16 = malloc(sizeof(uint16_t) * (size_t)n_vocab);
-    float *row = malloc(sizeof(float) * (size_t)n_vocab);
     static char line[1 << 16];
     static struct golden_case c;
-    rf_token seq[2 * MAX_IDS], ours[MAX_IDS];
-    int n_cases = 0, greedy_same = 0, n_positions = 0, top1_same = 0;
-    double kl_sum = 0, kl_max = 0;
+    FILE *f = fopen(fx, "r");
+    assert_non_null(f);
+    struct ref_rows rr = {0};
+    assert_non_null(fgets(line, sizeof line, f));
+    const char *top = strstr(line, " top ");
+    rr.top = top ? atoi(top + 5) : 0;
+    assert_true(rr.top >= 0 && rr.top <= 1024);
+    snprintf(lp_path, sizeof lp_path, "%s/%s_logprobs.%s", fixtures, g->name, rr.top ? "top" : "f16");
+    rr.f = fopen(lp_path, "rb");
+    assert_non_null(rr.f);
+    rr.row16 = malloc(sizeof(uint16_t) * (size_t)n_vocab);
+    rr.row = malloc(sizeof(float) * (size_t)n_vocab);
+    rr.tr = malloc(sizeof *rr.tr);
+    rr.mark = malloc((size_t)n_vocab);
     while (fgets(line, sizeof line, f)) {
         if (line[0] == '#') continue;
         line[strcspn(line, "\n")] = '\0';
         assert_int_equal(parse_line(line, &c), 0);
-        n_cases++;
-
-        /* Tokenization of the prompt, with special tokens parsed as `run` does. */
-        int n = rf_tokenize(m, c.text, strlen(c.text), ours, MAX_IDS, true, true);
-        assert_int_equal(n, c.n_prompt);
-        assert_memory_equal(ours, c.prompt, sizeof(rf_token) * (size_t)n);
-
-        /* Greedy continuation, token by token. */
-        rf_context_reset(ctx);
-        assert_int_equal(rf_decode(ctx, c.prompt, c.n_prompt, false), RF_OK);
-        int same = 1;
-        for (int i = 0; i < c.n_cont; i++) {
-            rf_token t = argmax(rf_get_logits(ctx, -1), n_vocab);
-            if (t != c.cont[i]) {
-                if (same)
-                    printf("case %d: greedy diverges at token %d (ours %d, reference %d)\n",
-                           n_cases, i, t, c.cont[i]);
-                same = 0;
-            }
-            /* Feed the reference token so later steps stay comparable. */
-            assert_int_equal(rf_decode(ctx, &c.cont[i], 1, false), RF_OK);
-        }
-        greedy_same += same;
-
-        /* Teacher-forced distributions over prompt + reference continuation. */
-        memcpy(seq, c.prompt, sizeof(rf_token) * (size_t)c.n_prompt);
-        memcpy(seq + c.n_prompt, c.cont, sizeof(rf_token) * (size_t)c.n_cont);
-        rf_context_reset(ctx);
-        assert_int_equal(rf_decode(ctx, seq, c.n_prompt + c.n_cont, true), RF_OK);
-        for (int i = 0; i < c.n_pos; i++) {
-            assert_int_equal(fread(row16, sizeof(uint16_t), (size_t)n_vocab, lpf), (size_t)n_vocab);
-            for (int j = 0; j < n_vocab; j++) row[j] = rf_fp16_to_fp32(row16[j]);
-            const float *lg = rf_get_logits(ctx, c.pos[i]);
-            assert_non_null(lg);
-            const double kl = kl_divergence(row, lg, n_vocab);
-            kl_sum += kl;
-            kl_max = kl > kl_max ? kl : kl_max;
-            top1_same += argmax(lg, n_vocab) == argmax(row, n_vocab);
-            n_positions++;
-        }
+        g->n_cases++;
+        run_case(m, ctx, &c, &rr, g);
     }
+    assert_true(fgetc(rr.f) == EOF); /* every reference row was used */
     fclose(f);
-    fclose(lpf);
-    free(row16);
-    free(row);
-    const double kl_mean = kl_sum / n_positions;
-    printf("golden: %d prompts, greedy identical %d/%d; %d positions, mean KL %.3g (max %.3g), "
-           "top-1 agreement %.1f%%\n",
-           n_cases, greedy_same, n_cases, n_positions, kl_mean, kl_max,
-           100.0 * top1_same / n_positions);
-    assert_int_equal(n_cases, 20);
-    assert_true(greedy_same >= 18);
-    assert_true(kl_mean <= 1e-3);
-    assert_true(top1_same * 100 >= 99 * n_positions);
+    fclose(rr.f);
+    free(rr.row16);
+    free(rr.row);
+    free(rr.tr);
+    free(rr.mark);
     rf_context_free(ctx);
     rf_model_free(m);
+
+    const double kl_mean = g->kl_sum / g->n_positions;
+    printf("golden %s: %d prompts, greedy identical %d/%d; %d positions, mean KL %.3g (max %.3g), "
+           "top-1 agreement %.1f%%\n",
+           g->name, g->n_cases, g->greedy_same, g->n_cases, g->n_positions, kl_mean, g->kl_max,
+           100.0 * g->top1_same / g->n_positions);
+    assert_int_equal(g->n_cases, 20);
+    assert_true(g->greedy_same >= 18);
+    assert_true(kl_mean <= 1e-3);
+    assert_true(g->top1_same * 100 >= 99 * g->n_positions);
+}
+
+static void test_smollm2_golden(void **state)
+{
+    (void)state;
+    struct golden g = {.model = "SmolLM2-135M-Instruct.Q4_1.gguf", .name = "smollm2"};
+    run_golden(&g);
+}
+
+static void test_gemma3_golden(void **state)
+{
+    (void)state;
+    struct golden g = {.model = "gemma-3-270m-q4_k_m.gguf", .name = "gemma3"};
+    run_golden(&g);
 }
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_smollm2_golden)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_smollm2_golden),
+                                       cmocka_unit_test(test_gemma3_golden)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 
 #include "backend/cpu/cpu_internal.h"
 #include "core/status.h"
+#include "quant/quant_avx2.h"
 
 #define TOK_TILE 8
 #define CHUNKS_PER_THREAD 8
@@ -30,7 +31,38 @@ struct mm_job {
     float *y;
     int64_t k, rows, n_tok;
     int64_t chunk;
+    /* llama.cpp's repacked orders (see repack_dots): tokens below n_gemm use
+     * dot_gemm, the rest dot_gemv; NULL: the type's vec_dot. */
+    rf_vec_dot_fn dot_gemm, dot_gemv;
+    int64_t n_gemm;
 };
+
+/* The AVX2 CPU path of llama.cpp repacks Q4_K and Q6_K matrices with a multiple of 8
+ * rows and sums their products in other orders (quant_kquants_avx2.c): tokens in
+ * groups of 4, then the last n % 4 one by one; a single token's Q6_K product is its
+ * plain vec_dot (measured). The same orders here keep the results bit-identical to
+ * it; only when the live kernels are the AVX2 ones. */
+static void repack_dots(struct mm_job *j, const struct rf_tensor *w)
+{
+    if (j->rows % 8) return;
+    if (w->type == RF_TYPE_Q4_K && j->tt->vec_dot == rf_vec_dot_q4_K_avx2) {
+        j->dot_gemm = rf_vec_dot_q4_K_r8_gemm_avx2;
+        j->dot_gemv = rf_vec_dot_q4_K_r8_gemv_avx2;
+    } else if (w->type == RF_TYPE_Q6_K && j->tt->vec_dot == rf_vec_dot_q6_K_avx2 && j->n_tok > 1) {
+        j->dot_gemm = j->dot_gemv = rf_vec_dot_q6_K_r8_avx2;
+    }
+    j->n_gemm = j->n_tok - j->n_tok % 4;
+}
+
+static void mm_chunk_repacked(const struct mm_job *j, int64_t r0, int64_t r1)
+{
+    for (int64_t t = 0; t < j->n_tok; t++) {
+        const rf_vec_dot_fn dot = t < j->n_gemm ? j->dot_gemm : j->dot_gemv;
+        const char *xt = j->xq + (size_t)t * j->xq_stride;
+        for (int64_t r = r0; r < r1; r++)
+            dot(j->k, &j->y[t * j->rows + r], j->w + (size_t)r * j->w_stride, xt);
+    }
+}
 
 static void mm_chunk_vec_dot(const struct mm_job *j, int64_t r0, int64_t r1)
 {
@@ -78,7 +110,8 @@ static void mm_chunk(void *varg, int64_t ci, int ith)
     struct mm_job *j = varg;
     const int64_t r0 = ci * j->chunk;
     const int64_t r1 = r0 + j->chunk < j->rows ? r0 + j->chunk : j->rows;
-    if (j->xq) mm_chunk_vec_dot(j, r0, r1);
+    if (j->xq && j->dot_gemm) mm_chunk_repacked(j, r0, r1);
+    else if (j->xq) mm_chunk_vec_dot(j, r0, r1);
     else mm_chunk_dequant(j, r0, r1, rf_cpu_work_slice(j->c, ith));
 }
 
@@ -192,7 +225,10 @@ rf_status rf_cpu_matmul(void *ctx, const struct rf_tensor *w, const float *x, in
                        .n_tok = n_tok};
     j.w_stride = rf_row_size(w->type, j.k);
     const struct rf_type_traits *vt = vec_dot_traits(c, tt, j.k);
-    if (vt) RF_TRY(convert_activations(c, &j, tt, vt));
+    if (vt) {
+        RF_TRY(convert_activations(c, &j, tt, vt));
+        repack_dots(&j, w);
+    }
     else RF_TRY(rf_cpu_work_reserve(c, (size_t)DEQ_ROWS * (size_t)j.k * sizeof(float), "matmul"));
     j.chunk = chunk_rows(c, j.rows, n_tok, j.w_stride);
     const bool serial = j.rows * j.k * n_tok < RF_CPU_PAR_MIN_WORK;
