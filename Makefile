@@ -21,13 +21,13 @@ SETUP := bash scripts/setup.sh
 MAKEFLAGS += --no-print-directory
 export ROCMFORGE_MODELS := $(MODELS)
 
-.PHONY: all run build test test-sanitize fuzz-ci fuzz bench-cpu models setup clean distclean format tidy help
+.PHONY: all run build test test-sanitize fuzz-ci fuzz bench-cpu models setup clean distclean format tidy help gpu-build test-gpu
 
 all: build
 
 help:
 	@sed -n '1,/^$$/s/^# \{0,1\}//p' Makefile
-	@echo "targets: run build test test-sanitize fuzz-ci fuzz bench-cpu models setup clean distclean format tidy"
+	@echo "targets: run build test test-sanitize fuzz-ci fuzz bench-cpu models setup clean distclean format tidy gpu-build test-gpu"
 
 run:
 	@$(SETUP) deps models
@@ -73,6 +73,17 @@ bench-cpu: build
 
 models:
 	@$(SETUP) models
+
+# GPU: build here (nvcc) into build-gpu/, a folder that runs on the GPU machine ...
+gpu-build:
+	bash scripts/gpu_build.sh
+
+# ... and there, from the carried folder: the gpu-labelled tests (the folder's CTest
+# files name this checkout's path, which is linked to the copy when it differs).
+test-gpu:
+	@test -f build-gpu/SOURCE_DIR || { echo "build-gpu/ missing: run make gpu-build first" >&2; exit 1; }
+	@src=$$(cat build-gpu/SOURCE_DIR); if [ ! -e "$$src" ]; then mkdir -p "$$(dirname "$$src")" && ln -s "$$PWD" "$$src"; fi
+	ctest --test-dir build-gpu -L gpu --output-on-failure --timeout $(CTEST_TIMEOUT)
 
 setup:
 	@$(SETUP) all

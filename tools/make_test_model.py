@@ -11,7 +11,7 @@ the same float weights (quantized differently), except the types gguf-py cannot
 quantize (K-quants, IQ4_NL): their weights are random valid blocks (every bit
 pattern of the quants and sub-block scales occurs), scaled to the same std.
 
-Variants (all n_embd 256, context 256, 2-3 layers):
+Variants (all n_embd 256, context 256, 2-3 layers; gemma3 6):
   llama3   llama arch, GQA 4/2, head_dim 64, byte-level BPE (pre "default"), untied
   smollm   llama arch, MQA 4/1, 3 layers, BPE (pre "gpt-2"), specials first, tied
   llama2   llama arch, MHA 4/4, SentencePiece vocab, no rope.dimension_count key
@@ -20,6 +20,9 @@ Variants (all n_embd 256, context 256, 2-3 layers):
   qwen2    q/k/v biases, NeoX rope, GQA 8/4, head_dim 32, BPE, tied
   qwen3    q/k per-head RMSNorm, NeoX rope, GQA 8/2, head_dim 64 (q width 512 =
            2 n_embd, attention.key_length), BPE, untied
+  gemma3   6 layers (5 sliding-window of 8 tokens, then 1 global, so the window
+           matters within the test tokens), MQA 4/1, q/k norms, post-attention and
+           post-MLP norms, GeGLU, NeoX rope, SentencePiece vocab, tied
 Tokenizers: BPE = the 256 byte tokens (GPT-2 byte alphabet), merges trained on a
 built-in text, <|endoftext|> <|im_start|> <|im_end|> (control) and a ChatML
 template; SPM = <unk> <s> </s>, <0x00>..<0xFF>, pieces with scores.
@@ -124,6 +127,12 @@ VARIANTS: dict[str, dict] = {
                   n_ff=768, n_vocab=500, vocab="bpe", pre="gpt-2", specials="end",
                   bos="<|endoftext|>", eos="<|im_end|>", add_bos=False, tied=False,
                   rope_base=1000000.0, eps=1e-6, qk_norm=True),
+    # Gemma 3 style: embeddings scaled by sqrt(n_embd), norms after attention and MLP,
+    # GeGLU, sliding-window layers (local RoPE base 10000) with every 6th global.
+    "gemma3": dict(arch="gemma3", n_layer=6, n_embd=256, n_head=4, n_head_kv=1, head_dim=64,
+                   n_ff=512, n_vocab=320, vocab="spm", add_bos=True, tied=True,
+                   rope_base=1000000.0, eps=1e-6, qk_norm=True, post_norms=True,
+                   sliding_window=8),
 }
 
 # Weight types: name -> (ggml type, how the blocks are made).
@@ -153,6 +162,7 @@ MODELS: list[tuple[str, str]] = (
     + [("mistral", t) for t in ("f32", "bf16", "q5_0", "q2_k", "q4_k", "q8_0")]
     + [("qwen2", t) for t in ("f32", "f16", "q4_0", "q8_0", "q5_k", "q6_k")]
     + [("qwen3", t) for t in ("f32", "bf16", "q8_0", "q3_k", "q4_k", "q5_k", "iq4_nl")]
+    + [("gemma3", t) for t in ("f32", "q8_0", "q4_k", "q6_k")]
 )
 
 FILE_TYPES = {
@@ -307,11 +317,15 @@ def tensor_plan(v: dict) -> list[tuple[str, tuple[int, ...], str]]:
         if v.get("qk_norm"):
             plan += [(p + "attn_q_norm.weight", (hd,), "norm"),
                      (p + "attn_k_norm.weight", (hd,), "norm")]
-        plan += [(p + "attn_output.weight", (d, q_dim), "mat"),
-                 (p + "ffn_norm.weight", (d,), "norm"),
+        plan += [(p + "attn_output.weight", (d, q_dim), "mat")]
+        if v.get("post_norms"):
+            plan += [(p + "post_attention_norm.weight", (d,), "norm")]
+        plan += [(p + "ffn_norm.weight", (d,), "norm"),
                  (p + "ffn_gate.weight", (ff, d), "mat"),
                  (p + "ffn_up.weight", (ff, d), "mat"),
                  (p + "ffn_down.weight", (d, ff), "mat")]
+        if v.get("post_norms"):
+            plan += [(p + "post_ffw_norm.weight", (d,), "norm")]
     plan.append(("output_norm.weight", (d,), "norm"))
     if not v["tied"]:
         plan.append(("output.weight", (v["n_vocab"], d), "mat"))
@@ -418,6 +432,8 @@ def _write_hparams(w: gguf.GGUFWriter, v: dict) -> None:
         w.add_uint32(f"{a}.attention.value_length", v["head_dim"])
     if a == "llama":
         w.add_uint32(f"{a}.vocab_size", v["n_vocab"])
+    if v.get("sliding_window"):
+        w.add_uint32(f"{a}.attention.sliding_window", v["sliding_window"])
 
 
 def _write_vocab(w: gguf.GGUFWriter, v: dict) -> None:
@@ -474,12 +490,225 @@ def test_tokens(name: str, n: int = 24) -> list[int]:
     return [int(voc_bos)] + [int(i) for i in ids]
 
 
+# ---------------------------------------------------------------- big shapes (benchmarks)
+#
+#     make_test_model.py OUT_DIR --big llama2-7b --big-type q4_0 [--jobs N]
+#
+# Random-weight files with the exact tensor shapes and types of real 7B/8B GGUF files,
+# for speed benchmarks (the values mean nothing): weights N(0, 0.02), norms 1.0; the
+# legacy types through this file's own block quantizers (numpy, rounding as gguf-py's
+# reference), the K-quants as random blocks with small fixed scales (their speed does
+# not depend on the values). Tensors are written in parallel row chunks straight into
+# the file, so a 7B file takes seconds per GB on a many-core machine. Types per tensor
+# follow llama.cpp's files: output.weight Q6_K in the 4- and 5-bit files, Q4_K_M with
+# Q6_K attn_v / ffn_down on the layers llama.cpp gives more bits.
+
+BIG_SHAPES: dict[str, dict] = {
+    "llama2-7b": dict(arch="llama", n_layer=32, n_embd=4096, n_head=32, n_head_kv=32,
+                      head_dim=128, n_ff=11008, n_vocab=32000, tied=False,
+                      rope_base=10000.0, eps=1e-5, n_ctx=4096),
+    "llama3-8b": dict(arch="llama", n_layer=32, n_embd=4096, n_head=32, n_head_kv=8,
+                      head_dim=128, n_ff=14336, n_vocab=128256, tied=False,
+                      rope_base=500000.0, eps=1e-5, n_ctx=8192),
+    # a small file of the same construction, to check the generator itself
+    "mini": dict(arch="llama", n_layer=2, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
+                 n_ff=512, n_vocab=1000, tied=False, rope_base=10000.0, eps=1e-5, n_ctx=512),
+}
+BIG_TYPES = ("f16", "q4_0", "q4_1", "q5_0", "q8_0", "q4_k_m")
+_BIG_FILE_TYPES = {"f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 8, "q8_0": 7, "q4_k_m": 15}
+
+
+def _more_bits(i: int, n: int) -> bool:
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def big_tensor_type(name: str, t: str, n_layer: int) -> QT:
+    if name.endswith("_norm.weight"):
+        return QT.F32
+    if t == "f16":
+        return QT.F16
+    if t == "q4_k_m":
+        if name == "output.weight":
+            return QT.Q6_K
+        if name.endswith("attn_v.weight") or name.endswith("ffn_down.weight"):
+            return QT.Q6_K if _more_bits(int(name.split(".")[1]), n_layer) else QT.Q4_K
+        return QT.Q4_K
+    if name == "output.weight" and t != "q8_0":
+        return QT.Q6_K
+    return TYPES[t]
+
+
+def _f16_bytes(d: np.ndarray) -> np.ndarray:
+    return d.astype(np.float16).view(np.uint8).reshape(-1, 2)
+
+
+def _signed_absmax(x: np.ndarray) -> np.ndarray:
+    idx = np.abs(x).argmax(axis=1)
+    return x[np.arange(len(x)), idx]
+
+
+def _inv(d: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.where(d != 0, 1.0 / np.where(d != 0, d, 1), 0).astype(np.float32)
+
+
+def _pack_nibbles(q: np.ndarray) -> np.ndarray:
+    return (q[:, :16] | (q[:, 16:] << 4)).astype(np.uint8)
+
+
+def quantize_big(x: np.ndarray, qt: QT, rng: np.random.Generator) -> np.ndarray:
+    """Rows of floats (or of shape only, for random blocks) -> block bytes (rows, row bytes)."""
+    rows, cols = x.shape
+    if qt == QT.F16:
+        return x.astype(np.float16).view(np.uint8)
+    bs, ts = gguf.GGML_QUANT_SIZES[qt]
+    if qt in (QT.Q4_K, QT.Q6_K):
+        b = rng.integers(0, 256, size=(rows * cols // bs, ts), dtype=np.uint8)
+        if qt == QT.Q4_K:
+            b[:, 0:2] = _f16_bytes(np.full(len(b), 2e-4))
+            b[:, 2:4] = _f16_bytes(np.full(len(b), 1e-4))
+        else:
+            b[:, 208:210] = _f16_bytes(np.full(len(b), 1e-4))
+        return b.reshape(rows, -1)
+    v = x.reshape(-1, 32).astype(np.float32)
+    if qt == QT.Q8_0:
+        d = np.abs(v).max(axis=1) / 127.0
+        q = np.round(v * _inv(d)[:, None]).astype(np.int8).view(np.uint8)
+        out = np.concatenate([_f16_bytes(d), q], axis=1)
+    elif qt == QT.Q4_0:
+        d = _signed_absmax(v) / -8.0
+        q = np.clip(np.trunc(v * _inv(d)[:, None] + 8.5), 0, 15).astype(np.uint8)
+        out = np.concatenate([_f16_bytes(d), _pack_nibbles(q)], axis=1)
+    elif qt == QT.Q4_1:
+        mn, mx = v.min(axis=1), v.max(axis=1)
+        d = (mx - mn) / 15.0
+        q = np.clip(np.trunc((v - mn[:, None]) * _inv(d)[:, None] + 0.5), 0, 15).astype(np.uint8)
+        out = np.concatenate([_f16_bytes(d), _f16_bytes(mn), _pack_nibbles(q)], axis=1)
+    elif qt == QT.Q5_0:
+        d = _signed_absmax(v) / -16.0
+        q = np.clip(np.trunc(v * _inv(d)[:, None] + 16.5), 0, 31).astype(np.uint32)
+        qh = ((q >> 4) << np.arange(32, dtype=np.uint32)).sum(axis=1, dtype=np.uint32)
+        out = np.concatenate([_f16_bytes(d), qh.astype("<u4").view(np.uint8).reshape(-1, 4),
+                              _pack_nibbles((q & 15).astype(np.uint8))], axis=1)
+    else:
+        raise ValueError(f"no big-file quantizer for {qt.name}")
+    return out.reshape(rows, -1)
+
+
+def _big_vocab(n: int) -> tuple[list[str], list[int], list[float]]:
+    """SentencePiece-style: <unk> <s> </s>, the 256 byte pieces, then distinct filler
+    pieces (the benchmark feeds token ids, never text)."""
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    types = [TT_UNKNOWN, TT_CONTROL, TT_CONTROL] + [TT_BYTE] * 256
+    fill = ["\u2581"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    fill += [f"\u2581w{i}" for i in range(n - len(tokens) - len(fill))]
+    scores = [0.0] * len(tokens) + [-float(i) for i in range(len(fill))]
+    return tokens + fill, types + [TT_NORMAL] * len(fill), scores
+
+
+def _big_header(path: Path, shape: str, t: str, plan) -> int:
+    v = BIG_SHAPES[shape]
+    a = v["arch"]
+    w = gguf.GGUFWriter(str(path), a)
+    w.add_string("general.name", f"rocmforge-bench-{shape}-{t}")
+    w.add_uint32("general.file_type", _BIG_FILE_TYPES[t])
+    w.add_uint32("general.quantization_version", gguf.GGML_QUANT_VERSION)
+    for key, val in (("context_length", v["n_ctx"]), ("embedding_length", v["n_embd"]),
+                     ("block_count", v["n_layer"]), ("feed_forward_length", v["n_ff"]),
+                     ("attention.head_count", v["n_head"]),
+                     ("attention.head_count_kv", v["n_head_kv"]),
+                     ("rope.dimension_count", v["head_dim"]), ("vocab_size", v["n_vocab"])):
+        w.add_uint32(f"{a}.{key}", val)
+    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", v["eps"])
+    w.add_float32(f"{a}.rope.freq_base", v["rope_base"])
+    tokens, types, scores = _big_vocab(v["n_vocab"])
+    w.add_string("tokenizer.ggml.model", "llama")
+    w.add_array("tokenizer.ggml.tokens", tokens)
+    w.add_array("tokenizer.ggml.token_type", types)
+    w.add_array("tokenizer.ggml.scores", scores)
+    w.add_uint32("tokenizer.ggml.bos_token_id", 1)
+    w.add_uint32("tokenizer.ggml.eos_token_id", 2)
+    w.add_uint32("tokenizer.ggml.unknown_token_id", 0)
+    w.add_bool("tokenizer.ggml.add_bos_token", True)
+    for name, shp, qt, nbytes in plan:
+        if qt == QT.F32:
+            w.add_tensor_info(name, shp, np.dtype(np.float32), nbytes)
+        elif qt == QT.F16:
+            w.add_tensor_info(name, shp, np.dtype(np.float16), nbytes)
+        else:
+            bs, ts = gguf.GGML_QUANT_SIZES[qt]
+            w.add_tensor_info(name, (shp[0], shp[1] // bs * ts), np.dtype(np.uint8), nbytes, qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    w.close()
+    return (path.stat().st_size + 31) // 32 * 32
+
+
+def _big_chunk(job) -> None:
+    path, off, rows, cols, r0, r1, qt_id, seed = job
+    qt = QT(qt_id)
+    rng = np.random.default_rng(seed)
+    if qt == QT.F32:
+        data = np.ones((r1 - r0, cols), dtype=np.float32).view(np.uint8)
+    elif qt in (QT.Q4_K, QT.Q6_K):
+        data = quantize_big(np.empty((r1 - r0, cols), dtype=np.float32), qt, rng)
+    else:
+        x = rng.standard_normal((r1 - r0, cols), dtype=np.float32) * np.float32(0.02)
+        data = quantize_big(x, qt, rng)
+    row_bytes = data.shape[1]
+    mm = np.memmap(path, dtype=np.uint8, mode="r+", offset=off + r0 * row_bytes,
+                   shape=((r1 - r0) * row_bytes,))
+    mm[:] = data.reshape(-1)
+    mm.flush()
+    del mm
+
+
+def write_big_model(shape: str, t: str, out_dir: Path, jobs: int) -> Path:
+    import multiprocessing as mp
+    v = BIG_SHAPES[shape]
+    path = Path(out_dir) / f"{shape}-{t}.gguf"
+    plan = []
+    for name, shp, _kind in tensor_plan(v):
+        qt = big_tensor_type(name, t, v["n_layer"])
+        rows, cols = (1, shp[0]) if len(shp) == 1 else shp
+        bs, ts = gguf.GGML_QUANT_SIZES[qt]
+        plan.append((name, shp, qt, rows * cols // bs * ts))
+    data_start = _big_header(path, shape, t, plan)
+    total, work, off = 0, [], data_start
+    for i, (name, shp, qt, nbytes) in enumerate(plan):
+        rows, cols = (1, shp[0]) if len(shp) == 1 else shp
+        step = max(1, (1 << 24) // (cols * 4))
+        work += [(str(path), off, rows, cols, r0, min(rows, r0 + step), int(qt),
+                  (SEED, i, r0)) for r0 in range(0, rows, step)]
+        off += (nbytes + 31) // 32 * 32
+        total += nbytes
+    with open(path, "r+b") as f:
+        f.truncate(off)
+    with mp.Pool(jobs) as pool:
+        for _ in pool.imap_unordered(_big_chunk, work, chunksize=4):
+            pass
+    print(f"{path}: {total} bytes of tensors", file=sys.stderr)
+    return path
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir", nargs="?")
     ap.add_argument("names", nargs="*")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--big", choices=sorted(BIG_SHAPES), help="a benchmark-size file (see above)")
+    ap.add_argument("--big-type", choices=BIG_TYPES, default="q4_0")
+    ap.add_argument("--jobs", type=int, default=0, help="processes for --big (0: all CPUs)")
     args = ap.parse_args(argv)
+    if args.big:
+        import os
+        if not args.out_dir:
+            ap.error("OUT_DIR is required")
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+        print(write_big_model(args.big, args.big_type, Path(args.out_dir),
+                              args.jobs or os.cpu_count() or 1))
+        return 0
     if args.list:
         print("\n".join(model_names()))
         return 0

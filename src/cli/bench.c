@@ -9,6 +9,9 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#ifdef RF_HAVE_GPU
+#include "backend/gpu/gpu.h"
+#endif
 
 static const char bench_usage[] =
     "usage: rocmforge bench [options]\n"
@@ -23,6 +26,9 @@ static const char bench_usage[] =
     "  -n, --n-gen N         generated tokens (default 128; 0: skip)\n"
     "  -r, --repetitions N   timed runs of each test (default 5)\n"
     "  -t, --threads N       CPU threads (default: all online CPUs)\n"
+    "  -ngl, --n-gpu-layers N  layers on the GPU (default -1: all; 0: CPU only); with a\n"
+    "                        GPU, generation's GB/s is also given as a share of the\n"
+    "                        device's measured device-to-device copy bandwidth\n"
     "  -h, --help            show this help\n";
 
 static const struct option bench_longopts[] = {
@@ -31,6 +37,8 @@ static const struct option bench_longopts[] = {
     {"n-gen", required_argument, NULL, 'n'},
     {"repetitions", required_argument, NULL, 'r'},
     {"threads", required_argument, NULL, 't'},
+    {"n-gpu-layers", required_argument, NULL, 'g'},
+    {"ngl", required_argument, NULL, 'g'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -46,7 +54,7 @@ static int parse_bench(int argc, char **argv, struct bench_opts *o)
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, ":m:p:n:r:t:h", bench_longopts, NULL)) != -1) {
+    while ((c = getopt_long_only(argc, argv, ":m:p:n:r:t:h", bench_longopts, NULL)) != -1) {
         bool ok = true;
         switch (c) {
         case 'h': fputs(bench_usage, stdout); return 0;
@@ -55,6 +63,7 @@ static int parse_bench(int argc, char **argv, struct bench_opts *o)
         case 'n': ok = cli_parse_i32(optarg, 0, 1 << 20, &o->n_gen); break;
         case 'r': ok = cli_parse_i32(optarg, 1, 10000, &o->reps); break;
         case 't': ok = cli_parse_i32(optarg, 1, 4096, &o->n_threads); break;
+        case 'g': ok = cli_parse_i32(optarg, -1, 1 << 20, &cli_n_gpu_layers); break;
         default: return cli_bad_option("bench", c, argv);
         }
         if (!ok)
@@ -121,12 +130,14 @@ struct bench_env {
     const struct rf_model *m;
     int32_t n_threads;
     uint64_t kv_bytes_per_pos;
+    const char *backend; /* "CPU", or the GPU's name */
+    double copy_bw;      /* GPU device-to-device copy, B/s read + written; 0: no GPU */
 };
 
 static void print_header(void)
 {
-    printf("| model | size | backend | threads | test | t/s | B/token | GB/s |\n");
-    printf("| --- | ---: | --- | ---: | --- | ---: | ---: | ---: |\n");
+    printf("| model | size | backend | threads | test | t/s | B/token | GB/s | of copy |\n");
+    printf("| --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
 }
 
 /* Generation reads every weight once per token plus the KV cache so far: from an empty
@@ -136,10 +147,31 @@ static void print_row(const struct bench_env *e, const char *test, const struct 
 {
     const double wb = (double)rf_model_weight_bytes(e->m);
     const double bpt = wb + (double)e->kv_bytes_per_pos * (n_gen + 1) / 2.0;
-    printf("| %s %s | %.2f MiB | CPU | %d | %s | %.2f ± %.2f |", rf_model_arch(e->m), e->model_name,
-           wb / (1024.0 * 1024.0), e->n_threads, test, r->mean, r->sd);
-    if (n_gen > 0) printf(" %.1f MB | %.2f |\n", bpt / 1e6, bpt * r->mean / 1e9);
-    else printf(" | |\n");
+    printf("| %s %s | %.2f MiB | %s | %d | %s | %.2f ± %.2f |", rf_model_arch(e->m), e->model_name,
+           wb / (1024.0 * 1024.0), e->backend, e->n_threads, test, r->mean, r->sd);
+    if (n_gen > 0 && e->copy_bw > 0)
+        printf(" %.1f MB | %.2f | %.2f |\n", bpt / 1e6, bpt * r->mean / 1e9, bpt * r->mean / e->copy_bw);
+    else if (n_gen > 0) printf(" %.1f MB | %.2f | |\n", bpt / 1e6, bpt * r->mean / 1e9);
+    else printf(" | | |\n");
+}
+
+/* The GPU's name and copy bandwidth when the model runs there. */
+static void bench_gpu_info(const struct rf_model *m, struct bench_env *e)
+{
+#ifdef RF_HAVE_GPU
+    static char name[160];
+    if (rf_model_n_gpu_layers(m) <= 0) return;
+    struct rf_backend b;
+    if (rf_backend_gpu_init(0, &b) != RF_OK) return;
+    snprintf(name, sizeof name, "GPU (%d layers), %s", rf_model_n_gpu_layers(m),
+             rf_backend_gpu_device_name(&b));
+    b.iface->free(b.ctx);
+    e->backend = name;
+    if (rf_gpu_copy_bandwidth(0, 0, &e->copy_bw) != RF_OK) e->copy_bw = 0;
+#else
+    (void)m;
+    (void)e;
+#endif
 }
 
 static int bench_loaded(const struct bench_opts *o, const struct bench_env *e,
@@ -166,6 +198,10 @@ static int bench_loaded(const struct bench_opts *o, const struct bench_env *e,
     printf("\nB/token: bytes read per generated token: all weights plus the KV cache rows "
            "attention reads (%.1f KB per position, on average (n+1)/2 positions).\n",
            e->kv_bytes_per_pos / 1e3);
+    if (e->copy_bw > 0)
+        printf("of copy: GB/s over the device-to-device copy bandwidth measured now (%.1f GB/s, "
+               "1 GiB, read + written).\n",
+               e->copy_bw / 1e9);
     goto done;
 fail:
     rc = cli_fail("bench", "decode failed: %s", rf_last_error());
@@ -191,12 +227,14 @@ int cmd_bench(int argc, char **argv)
     } else {
         const char *slash = strrchr(path, '/');
         const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        const struct bench_env e = {
+        struct bench_env e = {
             .model_name = slash ? slash + 1 : path,
             .m = m,
             .n_threads = o.n_threads > 0 ? o.n_threads : (int32_t)(cpus > 0 ? cpus : 1),
             .kv_bytes_per_pos = rf_context_kv_bytes_per_pos(ctx),
+            .backend = "CPU",
         };
+        bench_gpu_info(m, &e);
         rc = bench_loaded(&o, &e, ctx);
     }
     rf_context_free(ctx);

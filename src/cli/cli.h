@@ -54,6 +54,8 @@ int cli_gguf_names(const char *dir, char ***out);
 void cli_free_names(char **names, int n);
 /* Loads the model; prints the error and returns NULL on failure. */
 struct rf_model *cli_load_model(const char *cmd, const char *path, int32_t n_threads);
+/* Layers cli_load_model puts on the GPU (-ngl): -1 all (default), 0 none. */
+extern int32_t cli_n_gpu_layers;
 
 /* Reads a whole file, NUL-terminated (malloc'd); NULL with *len unset on failure. */
 char *cli_read_file(const char *path, size_t *len);

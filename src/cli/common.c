@@ -183,10 +183,13 @@ bool cli_model_path(const char *cmd, const char *given, char *buf, size_t cap)
     return false;
 }
 
+int32_t cli_n_gpu_layers = -1;
+
 struct rf_model *cli_load_model(const char *cmd, const char *path, int32_t n_threads)
 {
     struct rf_model_params mp = rf_model_default_params();
     mp.n_threads = n_threads;
+    mp.n_gpu_layers = cli_n_gpu_layers;
     struct rf_model *m = NULL;
     if (rf_model_load(path, &mp, &m) != RF_OK) {
         cli_fail(cmd, "cannot load %s: %s", path, rf_last_error());

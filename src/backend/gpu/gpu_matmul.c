@@ -1,0 +1,147 @@
+/* Products on the GPU, host side: shape checks and the choice between the
+ * matrix-vector kernels (a few tokens: one pass over the weights per 8 tokens) and
+ * dequantize-to-f16 + GEMM (prompts: tensor cores through cuBLAS; HIP builds use the
+ * tiled kernel of matmul.cu). */
+#include "backend/gpu/gpu_internal.h"
+
+#if !defined(RF_HIP)
+#include <cublas_v2.h>
+
+rf_status rf_gpu_blas_init(struct rf_gpu_ctx *c)
+{
+    cublasHandle_t h;
+    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS)
+        return rf_fail(RF_STATUS_DEVICE, "gpu: cublasCreate failed");
+    c->blas = h;
+    RF_TRY(rf_gpu_malloc(&c->blas_ws, RF_GPU_BLAS_WS_BYTES, "cuBLAS workspace"));
+    if (cublasSetStream(h, c->stream) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetWorkspace(h, c->blas_ws, RF_GPU_BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS)
+        return rf_fail(RF_STATUS_DEVICE, "gpu: cuBLAS stream/workspace setup failed");
+    return RF_OK;
+}
+
+void rf_gpu_blas_free(struct rf_gpu_ctx *c)
+{
+    if (c->blas) cublasDestroy((cublasHandle_t)c->blas);
+    if (c->blas_ws) cudaFree(c->blas_ws);
+    c->blas = NULL;
+    c->blas_ws = NULL;
+}
+
+/* y (n, m) row stride ldy, f32 = a (m, k) f16 . b (n, k)^T f16, f32 accumulation. */
+static rf_status gemm(struct rf_gpu_ctx *c, const void *a, const void *b, float *y, int64_t m,
+                      int64_t n, int64_t k, int64_t ldy)
+{
+    const float one = 1.0f, zero = 0.0f;
+    const cublasStatus_t s = cublasGemmEx(
+        (cublasHandle_t)c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)m, (int)n, (int)k, &one, a,
+        CUDA_R_16F, (int)k, b, CUDA_R_16F, (int)k, &zero, y, CUDA_R_32F, (int)ldy,
+        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return rf_fail(RF_STATUS_DEVICE, "gpu: cublasGemmEx (%lld x %lld x %lld) failed: %d",
+                       (long long)m, (long long)n, (long long)k, (int)s);
+    return RF_OK;
+}
+#else
+rf_status rf_gpu_blas_init(struct rf_gpu_ctx *c)
+{
+    (void)c;
+    return RF_OK;
+}
+
+void rf_gpu_blas_free(struct rf_gpu_ctx *c) { (void)c; }
+
+static rf_status gemm(struct rf_gpu_ctx *c, const void *a, const void *b, float *y, int64_t m,
+                      int64_t n, int64_t k, int64_t ldy)
+{
+    return rf_gpu_gemm_f16(c->stream, a, b, y, m, n, k, ldy);
+}
+#endif
+
+/* Above this many tokens the weights are dequantized for a GEMM. */
+#define MMV_MAX_BATCH 16
+
+static rf_status check_matmul(const struct rf_tensor *w, int64_t x_cols, int64_t n_tok)
+{
+    if (x_cols != w->ne[0] || n_tok < 0 || w->ne[1] < 1)
+        return rf_fail(RF_STATUS_SHAPE, "matmul: %s is (%lld x %lld) but x has %lld columns",
+                       w->name ? w->name : "?", (long long)w->ne[1], (long long)w->ne[0],
+                       (long long)x_cols);
+    if (!rf_gpu_type_supported(w->type))
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu matmul: %s has type %s",
+                       w->name ? w->name : "?", rf_type_name(w->type));
+    return RF_OK;
+}
+
+static rf_status matmul_mmv(struct rf_gpu_ctx *c, const struct rf_tensor *w, size_t row_bytes,
+                            const float *x, float *y, int64_t n_tok)
+{
+    const int64_t k = w->ne[0], rows = w->ne[1];
+    for (int64_t t0 = 0; t0 < n_tok; t0 += RF_GPU_MMV_MAX_TOK) {
+        const int64_t nt = n_tok - t0 < RF_GPU_MMV_MAX_TOK ? n_tok - t0 : RF_GPU_MMV_MAX_TOK;
+        RF_TRY(rf_gpu_mmv_any(c->stream, w->type, w->data, rows, k, row_bytes, x + t0 * k, nt,
+                              y + t0 * rows, c->xbuf));
+    }
+    return RF_OK;
+}
+
+static rf_status matmul_gemm(struct rf_gpu_ctx *c, const struct rf_tensor *w, size_t row_bytes,
+                             const float *x, float *y, int64_t n_tok)
+{
+    const int64_t k = w->ne[0], rows = w->ne[1];
+    const int64_t tok_chunk = (int64_t)(RF_GPU_XBUF_BYTES / (2 * (size_t)k));
+    const bool direct = w->type == RF_TYPE_F16;
+    const int64_t slab = direct ? rows : (int64_t)(RF_GPU_WBUF_BYTES / (2 * (size_t)k));
+    if (tok_chunk < 1 || slab < 1)
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu matmul: rows of %lld are too long",
+                       (long long)k);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += tok_chunk) {
+        const int64_t nt = n_tok - t0 < tok_chunk ? n_tok - t0 : tok_chunk;
+        RF_TRY(rf_gpu_f32_to_f16(c->stream, x + t0 * k, c->xbuf, nt * k));
+        for (int64_t r0 = 0; r0 < rows; r0 += slab) {
+            const int64_t rs = rows - r0 < slab ? rows - r0 : slab;
+            const uint8_t *wr = (const uint8_t *)w->data + (size_t)r0 * row_bytes;
+            const void *a = wr;
+            if (!direct) {
+                RF_TRY(rf_gpu_dequant_f16(c->stream, w->type, wr, rs, k, row_bytes, c->wbuf));
+                a = c->wbuf;
+            }
+            RF_TRY(gemm(c, a, c->xbuf, y + t0 * rows + r0, rs, nt, k, rows));
+        }
+    }
+    return RF_OK;
+}
+
+rf_status rf_gpu_matmul(void *ctx, const struct rf_tensor *w, const float *x, int64_t x_cols,
+                        float *y, int64_t n_tok)
+{
+    struct rf_gpu_ctx *c = ctx;
+    RF_TRY(rf_gpu_take_error(c));
+    RF_TRY(check_matmul(w, x_cols, n_tok));
+    if (n_tok == 0) return RF_OK;
+    const size_t row_bytes = rf_row_size(w->type, w->ne[0]);
+    if (row_bytes == 0 || row_bytes == SIZE_MAX)
+        return rf_fail(RF_STATUS_SHAPE, "matmul: %s: %lld columns are not whole %s blocks",
+                       w->name ? w->name : "?", (long long)w->ne[0], rf_type_name(w->type));
+    bool mmv = n_tok <= MMV_MAX_BATCH;
+    if (c->force_path == RF_GPU_MATMUL_MMV) mmv = true;
+    if (c->force_path == RF_GPU_MATMUL_GEMM) mmv = false;
+    return mmv ? matmul_mmv(c, w, row_bytes, x, y, n_tok)
+               : matmul_gemm(c, w, row_bytes, x, y, n_tok);
+}
+
+rf_status rf_gpu_get_rows_op(void *ctx, const struct rf_tensor *w, const int32_t *ids, int64_t n,
+                             float *out)
+{
+    struct rf_gpu_ctx *c = ctx;
+    RF_TRY(rf_gpu_take_error(c));
+    if (!rf_gpu_type_supported(w->type))
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu get_rows: %s has type %s",
+                       w->name ? w->name : "?", rf_type_name(w->type));
+    const size_t row_bytes = rf_row_size(w->type, w->ne[0]);
+    if (row_bytes == 0 || row_bytes == SIZE_MAX)
+        return rf_fail(RF_STATUS_SHAPE, "get_rows: %s: bad row length %lld",
+                       w->name ? w->name : "?", (long long)w->ne[0]);
+    return rf_gpu_get_rows(c->stream, w->type, w->data, w->ne[1], w->ne[0], row_bytes, ids, n,
+                           out);
+}

@@ -1,0 +1,728 @@
+/* Products of weights in their GGUF block format with f32 activations, and the row
+ * gather of the embedding.
+ *
+ * Decode (n_tok <= RF_GPU_MMV_MAX_TOK): one warp per weight row. The warp streams its
+ * row through shared memory in windows of whole blocks with 16-byte loads (every lane's
+ * loads issued before the first use), then each lane decodes whole blocks from shared
+ * memory and dots them with the activations, which were quantized to int8 per 32
+ * (scale and the two 16-element sums kept, so offsets and mins cost one multiply):
+ * each weight byte is read once for all tokens of the batch.
+ *
+ * Prefill: weight rows are dequantized to f16 and multiplied by cuBLAS (host side) or,
+ * without it, by the tiled kernel at the end of this file. */
+#include "backend/gpu/gpu_internal.h"
+#include "quant/blocks.h"
+
+/* ---- type codes of the kernels ---- */
+enum {
+    TT_F32, TT_F16, TT_BF16, TT_Q4_0, TT_Q4_1, TT_Q5_0, TT_Q5_1, TT_Q8_0,
+    TT_Q2_K, TT_Q3_K, TT_Q4_K, TT_Q5_K, TT_Q6_K, TT_COUNT
+};
+
+static int type_code(enum rf_type t)
+{
+    switch (t) {
+    case RF_TYPE_F32: return TT_F32;
+    case RF_TYPE_F16: return TT_F16;
+    case RF_TYPE_BF16: return TT_BF16;
+    case RF_TYPE_Q4_0: return TT_Q4_0;
+    case RF_TYPE_Q4_1: return TT_Q4_1;
+    case RF_TYPE_Q5_0: return TT_Q5_0;
+    case RF_TYPE_Q5_1: return TT_Q5_1;
+    case RF_TYPE_Q8_0: return TT_Q8_0;
+    case RF_TYPE_Q2_K: return TT_Q2_K;
+    case RF_TYPE_Q3_K: return TT_Q3_K;
+    case RF_TYPE_Q4_K: return TT_Q4_K;
+    case RF_TYPE_Q5_K: return TT_Q5_K;
+    case RF_TYPE_Q6_K: return TT_Q6_K;
+    default: return -1;
+    }
+}
+
+/* Elements per block (per 8-element unit for the float types) and bytes per block. */
+static __host__ __device__ __forceinline__ int tt_qk(int tt)
+{
+    return tt <= TT_BF16 ? 8 : tt <= TT_Q8_0 ? 32 : RF_QK_K;
+}
+
+static __host__ __device__ __forceinline__ int tt_bytes(int tt)
+{
+    switch (tt) {
+    case TT_F32: return 32;
+    case TT_F16: return 16;
+    case TT_BF16: return 16;
+    case TT_Q4_0: return (int)sizeof(struct rf_block_q4_0);
+    case TT_Q4_1: return (int)sizeof(struct rf_block_q4_1);
+    case TT_Q5_0: return (int)sizeof(struct rf_block_q5_0);
+    case TT_Q5_1: return (int)sizeof(struct rf_block_q5_1);
+    case TT_Q8_0: return (int)sizeof(struct rf_block_q8_0);
+    case TT_Q2_K: return (int)sizeof(struct rf_block_q2_K);
+    case TT_Q3_K: return (int)sizeof(struct rf_block_q3_K);
+    case TT_Q4_K: return (int)sizeof(struct rf_block_q4_K);
+    case TT_Q5_K: return (int)sizeof(struct rf_block_q5_K);
+    default: return (int)sizeof(struct rf_block_q6_K);
+    }
+}
+
+extern "C" bool rf_gpu_type_supported(enum rf_type t) { return type_code(t) >= 0; }
+
+/* ---- reading blocks: every field of every block is at least 2-byte aligned ---- */
+
+static __device__ __forceinline__ uint32_t ld2(const uint8_t *p) { return *(const uint16_t *)p; }
+static __device__ __forceinline__ uint32_t ld4(const uint8_t *p) { return ld2(p) | (ld2(p + 2) << 16); }
+
+static __device__ __forceinline__ float h2f(uint32_t h)
+{
+    return __half2float(__ushort_as_half((unsigned short)h));
+}
+
+static __device__ __forceinline__ float bf2f(uint32_t h) { return __uint_as_float(h << 16); }
+
+/* Bit b of each nibble of x moved to bit 0 of byte b (the Q5 high bits). */
+static __device__ __forceinline__ uint32_t spread4(uint32_t x) { return ((x & 15u) * 0x00204081u) & 0x01010101u; }
+
+/* 32 elements of a quantized block: value = a * q + b, (a0, b0) for the first 16
+ * and (a1, b1) for the last 16; q holds them as signed bytes, in order. */
+struct qchunk {
+    int q[8];
+    float a0, a1, b0, b1;
+};
+
+static __device__ __forceinline__ void k4_scale_min(const uint8_t *s, int j, int *sc, int *m)
+{
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+static __device__ __forceinline__ int k3_scale(const uint8_t *p, int k)
+{
+    const int lo = k < 8 ? p[k] & 15 : p[k - 8] >> 4;
+    const int hi = (p[8 + (k & 3)] >> (2 * (k >> 2))) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
+static __device__ __forceinline__ void set_ab(struct qchunk *o, float a, float b)
+{
+    o->a0 = o->a1 = a;
+    o->b0 = o->b1 = b;
+}
+
+/* Chunk c (32 elements) of the block at bp. */
+static __device__ __forceinline__ void decode_chunk(int tt, const uint8_t *bp, int c, struct qchunk *o)
+{
+    switch (tt) {
+    case TT_Q4_0:
+    case TT_Q4_1: {
+        const int qs = tt == TT_Q4_0 ? 2 : 4;
+#pragma unroll
+        for (int w = 0; w < 4; w++) {
+            const uint32_t v = ld4(bp + qs + 4 * w);
+            o->q[w] = (int)(v & 0x0F0F0F0Fu);
+            o->q[w + 4] = (int)((v >> 4) & 0x0F0F0F0Fu);
+        }
+        const float d = h2f(ld2(bp));
+        set_ab(o, d, tt == TT_Q4_0 ? -8.0f * d : h2f(ld2(bp + 2)));
+        break;
+    }
+    case TT_Q5_0:
+    case TT_Q5_1: {
+        const int qh_at = tt == TT_Q5_0 ? 2 : 4;
+        const uint32_t qh = ld4(bp + qh_at);
+#pragma unroll
+        for (int w = 0; w < 4; w++) {
+            const uint32_t v = ld4(bp + qh_at + 4 + 4 * w);
+            o->q[w] = (int)((v & 0x0F0F0F0Fu) | (spread4(qh >> (4 * w)) << 4));
+            o->q[w + 4] = (int)(((v >> 4) & 0x0F0F0F0Fu) | (spread4(qh >> (16 + 4 * w)) << 4));
+        }
+        const float d = h2f(ld2(bp));
+        set_ab(o, d, tt == TT_Q5_0 ? -16.0f * d : h2f(ld2(bp + 2)));
+        break;
+    }
+    case TT_Q8_0: {
+#pragma unroll
+        for (int w = 0; w < 8; w++) o->q[w] = (int)ld4(bp + 2 + 4 * w);
+        set_ab(o, h2f(ld2(bp)), 0.0f);
+        break;
+    }
+    case TT_Q2_K: {
+        const int h = c >> 2, s = c & 3;
+#pragma unroll
+        for (int w = 0; w < 8; w++) o->q[w] = (int)((ld4(bp + 16 + h * 32 + 4 * w) >> (2 * s)) & 0x03030303u);
+        const float d = h2f(ld2(bp + 80)), dmin = h2f(ld2(bp + 82));
+        const int s0 = bp[2 * c], s1 = bp[2 * c + 1];
+        o->a0 = d * (float)(s0 & 15);
+        o->b0 = -dmin * (float)(s0 >> 4);
+        o->a1 = d * (float)(s1 & 15);
+        o->b1 = -dmin * (float)(s1 >> 4);
+        break;
+    }
+    case TT_Q3_K: {
+        const int h = c >> 2, s = c & 3;
+#pragma unroll
+        for (int w = 0; w < 8; w++) {
+            const uint32_t lo = (ld4(bp + 32 + h * 32 + 4 * w) >> (2 * s)) & 0x03030303u;
+            const uint32_t hm = (ld4(bp + 4 * w) >> c) & 0x01010101u;
+            o->q[w] = (int)(lo | (hm << 2));
+        }
+        const float d = h2f(ld2(bp + 108));
+        o->a0 = d * (float)k3_scale(bp + 96, 2 * c);
+        o->a1 = d * (float)k3_scale(bp + 96, 2 * c + 1);
+        o->b0 = -4.0f * o->a0;
+        o->b1 = -4.0f * o->a1;
+        break;
+    }
+    case TT_Q4_K:
+    case TT_Q5_K: {
+        const int qs_at = tt == TT_Q4_K ? 16 : 48, g = c >> 1, nib = c & 1;
+#pragma unroll
+        for (int w = 0; w < 8; w++) {
+            uint32_t v = (ld4(bp + qs_at + g * 32 + 4 * w) >> (4 * nib)) & 0x0F0F0F0Fu;
+            if (tt == TT_Q5_K) v |= ((ld4(bp + 16 + 4 * w) >> c) & 0x01010101u) << 4;
+            o->q[w] = (int)v;
+        }
+        int sc, m;
+        k4_scale_min(bp + 4, c, &sc, &m);
+        set_ab(o, h2f(ld2(bp)) * (float)sc, -h2f(ld2(bp + 2)) * (float)m);
+        break;
+    }
+    default: { /* TT_Q6_K */
+        const int h = c >> 2, s = c & 3;
+#pragma unroll
+        for (int w = 0; w < 8; w++) {
+            const uint32_t lo = (ld4(bp + h * 64 + 32 * (s & 1) + 4 * w) >> (4 * (s >> 1))) & 0x0F0F0F0Fu;
+            const uint32_t hi = (ld4(bp + 128 + h * 32 + 4 * w) >> (2 * s)) & 0x03030303u;
+            o->q[w] = (int)(lo | (hi << 4));
+        }
+        const float d = h2f(ld2(bp + 208));
+        o->a0 = d * (float)(int8_t)bp[192 + 2 * c];
+        o->a1 = d * (float)(int8_t)bp[192 + 2 * c + 1];
+        o->b0 = -32.0f * o->a0;
+        o->b1 = -32.0f * o->a1;
+        break;
+    }
+    }
+}
+
+/* The 8 elements of a float-type unit as floats. */
+static __device__ __forceinline__ void decode_unit(int tt, const uint8_t *bp, float *v)
+{
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        if (tt == TT_F32) v[i] = __uint_as_float(ld4(bp + 4 * i));
+        else if (tt == TT_F16) v[i] = h2f(ld2(bp + 2 * i));
+        else v[i] = bf2f(ld2(bp + 2 * i));
+    }
+}
+
+/* ---- activations: int8 per 32 with (d, d * sum of first 16, d * sum of last 16) ---- */
+
+/* One warp of 32 lanes per block of 32 activations (lanes past 32 of a 64-wide wave
+ * take the next block). */
+__global__ void k_quantize_x(const float *__restrict__ x, int8_t *__restrict__ xq,
+                             float4 *__restrict__ xs, int64_t nblocks)
+{
+    const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t b = gid >> 5;
+    const int l = threadIdx.x & 31;
+    const float v = b < nblocks ? x[gid] : 0.0f;
+    float amax = fabsf(v);
+#pragma unroll
+    for (int m = 16; m > 0; m >>= 1) amax = fmaxf(amax, rf_shfl_xor(amax, m));
+    const float d = amax / 127.0f;
+    const int q = d > 0.0f ? __float2int_rn(v / d) : 0;
+    int sum = q;
+#pragma unroll
+    for (int m = 8; m > 0; m >>= 1) sum += rf_shfl_xor(sum, m);
+    const int other = rf_shfl_xor(sum, 16);
+    if (b >= nblocks) return;
+    xq[gid] = (int8_t)q;
+    if (l == 0) xs[b] = make_float4(d, d * (float)sum, d * (float)other, 0.0f);
+}
+
+/* ---- the matrix-vector kernel ---- */
+
+#define MMV_WARPS 4
+#define MMV_WINDOW 4096 /* row bytes per shared-memory window */
+#define MMV_VEC ((MMV_WINDOW + 32) / 16)
+#define MMV_VEC_PER_LANE ((MMV_VEC + 31) / 32)
+
+static __device__ __forceinline__ void dot_chunk(const struct qchunk *qc, const int8_t *xq,
+                                                 const float4 *xs, float *acc, int t)
+{
+    const int4 x0 = ((const int4 *)xq)[0], x1 = ((const int4 *)xq)[1];
+    int s0 = rf_dp4a(qc->q[0], x0.x, 0);
+    s0 = rf_dp4a(qc->q[1], x0.y, s0);
+    s0 = rf_dp4a(qc->q[2], x0.z, s0);
+    s0 = rf_dp4a(qc->q[3], x0.w, s0);
+    int s1 = rf_dp4a(qc->q[4], x1.x, 0);
+    s1 = rf_dp4a(qc->q[5], x1.y, s1);
+    s1 = rf_dp4a(qc->q[6], x1.z, s1);
+    s1 = rf_dp4a(qc->q[7], x1.w, s1);
+    const float4 s = *xs;
+    acc[t] += s.x * (qc->a0 * (float)s0 + qc->a1 * (float)s1) + qc->b0 * s.y + qc->b1 * s.z;
+}
+
+/* Unit u of a window: 32 elements (chunk u % nc of block u / nc) of a quantized
+ * type, 8 elements of a float type. Dots it with every token (f16 == 0) or writes
+ * it to out row r as f16 (f16 != 0). */
+static __device__ __forceinline__ void mmv_unit(int tt, int NT, int f16, const uint8_t *win, int u,
+                                                int64_t b0, int64_t k, const void *xv,
+                                                const float4 *xs, int nt, float *acc,
+                                                __half *out_row)
+{
+    if (tt <= TT_BF16) {
+        float w[8];
+        decode_unit(tt, win + u * tt_bytes(tt), w);
+        const int64_t e0 = (b0 + u) * 8;
+        if (f16) {
+            uint4 o;
+            __half2 *h = (__half2 *)&o;
+#pragma unroll
+            for (int i = 0; i < 4; i++) h[i] = __floats2half2_rn(w[2 * i], w[2 * i + 1]);
+            *(uint4 *)(out_row + e0) = o;
+            return;
+        }
+        const float *x = (const float *)xv;
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (t >= nt) break;
+            const float4 a = *(const float4 *)(x + t * k + e0), b = *(const float4 *)(x + t * k + e0 + 4);
+            acc[t] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y +
+                      w[6] * b.z + w[7] * b.w;
+        }
+        return;
+    }
+    const int nc = tt_qk(tt) / 32;
+    const int j = u / nc, c = u % nc;
+    struct qchunk qc;
+    decode_chunk(tt, win + j * tt_bytes(tt), c, &qc);
+    const int64_t e0 = (b0 + j) * tt_qk(tt) + 32 * c;
+    if (f16) {
+        uint4 o[4];
+        __half2 *h = (__half2 *)o;
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            const int q0 = (int)(int8_t)(qc.q[i >> 1] >> (16 * (i & 1)));
+            const int q1 = (int)(int8_t)(qc.q[i >> 1] >> (16 * (i & 1) + 8));
+            const float a = i < 8 ? qc.a0 : qc.a1, b = i < 8 ? qc.b0 : qc.b1;
+            h[i] = __floats2half2_rn(a * (float)q0 + b, a * (float)q1 + b);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++) ((uint4 *)(out_row + e0))[i] = o[i];
+        return;
+    }
+    const int8_t *xq = (const int8_t *)xv;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        if (t >= nt) break;
+        dot_chunk(&qc, xq + t * k + e0, xs + t * (k / 32) + e0 / 32, acc, t);
+    }
+}
+
+/* Where window b0 of row r starts, and its 16-byte vectors loaded into v (every load
+ * issued before any use, so they are in flight while the previous window decodes). */
+struct window {
+    int off, nvec, nbw;
+};
+
+static __device__ __forceinline__ struct window window_load(const uint8_t *w, int64_t r,
+                                                            size_t row_bytes, int64_t b0,
+                                                            int64_t nb, int wblocks, int bsz,
+                                                            int lane, uint4 *v)
+{
+    struct window o;
+    o.nbw = (int)(nb - b0 < wblocks ? nb - b0 : wblocks);
+    const uint8_t *start = w + r * row_bytes + b0 * bsz;
+    const uint4 *a0 = (const uint4 *)((uintptr_t)start & ~(uintptr_t)15);
+    o.off = (int)((uintptr_t)start & 15);
+    o.nvec = (o.off + o.nbw * bsz + 15) / 16;
+#pragma unroll
+    for (int i = 0; i < MMV_VEC_PER_LANE; i++)
+        if (lane + 32 * i < o.nvec) v[i] = a0[lane + 32 * i];
+    return o;
+}
+
+/* Each 32-lane group takes whole rows (r, r + groups, ...) and streams them through
+ * its shared-memory window, the next window's loads overlapping this one's decode.
+ * f16 == 0: y[t * rows + r] = dot(row r, token t); else out rows = the weights as f16. */
+static __device__ __forceinline__ void mmv_body(int tt, int NT, int f16, const uint8_t *__restrict__ w,
+                                                int64_t rows, int64_t k, size_t row_bytes,
+                                                const void *__restrict__ xv, const float4 *__restrict__ xs,
+                                                int nt, float *__restrict__ y, __half *__restrict__ out)
+{
+    __shared__ uint4 stage[MMV_WARPS][MMV_VEC];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t groups = (int64_t)gridDim.x * MMV_WARPS;
+    int64_t r = (int64_t)blockIdx.x * MMV_WARPS + warp;
+    if (r >= rows) return;
+    const int qk = tt_qk(tt), bsz = tt_bytes(tt), nc = tt <= TT_BF16 ? 1 : qk / 32;
+    const int64_t nb = k / qk;
+    const int wblocks = MMV_WINDOW / bsz;
+    uint8_t *sm = (uint8_t *)stage[warp];
+    float acc[RF_GPU_MMV_MAX_TOK];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] = 0.0f;
+
+    uint4 v[MMV_VEC_PER_LANE];
+    int64_t b0 = 0;
+    struct window cur = window_load(w, r, row_bytes, b0, nb, wblocks, bsz, lane, v);
+    for (;;) {
+        rf_syncwarp(); /* the previous window's readers are done */
+#pragma unroll
+        for (int i = 0; i < MMV_VEC_PER_LANE; i++)
+            if (lane + 32 * i < cur.nvec) stage[warp][lane + 32 * i] = v[i];
+        rf_syncwarp();
+        const int64_t cr = r, cb0 = b0;
+        b0 += wblocks;
+        if (b0 >= nb) {
+            b0 = 0;
+            r += groups;
+        }
+        struct window next = cur;
+        if (r < rows) next = window_load(w, r, row_bytes, b0, nb, wblocks, bsz, lane, v);
+        for (int u = lane; u < cur.nbw * nc; u += 32)
+            mmv_unit(tt, NT, f16, sm + cur.off, u, cb0, k, xv, xs, nt, acc, out + cr * k);
+        if (!f16 && b0 == 0) { /* row cr is complete */
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                for (int m = 16; m > 0; m >>= 1) acc[t] += rf_shfl_xor(acc[t], m);
+                if (lane == 0 && t < nt) y[t * rows + cr] = acc[t];
+                acc[t] = 0.0f;
+            }
+        }
+        if (r >= rows) break;
+        cur = next;
+    }
+}
+
+#define MMV_ARGS                                                                                   \
+    const uint8_t *__restrict__ w, int64_t rows, int64_t k, size_t row_bytes,                      \
+        const void *__restrict__ xv, const float4 *__restrict__ xs, int nt, float *__restrict__ y
+#define MMV_KERNELS(name, tt)                                                                      \
+    __global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv_##name##_1(MMV_ARGS)                   \
+    {                                                                                              \
+        mmv_body(tt, 1, 0, w, rows, k, row_bytes, xv, xs, nt, y, NULL);                                     \
+    }                                                                                              \
+    __global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv_##name##_2(MMV_ARGS)                   \
+    {                                                                                              \
+        mmv_body(tt, 2, 0, w, rows, k, row_bytes, xv, xs, nt, y, NULL);                                     \
+    }                                                                                              \
+    __global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv_##name##_4(MMV_ARGS)                   \
+    {                                                                                              \
+        mmv_body(tt, 4, 0, w, rows, k, row_bytes, xv, xs, nt, y, NULL);                                     \
+    }                                                                                              \
+    __global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv_##name##_8(MMV_ARGS)                   \
+    {                                                                                              \
+        mmv_body(tt, 8, 0, w, rows, k, row_bytes, xv, xs, nt, y, NULL);                                     \
+    }                                                                                              \
+    __global__ void __launch_bounds__(MMV_WARPS * 32)                                              \
+        k_deq_##name(const uint8_t *__restrict__ w, int64_t rows, int64_t k, size_t row_bytes,     \
+                     __half *__restrict__ out)                                                     \
+    {                                                                                              \
+        mmv_body(tt, 1, 1, w, rows, k, row_bytes, NULL, NULL, 0, NULL, out);                       \
+    }
+
+MMV_KERNELS(f32, TT_F32)
+MMV_KERNELS(f16, TT_F16)
+MMV_KERNELS(bf16, TT_BF16)
+MMV_KERNELS(q4_0, TT_Q4_0)
+MMV_KERNELS(q4_1, TT_Q4_1)
+MMV_KERNELS(q5_0, TT_Q5_0)
+MMV_KERNELS(q5_1, TT_Q5_1)
+MMV_KERNELS(q8_0, TT_Q8_0)
+MMV_KERNELS(q2_K, TT_Q2_K)
+MMV_KERNELS(q3_K, TT_Q3_K)
+MMV_KERNELS(q4_K, TT_Q4_K)
+MMV_KERNELS(q5_K, TT_Q5_K)
+MMV_KERNELS(q6_K, TT_Q6_K)
+
+typedef void (*mmv_fn)(MMV_ARGS);
+#define MMV_ROW(name) {k_mmv_##name##_1, k_mmv_##name##_2, k_mmv_##name##_4, k_mmv_##name##_8}
+static const mmv_fn mmv_table[TT_COUNT][4] = {
+    MMV_ROW(f32), MMV_ROW(f16), MMV_ROW(bf16), MMV_ROW(q4_0), MMV_ROW(q4_1),
+    MMV_ROW(q5_0), MMV_ROW(q5_1), MMV_ROW(q8_0), MMV_ROW(q2_K), MMV_ROW(q3_K),
+    MMV_ROW(q4_K), MMV_ROW(q5_K), MMV_ROW(q6_K)};
+typedef void (*deq_fn)(const uint8_t *, int64_t, int64_t, size_t, __half *);
+static const deq_fn deq_table[TT_COUNT] = {
+    k_deq_f32, k_deq_f16, k_deq_bf16, k_deq_q4_0, k_deq_q4_1, k_deq_q5_0, k_deq_q5_1,
+    k_deq_q8_0, k_deq_q2_K, k_deq_q3_K, k_deq_q4_K, k_deq_q5_K, k_deq_q6_K};
+static const char *const mmv_names[TT_COUNT] = {
+    "mmv_f32", "mmv_f16", "mmv_bf16", "mmv_q4_0", "mmv_q4_1", "mmv_q5_0", "mmv_q5_1",
+    "mmv_q8_0", "mmv_q2_K", "mmv_q3_K", "mmv_q4_K", "mmv_q5_K", "mmv_q6_K"};
+
+/* Float rows whose length is not a multiple of 8: one warp per row, element by element. */
+__global__ void k_mmv_float_any(int tt, const uint8_t *__restrict__ w, int64_t rows, int64_t k,
+                                size_t row_bytes, const float *__restrict__ x, int nt,
+                                float *__restrict__ y)
+{
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t r = (int64_t)blockIdx.x * MMV_WARPS + warp;
+    if (r >= rows) return;
+    const uint8_t *row = w + r * row_bytes;
+    for (int t = 0; t < nt; t++) {
+        float acc = 0.0f;
+        for (int64_t i = lane; i < k; i += 32) {
+            const float v = tt == TT_F32 ? __uint_as_float(ld4(row + 4 * i))
+                            : tt == TT_F16 ? h2f(ld2(row + 2 * i)) : bf2f(ld2(row + 2 * i));
+            acc += v * x[t * k + i];
+        }
+        for (int m = 16; m > 0; m >>= 1) acc += rf_shfl_xor(acc, m);
+        if (lane == 0) y[t * rows + r] = acc;
+    }
+}
+
+/* Row groups of the streaming kernels: about 3 rows each, at most 32 groups per
+ * multiprocessor, so that each group's next row loads while this one decodes. */
+static unsigned mmv_grid(int64_t rows)
+{
+    static int n_sm = 0;
+    if (n_sm == 0) {
+        int dev = 0, n = 0;
+        if (cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && n > 0)
+            n_sm = n;
+        else
+            n_sm = 108;
+    }
+    int64_t groups = (rows + 2) / 3;
+    if (groups > (int64_t)n_sm * 32) groups = (int64_t)n_sm * 32;
+    if (groups < 1) groups = 1;
+    return (unsigned)((groups + MMV_WARPS - 1) / MMV_WARPS);
+}
+
+extern "C" size_t rf_gpu_xq_bytes(int64_t n_tok, int64_t k)
+{
+    const size_t q = ((size_t)(n_tok * k) + 15) & ~(size_t)15;
+    return q + (size_t)(n_tok * k / 32) * sizeof(float4);
+}
+
+extern "C" rf_status rf_gpu_mmv(void *stream, enum rf_type t, const void *w, int64_t rows,
+                                int64_t k, size_t row_bytes, const float *x, int64_t n_tok,
+                                float *y, void *xbuf)
+{
+    const int tt = type_code(t);
+    if (tt < 0) return rf_fail(RF_STATUS_UNSUPPORTED, "gpu mmv: type %s", rf_type_name(t));
+    if (n_tok < 1 || n_tok > RF_GPU_MMV_MAX_TOK || k % tt_qk(tt) != 0 || rows < 1)
+        return rf_fail(RF_STATUS_INVALID_ARG, "gpu mmv: bad shape (%lld tokens, %lld x %lld)",
+                       (long long)n_tok, (long long)rows, (long long)k);
+    cudaStream_t s = (cudaStream_t)stream;
+    const unsigned grid = mmv_grid(rows);
+    const int nt = (int)n_tok;
+    const void *xv = x;
+    const float4 *xs = NULL;
+    if (tt > TT_BF16) {
+        const int64_t n = n_tok * k;
+        int8_t *xq = (int8_t *)xbuf;
+        float4 *xsc = (float4 *)((uint8_t *)xbuf + (((size_t)n + 15) & ~(size_t)15));
+        k_quantize_x<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(x, xq, xsc, n / 32);
+        RF_GPU_LAUNCHED("quantize_x");
+        xv = xq;
+        xs = xsc;
+    }
+    const int v = nt == 1 ? 0 : nt == 2 ? 1 : nt <= 4 ? 2 : 3;
+    mmv_table[tt][v]<<<grid, MMV_WARPS * 32, 0, s>>>((const uint8_t *)w, rows, k, row_bytes, xv,
+                                                     xs, nt, y);
+    RF_GPU_LAUNCHED(mmv_names[tt]);
+    return RF_OK;
+}
+
+/* k not a multiple of 8 (float types only; quantized rows are whole blocks). */
+static rf_status mmv_float_any(cudaStream_t s, int tt, const void *w, int64_t rows, int64_t k,
+                               size_t row_bytes, const float *x, int64_t n_tok, float *y)
+{
+    const unsigned grid = (unsigned)((rows + MMV_WARPS - 1) / MMV_WARPS);
+    k_mmv_float_any<<<grid, MMV_WARPS * 32, 0, s>>>(tt, (const uint8_t *)w, rows, k, row_bytes, x,
+                                                    (int)n_tok, y);
+    RF_GPU_LAUNCHED("mmv_float_any");
+    return RF_OK;
+}
+
+extern "C" rf_status rf_gpu_mmv_any(void *stream, enum rf_type t, const void *w, int64_t rows,
+                                    int64_t k, size_t row_bytes, const float *x, int64_t n_tok,
+                                    float *y, void *xbuf)
+{
+    const int tt = type_code(t);
+    if (tt >= 0 && tt <= TT_BF16 && k % 8 != 0)
+        return mmv_float_any((cudaStream_t)stream, tt, w, rows, k, row_bytes, x, n_tok, y);
+    return rf_gpu_mmv(stream, t, w, rows, k, row_bytes, x, n_tok, y, xbuf);
+}
+
+/* ---- dequantize (f16 for the GEMM, f32 for get_rows): one thread per 32 elements ---- */
+
+static __device__ __forceinline__ void chunk_values(int tt, const uint8_t *row, int64_t ci, float *v)
+{
+    if (tt <= TT_BF16) {
+        /* 32 elements = 4 units of 8 */
+#pragma unroll
+        for (int u = 0; u < 4; u++) decode_unit(tt, row + (ci * 4 + u) * tt_bytes(tt), v + 8 * u);
+        return;
+    }
+    const int nc = tt_qk(tt) / 32;
+    struct qchunk qc;
+    decode_chunk(tt, row + (ci / nc) * tt_bytes(tt), (int)(ci % nc), &qc);
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        const int q = (int)(int8_t)(qc.q[(i & 31) >> 2] >> (8 * (i & 3)));
+        v[i] = i < 16 ? qc.a0 * (float)q + qc.b0 : qc.a1 * (float)q + qc.b1;
+    }
+}
+
+static __device__ __forceinline__ float elem_value(int tt, const uint8_t *row, int64_t i)
+{
+    return tt == TT_F32 ? __uint_as_float(ld4(row + 4 * i)) : tt == TT_F16 ? h2f(ld2(row + 2 * i))
+                                                                           : bf2f(ld2(row + 2 * i));
+}
+
+/* out row r (of `rows` listed by ids, or r itself when ids is NULL), as f16 or f32. */
+__global__ void k_dequant(int tt, const uint8_t *__restrict__ w, int64_t k, size_t row_bytes,
+                          const int32_t *__restrict__ ids, int64_t wrows, int64_t n, int f16,
+                          void *__restrict__ out)
+{
+    const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const bool whole = tt > TT_BF16 || k % 32 == 0;
+    const int64_t per_row = whole ? k / 32 : k;
+    if (gid >= n * per_row) return;
+    const int64_t r = gid / per_row, ci = gid % per_row;
+    int64_t src = ids ? ids[r] : r;
+    if (src < 0 || src >= wrows) src = -1; /* out of range ids give zero rows */
+    if (!whole) {
+        const float v = src < 0 ? 0.0f : elem_value(tt, w + src * row_bytes, ci);
+        if (f16) ((__half *)out)[r * k + ci] = __float2half(v);
+        else ((float *)out)[r * k + ci] = v;
+        return;
+    }
+    float v[32];
+    if (src < 0) {
+#pragma unroll
+        for (int i = 0; i < 32; i++) v[i] = 0.0f;
+    } else {
+        chunk_values(tt, w + src * row_bytes, ci, v);
+    }
+    if (f16) {
+        __half2 *o = (__half2 *)((__half *)out + r * k + ci * 32);
+#pragma unroll
+        for (int i = 0; i < 16; i++) o[i] = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+    } else {
+        float4 *o = (float4 *)((float *)out + r * k + ci * 32);
+#pragma unroll
+        for (int i = 0; i < 8; i++) o[i] = make_float4(v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]);
+    }
+}
+
+static rf_status dequant(cudaStream_t s, enum rf_type t, const void *w, int64_t wrows, int64_t k,
+                         size_t row_bytes, const int32_t *ids, int64_t n, int f16, void *out,
+                         const char *what)
+{
+    const int tt = type_code(t);
+    if (tt < 0) return rf_fail(RF_STATUS_UNSUPPORTED, "gpu %s: type %s", what, rf_type_name(t));
+    const bool whole = tt > TT_BF16 || k % 32 == 0;
+    if (tt > TT_BF16 && k % tt_qk(tt) != 0)
+        return rf_fail(RF_STATUS_INVALID_ARG, "gpu %s: %lld columns", what, (long long)k);
+    const int64_t total = n * (whole ? k / 32 : k);
+    if (total == 0) return RF_OK;
+    k_dequant<<<(unsigned)((total + 127) / 128), 128, 0, s>>>(tt, (const uint8_t *)w, k, row_bytes,
+                                                             ids, wrows, n, f16, out);
+    RF_GPU_LAUNCHED(what);
+    return RF_OK;
+}
+
+extern "C" rf_status rf_gpu_dequant_f16(void *stream, enum rf_type t, const void *w, int64_t rows,
+                                        int64_t k, size_t row_bytes, uint16_t *out)
+{
+    const int tt = type_code(t);
+    if (tt >= 0 && k % tt_qk(tt) == 0 && rows > 0) {
+        deq_table[tt]<<<mmv_grid(rows), MMV_WARPS * 32, 0, (cudaStream_t)stream>>>(
+            (const uint8_t *)w, rows, k, row_bytes, (__half *)out);
+        RF_GPU_LAUNCHED("dequant_f16");
+        return RF_OK;
+    }
+    return dequant((cudaStream_t)stream, t, w, rows, k, row_bytes, NULL, rows, 1, out,
+                   "dequant_f16");
+}
+
+extern "C" rf_status rf_gpu_get_rows(void *stream, enum rf_type t, const void *w, int64_t rows,
+                                     int64_t k, size_t row_bytes, const int32_t *ids, int64_t n,
+                                     float *out)
+{
+    return dequant((cudaStream_t)stream, t, w, rows, k, row_bytes, ids, n, 0, out, "get_rows");
+}
+
+__global__ void k_f32_to_f16(const float *__restrict__ x, __half *__restrict__ y, int64_t n)
+{
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = __float2half(x[i]);
+}
+
+extern "C" rf_status rf_gpu_f32_to_f16(void *stream, const float *x, uint16_t *out, int64_t n)
+{
+    if (n <= 0) return RF_OK;
+    k_f32_to_f16<<<(unsigned)((n + 255) / 256), 256, 0, (cudaStream_t)stream>>>(x, (__half *)out, n);
+    RF_GPU_LAUNCHED("f32_to_f16");
+    return RF_OK;
+}
+
+/* ---- a tiled f16 GEMM for builds without cuBLAS: y[j*ldy + i] = a_i . b_j, a (m, k),
+ * b (n, k) ---- */
+
+#define GT 64 /* output tile */
+#define GK 16 /* k step */
+
+__global__ void __launch_bounds__(256) k_gemm_f16(const __half *__restrict__ a, const __half *__restrict__ b,
+                                                  float *__restrict__ y, int64_t m, int64_t n,
+                                                  int64_t k, int64_t ldy)
+{
+    __shared__ float sa[GK][GT + 1], sb[GK][GT + 1];
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    const int64_t m0 = (int64_t)blockIdx.y * GT, n0 = (int64_t)blockIdx.x * GT;
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+    for (int64_t k0 = 0; k0 < k; k0 += GK) {
+        for (int e = threadIdx.x; e < GT * GK; e += 256) {
+            const int rr = e / GK, kk = e % GK;
+            const int64_t ka = k0 + kk;
+            sa[kk][rr] = (m0 + rr < m && ka < k) ? __half2float(a[(m0 + rr) * k + ka]) : 0.0f;
+            sb[kk][rr] = (n0 + rr < n && ka < k) ? __half2float(b[(n0 + rr) * k + ka]) : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < GK; kk++) {
+            float av[4], bv[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                av[i] = sa[kk][ty * 4 + i];
+                bv[i] = sb[kk][tx * 4 + i];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] += av[i] * bv[j];
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int64_t r = m0 + ty * 4 + i, c = n0 + tx * 4 + j;
+            if (r < m && c < n) y[c * ldy + r] = acc[i][j];
+        }
+}
+
+extern "C" rf_status rf_gpu_gemm_f16(void *stream, const uint16_t *a, const uint16_t *b, float *y,
+                                     int64_t m, int64_t n, int64_t k, int64_t ldy)
+{
+    if (m <= 0 || n <= 0) return RF_OK;
+    const dim3 grid((unsigned)((n + GT - 1) / GT), (unsigned)((m + GT - 1) / GT));
+    k_gemm_f16<<<grid, 256, 0, (cudaStream_t)stream>>>((const __half *)a, (const __half *)b, y, m,
+                                                        n, k, ldy);
+    RF_GPU_LAUNCHED("gemm_f16");
+    return RF_OK;
+}
