@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Independent float64 reference forward pass for llama / mistral (arch "llama"),
-qwen2 and qwen3 GGUF models, and the generator of the synthetic-model fixtures.
+qwen2, qwen3 and gemma3 GGUF models, and the generator of the synthetic-model fixtures.
 
     ref_forward.py run MODEL --tokens 1,2,3 [--out FILE.f32]
         logits of every position (n_tokens x n_vocab, little-endian float32)
@@ -20,6 +20,12 @@ that is float64 numpy, written from the architecture definitions:
              x += attn Wo^T;  h = rmsnorm(x) * ffn_norm
              x += (silu(h Wgate^T) * (h Wup^T)) Wdown^T
   logits = (rmsnorm(x) * output_norm) Wout^T, Wout = output or token_embd (tied)
+gemma3 on top of that (NeoX rope, q/k norms): x = token_embd[tokens] * sqrt(n_embd);
+  layer il is global when il % 6 == 5, else it sees the last sliding_window positions
+  and its rope base is 10000 (rope.freq_base_swa); the attention and MLP outputs are
+  rmsnorm'ed (post_attention_norm, post_ffw_norm) before each residual add; the MLP
+  is gelu_tanh(h Wgate^T) * (h Wup^T); final_logit_softcapping c, when the file has
+  it: logits = c tanh(logits / c)
 """
 from __future__ import annotations
 
@@ -41,8 +47,9 @@ import gguf  # noqa: E402
 from gguf import GGUFReader  # noqa: E402
 from gguf import GGMLQuantizationType as QT  # noqa: E402
 
-NEOX_ARCHES = {"qwen2", "qwen3"}
-SUPPORTED_ARCHES = {"llama", "qwen2", "qwen3"}
+NEOX_ARCHES = {"qwen2", "qwen3", "gemma3"}
+SUPPORTED_ARCHES = {"llama", "qwen2", "qwen3", "gemma3"}
+GEMMA_SWA_PATTERN = 6  # every 6th layer global (llama.cpp's for gemma3)
 
 
 # ---------------------------------------------------------------- loading
@@ -78,6 +85,10 @@ def load_model(path: str | Path) -> dict:
         eps=float(_meta(r, f"{arch}.attention.layer_norm_rms_epsilon")),
         n_ctx_train=int(_meta(r, f"{arch}.context_length")),
         neox=arch in NEOX_ARCHES,
+        gemma=arch == "gemma3",
+        n_swa=int(_meta(r, f"{arch}.attention.sliding_window", 0)),
+        rope_base_swa=float(_meta(r, f"{arch}.rope.freq_base_swa", 10000.0)),
+        final_softcap=float(_meta(r, f"{arch}.final_logit_softcapping", 0.0)),
     )
     w, types = {}, {}
     for t in r.tensors:
@@ -126,9 +137,11 @@ def _f16(x: np.ndarray) -> np.ndarray:
     return np.asarray(x).astype(np.float16).astype(np.float64)
 
 
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, f16: bool = False) -> np.ndarray:
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, f16: bool = False,
+              window: int = 0) -> np.ndarray:
     """q: (T, n_head, hd), k: (T, n_kv, hd), v: (T, n_kv, hd_v) -> (T, n_head*hd_v);
-    causal, scale 1/sqrt(hd), query head h reads kv head h // (n_head/n_kv).
+    causal, scale 1/sqrt(hd), query head h reads kv head h // (n_head/n_kv); window
+    > 0: position i sees positions i-window+1..i only.
     f16: round k, v (an f16 KV cache) and both products' other operand (q, the
     probabilities) to f16, as ggml's CPU attention does with an f16 cache."""
     T, n_head, hd = q.shape
@@ -136,6 +149,8 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, f16: bool = False) ->
     if f16:
         q, k, v = _f16(q), _f16(k), _f16(v)
     mask = np.triu(np.full((T, T), -np.inf), k=1)
+    if window > 0:
+        mask = mask + np.tril(np.full((T, T), -np.inf), k=-window)
     out = np.empty((T, n_head, v.shape[2]))
     for h in range(n_head):
         s = q[:, h, :] @ k[:, h // group, :].T / np.sqrt(hd) + mask
@@ -147,6 +162,23 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, f16: bool = False) ->
 
 def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
+
+
+def gelu_tanh(x: np.ndarray, f16: bool = False) -> np.ndarray:
+    """0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2))). f16: as ggml's CPU GELU,
+    input and output rounded to f16 for -10 < x < 10, 0 below, x above."""
+    def g(t):
+        return 0.5 * t * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * t * (1.0 + 0.044715 * t * t)))
+    if not f16:
+        return g(x)
+    return np.where(x <= -10, 0.0, np.where(x >= 10, x, _f16(g(_f16(x)))))
+
+
+def _layer_window(hp: dict, il: int) -> tuple[int, float]:
+    """(attention window, rope base) of layer il."""
+    if hp["gemma"] and hp["n_swa"] > 0 and il % GEMMA_SWA_PATTERN < GEMMA_SWA_PATTERN - 1:
+        return hp["n_swa"], hp["rope_base_swa"]
+    return 0, hp["rope_base"]
 
 
 # ---- optional emulation of the activation rounding of ggml's CPU matmuls: the
@@ -237,16 +269,24 @@ def _attn_block(m: dict, il: int, x: np.ndarray, pos: np.ndarray) -> np.ndarray:
     if p + "attn_q_norm.weight" in w:
         q = rms_norm(q, w[p + "attn_q_norm.weight"], hp["eps"])
         k = rms_norm(k, w[p + "attn_k_norm.weight"], hp["eps"])
-    q = rope(q, pos, hp["n_rot"], hp["rope_base"], hp["neox"])
-    k = rope(k, pos, hp["n_rot"], hp["rope_base"], hp["neox"])
-    return _linear(m, p + "attn_output", attention(q, k, v, m["act_quant"]))
+    window, base = _layer_window(hp, il)
+    q = rope(q, pos, hp["n_rot"], base, hp["neox"])
+    k = rope(k, pos, hp["n_rot"], base, hp["neox"])
+    out = _linear(m, p + "attn_output", attention(q, k, v, m["act_quant"], window))
+    if p + "post_attention_norm.weight" in w:
+        out = rms_norm(out, w[p + "post_attention_norm.weight"], hp["eps"])
+    return out
 
 
 def _ffn_block(m: dict, il: int, x: np.ndarray) -> np.ndarray:
     hp, w, p = m["hp"], m["w"], f"blk.{il}."
     h = rms_norm(x, w[p + "ffn_norm.weight"], hp["eps"])
-    g = silu(_linear(m, p + "ffn_gate", h)) * _linear(m, p + "ffn_up", h)
-    return _linear(m, p + "ffn_down", g)
+    gate = _linear(m, p + "ffn_gate", h)
+    act = gelu_tanh(gate, m["act_quant"]) if hp["gemma"] else silu(gate)
+    out = _linear(m, p + "ffn_down", act * _linear(m, p + "ffn_up", h))
+    if p + "post_ffw_norm.weight" in w:
+        out = rms_norm(out, w[p + "post_ffw_norm.weight"], hp["eps"])
+    return out
 
 
 def forward(m: dict, tokens, act_quant: bool = False) -> np.ndarray:
@@ -260,11 +300,16 @@ def forward(m: dict, tokens, act_quant: bool = False) -> np.ndarray:
         raise ValueError("token id out of range")
     pos = np.arange(len(tokens))
     x = w["token_embd.weight"][tokens]
+    if hp["gemma"]:
+        x = x * np.sqrt(hp["n_embd"])
     for il in range(hp["n_layer"]):
         x = x + _attn_block(m, il, x, pos)
         x = x + _ffn_block(m, il, x)
     x = rms_norm(x, w["output_norm.weight"], hp["eps"])
-    return _act_matmul(m, "output.weight" if "output.weight" in w else "token_embd.weight", x)
+    logits = _act_matmul(m, "output.weight" if "output.weight" in w else "token_embd.weight", x)
+    if hp["final_softcap"] > 0:
+        logits = hp["final_softcap"] * np.tanh(logits / hp["final_softcap"])
+    return logits
 
 
 # ---------------------------------------------------------------- comparison

@@ -77,7 +77,7 @@ def test_unsupported_architecture_is_named(base_model, tmp_path):
     bad = rewrite(base_model, tmp_path / "arch.gguf", arch="bert")
     line = one_line_error(run("run", "-m", str(bad), "-p", "hi", "-n", "1"))
     assert "unsupported architecture 'bert'" in line
-    for supported in ("llama", "mistral", "qwen2", "qwen3"):
+    for supported in ("llama", "mistral", "qwen2", "qwen3", "gemma3"):
         assert supported in line
     assert str(bad) in line
 

@@ -117,7 +117,7 @@ def test_manifest_covers_every_model_and_type():
     assert {e["type"] for e in MANIFEST["models"].values()} == set(THRESHOLDS)
     covered = {t for e in MANIFEST["models"].values() for t in e["weight_types"]}
     assert covered >= {t.name for t in mtm.TYPES.values()}
-    assert {e["arch"] for e in MANIFEST["models"].values()} == {"llama", "qwen2", "qwen3"}
+    assert {e["arch"] for e in MANIFEST["models"].values()} == {"llama", "qwen2", "qwen3", "gemma3"}
 
 
 @pytest.mark.parametrize("name", NAMES)
