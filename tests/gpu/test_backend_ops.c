@@ -4,10 +4,12 @@
  * written. Attention runs through the vtable and through each of its two kernels
  * (split-sequence decode, tiled prefill) on scattered block tables.
  *
- *   test_backend_ops         the checks; exit 0 pass, 1 fail, 77 no usable GPU
- *   test_backend_ops perf    GB/s per kernel against the device-to-device copy
+ *   test_backend_ops                 the checks; exit 0 pass, 1 fail, 77 no usable GPU
+ *   test_backend_ops perf [group]    GB/s per kernel against the device-to-device copy
+ *                                    (group: ew, attn, matmul, decode; default all)
  *
- * RF_TEST_SEED=n replays a run (the seed is printed). */
+ * RF_TEST_SEED=n replays a run (the seed is printed); RF_TEST_QUICK=1 keeps the
+ * attention and product cases small (for compute-sanitizer). */
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -172,7 +174,7 @@ static char *fmt(const char *f, ...)
 #define THR_EW 1e-10     /* element-wise: only the last bit of expf/tanh may differ */
 /* geglu: the reference looks GELU up in a table on the f16-rounded gate (as ggml's
  * CPU path); the GPU computes it in f32, so the table's rounding is the difference. */
-#define THR_GEGLU 1e-6
+#define THR_GEGLU 5e-5
 #define THR_NORM 1e-10   /* rms_norm: f32 tree sum against a double sum */
 #define THR_ROPE 1e-10   /* rope: same angles, sincosf against glibc's to an ulp */
 #define THR_ATTN 2e-6    /* attention: the reference rounds softmax weights to f16 */
@@ -429,14 +431,34 @@ static void test_attention(struct env *e, const struct attn_case *c)
     MUST(e->cpu.iface->attention(e->cpu.ctx, b.q, b.kc, b.vc, ref, &b.hp));
     const size_t ws_bytes = rf_gpu_attention_work_bytes(c->n_head, c->n_kv, c->hd);
     void *ws = gpu_alloc(e, ws_bytes);
-    static const char *names[] = {"attn", "attn_dec", "attn_pre"};
-    for (int path = 0; path < 3; path++) {
+    static const char *names[] = {"attn", "attn_dec", "attn_pre", "attn_mma"};
+    /* the tensor-core kernel: CUDA builds, head_dim % 16 == 0 up to 128 */
+#if defined(RF_HIP)
+    const bool mma_fits = false;
+#else
+    const bool mma_fits = c->hd % 16 == 0 && c->hd <= 128;
+#endif
+    static const enum rf_gpu_attn_path paths[] = {RF_GPU_ATTN_AUTO, RF_GPU_ATTN_DECODE,
+                                                  RF_GPU_ATTN_PREFILL, RF_GPU_ATTN_TENSOR};
+    for (int path = 0; path < 4; path++) {
         float *dout = gpu_poisoned(e, n_out);
-        if (path == 0)
+        if (path == 0) {
             MUST(e->gpu.iface->attention(e->gpu.ctx, b.dq, b.dk, b.dv, dout, &b.dp));
-        else
+        } else if (paths[path] == RF_GPU_ATTN_TENSOR && !mma_fits) {
+            const rf_status s = rf_gpu_attention(e->gc->stream, b.dq, b.dk, b.dv, dout, &b.dp, ws,
+                                                 ws_bytes, paths[path]);
+            e->checks++;
+            if (s != RF_STATUS_UNSUPPORTED) {
+                e->failures++;
+                printf("FAIL attn_mma   %s: head_dim %d should be unsupported\n",
+                       case_name(c, b.hp.n_tok), c->hd);
+            }
+            gpu_free(e, dout);
+            continue;
+        } else {
             MUST(rf_gpu_attention(e->gc->stream, b.dq, b.dk, b.dv, dout, &b.dp, ws, ws_bytes,
-                                  path == 1 ? RF_GPU_ATTN_DECODE : RF_GPU_ATTN_PREFILL));
+                                  paths[path]));
+        }
         check_floats(e, names[path], case_name(c, b.hp.n_tok), ref, dout, n_out, THR_ATTN);
         gpu_free(e, dout);
     }
@@ -467,6 +489,16 @@ static struct attn_case random_case(void)
                             : rng_int(1, c.ctx[s] < 150 ? c.ctx[s] : 150);
     }
     return c;
+}
+
+/* RF_TEST_QUICK=1 (runs under compute-sanitizer): small attention cases only. */
+static bool quick;
+
+static bool small_case(const struct attn_case *c)
+{
+    for (int s = 0; s < c->n_seq; s++)
+        if (c->ctx[s] > 2100 || c->n_new[s] > 200) return false;
+    return true;
 }
 
 static void test_attention_all(struct env *e)
@@ -503,10 +535,11 @@ static void test_attention_all(struct env *e)
         /* long prefill, MHA */
         {.n_seq = 1, .n_head = 2, .n_kv = 2, .hd = 64, .bs = 16, .ctx = {4097}, .n_new = {1100}},
     };
-    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) test_attention(e, &fixed[i]);
-    for (int i = 0; i < 8; i++) {
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (!quick || small_case(&fixed[i])) test_attention(e, &fixed[i]);
+    for (int i = 0; i < (quick ? 3 : 8); i++) {
         const struct attn_case c = random_case();
-        test_attention(e, &c);
+        if (!quick || small_case(&c)) test_attention(e, &c);
     }
 }
 
@@ -627,8 +660,8 @@ static void test_matmul_all(struct env *e)
         const enum rf_type t = mm_types[i];
         const int64_t bs = rf_type_traits(t)->block_size;
         const int64_t k = bs >= 256 ? 256 * 3 : 32 * 13; /* legacy: not a multiple of 256 */
-        test_matmul_type(e, t, 333, k, toks, 7);
-        test_matmul_type(e, t, 1000 + 7, bs >= 256 ? 256 * 11 : 32 * 43, toks, 2);
+        test_matmul_type(e, t, 333, k, toks, quick ? 3 : 7);
+        if (!quick) test_matmul_type(e, t, 1000 + 7, bs >= 256 ? 256 * 11 : 32 * 43, toks, 2);
     }
 }
 
@@ -799,7 +832,11 @@ static void perf_attn(struct env *e, int n_seq, int ctx, int n_new, int n_head, 
     g.k = gpu_alloc(e, (size_t)(rows * width) * 2), g.v = gpu_alloc(e, (size_t)(rows * width) * 2);
     float *hq = rand_floats((int64_t)n_tok * n_head * hd, 1.0f);
     uint16_t *hk = xmalloc((size_t)(rows * width) * 2);
-    for (int64_t i = 0; i < rows * width; i++) hk[i] = rf_fp32_to_fp16(rng_normal());
+    /* random halves, a block of them repeated: speed does not depend on the values */
+    const int64_t n_rand = rows * width < ((int64_t)1 << 20) ? rows * width : (int64_t)1 << 20;
+    for (int64_t i = 0; i < n_rand; i++) hk[i] = rf_fp32_to_fp16(rng_normal());
+    for (int64_t i = n_rand; i < rows * width; i += n_rand)
+        memcpy(hk + i, hk, (size_t)(rows * width - i < n_rand ? rows * width - i : n_rand) * 2);
     MUST(e->gpu.iface->copy_in(e->gpu.ctx, g.k, hk, (size_t)(rows * width) * 2));
     MUST(e->gpu.iface->copy_in(e->gpu.ctx, g.v, hk, (size_t)(rows * width) * 2));
     g.q = gpu_dup(e, hq, (size_t)n_tok * n_head * hd * 4);
@@ -824,7 +861,8 @@ static void perf_attn(struct env *e, int n_seq, int ctx, int n_new, int n_head, 
     /* bytes: each sequence's K and V rows once, q and out */
     const double bytes = 2.0 * n_seq * ctx * width * 2 + 2.0 * n_tok * n_head * hd * 4;
     const double flops = 4.0 * n_head * hd * (double)n_seq * n_new * (ctx - (n_new - 1) / 2.0);
-    perf_line(path == RF_GPU_ATTN_DECODE ? "attn_decode" : "attn_prefill",
+    static const char *pn[] = {"attn_auto", "attn_decode", "attn_prefill", "attn_mma"};
+    perf_line(pn[path],
               fmt("%ds x %dt ctx %d h%d/%d hd%d", n_seq, n_new, ctx, n_head, n_kv, hd), ms, bytes);
     printf("%-12s %-44s %9s    %8.2f TFLOP/s\n", "", "", "", flops / (ms * 1e-3) / 1e12);
     for (int r = 0; r < ROT; r++) gpu_free(e, dtab[r]);
@@ -875,18 +913,48 @@ static void perf_matmul(struct env *e, enum rf_type t, int64_t rows, int64_t k, 
     free(blk), free(w), free(hx);
 }
 
-static void run_perf(struct env *e)
+static void perf_attn_all(struct env *e);
+static void perf_matmul_all(struct env *e);
+
+static void perf_attn(struct env *e, int n_seq, int ctx, int n_new, int n_head, int n_kv, int hd,
+                      int path);
+
+/* only: "attn", "ew" or "matmul" for one group; "" for all */
+static void run_perf(struct env *e, const char *only)
 {
     printf("device: %s\n", rf_backend_gpu_device_name(&e->gpu));
     perf_copy(e);
-    perf_ew(e, 4096, 4096);
-    perf_ew(e, 4096, 1);
-    perf_attn(e, 1, 4096, 1, 32, 8, 128, RF_GPU_ATTN_DECODE);
-    perf_attn(e, 1, 4096, 1, 32, 32, 128, RF_GPU_ATTN_DECODE);
-    perf_attn(e, 16, 4096, 1, 32, 8, 128, RF_GPU_ATTN_DECODE);
-    perf_attn(e, 1, 512, 1, 32, 8, 128, RF_GPU_ATTN_DECODE);
-    perf_attn(e, 1, 512, 512, 32, 8, 128, RF_GPU_ATTN_PREFILL);
-    perf_attn(e, 1, 4096, 512, 32, 8, 128, RF_GPU_ATTN_PREFILL);
+    if (!*only || strcmp(only, "ew") == 0) {
+        perf_ew(e, 4096, 4096);
+        perf_ew(e, 4096, 1);
+    }
+    if (!*only || strcmp(only, "attn") == 0) perf_attn_all(e);
+    if (strcmp(only, "decode") == 0) { /* for a profiler: two decode shapes */
+        perf_attn(e, 1, 512, 1, 32, 8, 128, RF_GPU_ATTN_TENSOR);
+        perf_attn(e, 16, 4096, 1, 32, 8, 128, RF_GPU_ATTN_TENSOR);
+    }
+    if (!*only || strcmp(only, "matmul") == 0) perf_matmul_all(e);
+}
+
+static void perf_attn_all(struct env *e)
+{
+    for (int path = RF_GPU_ATTN_DECODE; path <= RF_GPU_ATTN_TENSOR; path++) {
+        if (path == RF_GPU_ATTN_PREFILL) continue;
+        perf_attn(e, 1, 4096, 1, 32, 8, 128, path);
+        perf_attn(e, 1, 4096, 1, 32, 32, 128, path);
+        perf_attn(e, 16, 4096, 1, 32, 8, 128, path);
+        perf_attn(e, 64, 1024, 1, 32, 8, 128, path);
+        perf_attn(e, 1, 512, 1, 32, 8, 128, path);
+    }
+    for (int path = RF_GPU_ATTN_PREFILL; path <= RF_GPU_ATTN_TENSOR; path++) {
+        perf_attn(e, 1, 512, 512, 32, 8, 128, path);
+        perf_attn(e, 1, 4096, 512, 32, 8, 128, path);
+        perf_attn(e, 4, 2048, 512, 32, 32, 128, path);
+    }
+}
+
+static void perf_matmul_all(struct env *e)
+{
     static const int64_t shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {14336, 4096}};
     if (!e->gpu.iface->matmul) return;
     for (size_t i = 0; i < sizeof mm_types / sizeof mm_types[0]; i++)
@@ -896,7 +964,8 @@ static void run_perf(struct env *e)
 int main(int argc, char **argv)
 {
     const bool perf = argc > 1 && strcmp(argv[1], "perf") == 0;
-    const char *seed = getenv("RF_TEST_SEED");
+    const char *seed = getenv("RF_TEST_SEED"), *q = getenv("RF_TEST_QUICK");
+    quick = q && *q && strcmp(q, "0") != 0;
     rng_state = seed ? strtoull(seed, NULL, 0) : (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
     if (!rng_state) rng_state = 1;
     printf("seed %llu\n", (unsigned long long)rng_state);
@@ -908,7 +977,7 @@ int main(int argc, char **argv)
     }
     MUST(rf_backend_cpu_init(0, &e.cpu));
     e.gc = e.gpu.ctx;
-    if (perf) run_perf(&e);
+    if (perf) run_perf(&e, argc > 2 ? argv[2] : "");
     else run_checks(&e);
     e.gpu.iface->free(e.gpu.ctx);
     e.cpu.iface->free(e.cpu.ctx);

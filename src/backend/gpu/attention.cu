@@ -19,6 +19,7 @@
  * padded by one 4-byte word so that threads reading different rows at the same
  * column hit different banks. */
 #include <math.h>
+#include <stdint.h>
 
 #include "backend/gpu/compat.h"
 #include "backend/gpu/kernels_attn.h"
@@ -30,7 +31,8 @@
 #define ATT_DEC_ELEMS 2048   /* decode: query heads per block * head_dim at most */
 #define ATT_DEC_ACC 16       /* decode: output elements per thread (ELEMS / THREADS) */
 #define ATT_TARGET_BLOCKS 512 /* decode: enough blocks to keep every SM streaming */
-#define ATT_MIN_SPLIT 128     /* decode: rows per split at least (fewer partials to reduce) */
+#define ATT_MIN_SPLIT 64      /* decode: rows per split at least (fewer partials to reduce) */
+#define ATT_WS_ROWS 16384     /* split partials (token, head, split) the workspace holds */
 #define ATT_FETCH 8           /* decode: 16-byte chunks of K (and of V) per thread and tile */
 #define ATT_BQ 32            /* prefill: query rows per block */
 #define ATT_PF_ND 16         /* prefill: head dims per thread at most (HEAD_DIM_MAX / 16) */
@@ -45,6 +47,7 @@ struct attn_args {
     int n_seq;       /* rows of the block tables: a token's seq outside 0..n_seq-1 sees nothing */
     int n_tok, n_head, n_kv, hd, r;
     int max_blocks, bs, ctx; /* ctx = max_blocks * bs: the last addressable position + 1 */
+    int bs_shift;            /* log2(bs) when bs is a power of two, else -1 */
     float scale, softcap;
     int window;
     int hg, nhc, n_splits, split_len; /* decode plan */
@@ -84,8 +87,9 @@ static __device__ __forceinline__ int vis_hi(const struct attn_args *a, int pos)
 /* Pool row of position kpos of the sequence in block-table row s, or -1. */
 static __device__ __forceinline__ long long cache_row(const struct attn_args *a, int s, int kpos)
 {
-    const int blk = a->bt[(long long)s * a->max_blocks + kpos / a->bs];
-    return blk < 0 ? -1 : (long long)blk * a->bs + kpos % a->bs;
+    const int b = a->bs_shift >= 0 ? kpos >> a->bs_shift : kpos / a->bs;
+    const int blk = a->bt[(long long)s * a->max_blocks + b];
+    return blk < 0 ? -1 : (long long)blk * a->bs + (kpos - b * a->bs);
 }
 
 /* Loads positions k0..k0+nrows-1 of KV head kvh of sequence s into sk / sv (rows of
@@ -232,6 +236,43 @@ static __device__ __forceinline__ void split_range(const struct attn_args *a, in
     }
     *first = *lo / a->split_len;
     *last = *hi / a->split_len;
+}
+
+/* Query rows r0 .. r0 + n_rows - 1 of the block (row = token * group + head in the
+ * group of KV head kvh) as f16 pairs into dst (rows of `stride` words; zeros past the
+ * last token). A warp's loads of QL_ROWS rows are all issued before any store, so
+ * they are in flight together rather than one row at a time. */
+#define QL_ROWS 8
+#define QL_WORDS (RF_GPU_ATTN_HEAD_DIM_MAX / 64) /* words of a row per lane */
+
+static __device__ __forceinline__ void load_q_rows(const struct attn_args *a, uint32_t *dst,
+                                                   int stride, int r0, int n_rows, int kvh)
+{
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    const int hw = a->hd / 2;
+    for (int base = warp; base < n_rows; base += nw * QL_ROWS) {
+        float2 v[QL_ROWS][QL_WORDS];
+#pragma unroll
+        for (int k = 0; k < QL_ROWS; k++) {
+            const int row = base + nw * k, rr = r0 + row, t = rr / a->r;
+            const float2 *qr =
+                (const float2 *)(a->q + ((long long)t * a->n_head + kvh * a->r + rr % a->r) * a->hd);
+#pragma unroll
+            for (int i = 0; i < QL_WORDS; i++) {
+                const int w = lane + 32 * i;
+                v[k][i] = row < n_rows && t < a->n_tok && w < hw ? qr[w] : make_float2(0.0f, 0.0f);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < QL_ROWS; k++) {
+            const int row = base + nw * k;
+#pragma unroll
+            for (int i = 0; i < QL_WORDS; i++) {
+                const int w = lane + 32 * i;
+                if (row < n_rows && w < hw) dst[row * stride + w] = pack_halves(v[k][i].x, v[k][i].y);
+            }
+        }
+    }
 }
 
 /* ---- decode ---- */
@@ -500,10 +541,10 @@ static size_t pf_smem_bytes(int bk, int hd)
 /* Row i of the block's tile: token, query head; and the row's q as f16. */
 static __device__ void pf_load_rows(const struct attn_args *a, const struct pf_smem *s, int kvh)
 {
-    const int hw = a->hd / 2, stride = hw + 1;
-    const long long r0 = (long long)blockIdx.x * ATT_BQ;
+    const int stride = a->hd / 2 + 1;
+    const int r0 = blockIdx.x * ATT_BQ;
     if (threadIdx.x < ATT_BQ) {
-        const long long t = (r0 + threadIdx.x) / a->r;
+        const int t = (r0 + (int)threadIdx.x) / a->r;
         if (t < a->n_tok) {
             const int pos = a->pos[t];
             s->spos[threadIdx.x] = vis_hi(a, pos);
@@ -514,17 +555,7 @@ static __device__ void pf_load_rows(const struct attn_args *a, const struct pf_s
             s->sseq[threadIdx.x] = -1;
         }
     }
-    for (int i = threadIdx.x; i < ATT_BQ * hw; i += blockDim.x) {
-        const int row = i / hw, w = i % hw;
-        const long long rr = r0 + row, t = rr / a->r;
-        const int h = kvh * a->r + (int)(rr % a->r);
-        uint32_t v = 0;
-        if (t < a->n_tok) {
-            const float *qr = a->q + (t * a->n_head + h) * a->hd + 2 * w;
-            v = pack_halves(qr[0], qr[1]);
-        }
-        s->sq[row * stride + w] = v;
-    }
+    load_q_rows(a, s->sq, stride, r0, ATT_BQ, kvh);
 }
 
 /* Thread 0: the next sequence (smallest id above prev) among the tile's rows and
@@ -627,10 +658,10 @@ static __device__ void pf_store(const struct attn_args *a, int kvh, const struct
     const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        const long long rr = (long long)blockIdx.x * ATT_BQ + ty * 4 + i, t = rr / a->r;
+        const int rr = blockIdx.x * ATT_BQ + ty * 4 + i, t = rr / a->r;
         if (t >= a->n_tok) continue;
-        const int h = kvh * a->r + (int)(rr % a->r);
-        float *o = a->out + (t * a->n_head + h) * a->hd;
+        const int h = kvh * a->r + rr % a->r;
+        float *o = a->out + ((long long)t * a->n_head + h) * a->hd;
         const float inv = st->l[i] > 0.0f ? 1.0f / st->l[i] : 0.0f;
 #pragma unroll
         for (int e = 0; e < ATT_PF_ND; e++) {
@@ -674,6 +705,9 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_prefill(struct attn_args a)
 
 static int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }
 
+/* Query rows (token * group size + head in group) and one tile past them fit int. */
+#define MMA_ROWS_PAD 64
+
 /* Query heads per decode block: as many of the group as fit ATT_DEC_ELEMS, spread
  * evenly over the chunks the group needs. */
 static void dec_heads(int r, int hd, int *hg, int *nhc)
@@ -684,18 +718,26 @@ static void dec_heads(int r, int hd, int *hg, int *nhc)
     *hg = ceil_div(r, *nhc);
 }
 
-/* Splits of the sequence: enough blocks for ATT_TARGET_BLOCKS, each split a whole
- * number of tiles. When there is more than one split, n_tok * units < TARGET, so
- * n_tok * units * n_splits < 2 * TARGET: the workspace bound below. */
+/* n splits at most max_splits and at most ATT_WS_ROWS partials (the workspace), each
+ * a whole number of ATT_MIN_SPLIT rows; sets split_len and n_splits. */
+static void split_cap(struct attn_args *a, int *n, int max_splits)
+{
+    const long long rows = (long long)a->n_tok * a->n_head;
+    if (*n > max_splits) *n = max_splits;
+    if (*n > 1 && (long long)*n * rows > ATT_WS_ROWS) *n = (int)(ATT_WS_ROWS / rows);
+    if (*n < 1) *n = 1;
+    a->split_len = ceil_div(ceil_div(a->ctx, *n), ATT_MIN_SPLIT) * ATT_MIN_SPLIT;
+    a->n_splits = ceil_div(a->ctx, a->split_len);
+}
+
+/* Splits of the sequence: enough blocks for ATT_TARGET_BLOCKS. */
 static void dec_plan(struct attn_args *a)
 {
     dec_heads(a->r, a->hd, &a->hg, &a->nhc);
     const long long units = (long long)a->n_tok * a->n_kv * a->nhc;
     const int max_splits = ceil_div(a->ctx, ATT_MIN_SPLIT);
     int n = units >= ATT_TARGET_BLOCKS ? 1 : ceil_div(ATT_TARGET_BLOCKS, units);
-    if (n > max_splits) n = max_splits;
-    a->split_len = ceil_div(ceil_div(a->ctx, n), ATT_T) * ATT_T;
-    a->n_splits = ceil_div(a->ctx, a->split_len);
+    split_cap(a, &n, max_splits);
 }
 
 static size_t dec_work_bytes(const struct attn_args *a)
@@ -707,9 +749,7 @@ static size_t dec_work_bytes(const struct attn_args *a)
 size_t rf_gpu_attention_work_bytes(int n_head, int n_head_kv, int head_dim)
 {
     if (n_head <= 0 || n_head_kv <= 0 || head_dim <= 0 || n_head % n_head_kv) return 0;
-    int hg, nhc;
-    dec_heads(n_head / n_head_kv, head_dim, &hg, &nhc);
-    return (size_t)2 * ATT_TARGET_BLOCKS * hg * ((size_t)head_dim + 2) * sizeof(float);
+    return (size_t)ATT_WS_ROWS * ((size_t)head_dim + 2) * sizeof(float);
 }
 
 static rf_status attn_check(const struct rf_attn_params *p)
@@ -741,6 +781,9 @@ static struct attn_args attn_args_of(const float *q, const uint16_t *k_pool,
     a.r = p->n_head / p->n_head_kv;
     a.width = (long long)p->n_head_kv * p->head_dim;
     a.max_blocks = p->max_blocks, a.bs = p->block_size, a.ctx = p->max_blocks * p->block_size;
+    a.bs_shift = -1;
+    for (int k = 0; k < 31; k++)
+        if (p->block_size == 1 << k) a.bs_shift = k;
     a.scale = p->scale, a.softcap = p->softcap, a.window = p->window;
     a.hg = a.nhc = a.n_splits = a.split_len = 1;
     a.bk = p->head_dim > 128 ? 16 : 32; /* keeps prefill's shared memory under 48 KiB */
@@ -788,6 +831,413 @@ static rf_status run_prefill(cudaStream_t st, struct attn_args *a)
     return launched("attn_prefill");
 }
 
+/* ---- tensor cores (CUDA): one kernel for decode and prefill ----
+ *
+ * Block (tile of MMA_BQ query rows of one KV head, split of the sequence), a warp per
+ * 16 rows, the f16 q fragments held in registers for the whole block. Cache tiles of
+ * MMA_BK rows stream through two shared-memory stages with cp.async (the next tile
+ * loads while this one is used); S = q k^T and O += P v run as m16n8k16 f16 products
+ * with f32 accumulation, P going from the S accumulators to f16 A fragments without
+ * touching shared memory, v read with ldmatrix.trans. Splits work as in the decode
+ * kernel (partials + attn_reduce), so a step with few query rows still fills the GPU.
+ * HIP builds and head_dim not a multiple of 16 or over MMA_HD_MAX use the kernels above. */
+#if !defined(RF_HIP)
+
+#define MMA_BQ 64     /* query rows per block: 16 per warp */
+#define MMA_BK 32     /* cache rows per tile */
+#define MMA_HD_MAX 128
+#define MMA_KS (MMA_HD_MAX / 16) /* k-steps of q.k at most */
+#define MMA_NT (MMA_HD_MAX / 8)  /* n-tiles of the output at most */
+
+static __device__ __forceinline__ void mma_16816(float *c, const uint32_t *a, uint32_t b0,
+                                                 uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ void ldsm_x4_trans(uint32_t *r, const void *p)
+{
+    const unsigned addr = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+/* 16 bytes global to shared; src_bytes 0 writes zeros. */
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes)
+{
+    const unsigned addr = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(src),
+                 "r"(src_bytes));
+}
+
+static __device__ __forceinline__ void cp_async_commit(void)
+{
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+
+static __device__ __forceinline__ void cp_async_wait_all_but_one(void)
+{
+    asm volatile("cp.async.wait_group 1;\n" ::);
+}
+
+static __device__ __forceinline__ void cp_async_wait_all(void)
+{
+    asm volatile("cp.async.wait_group 0;\n" ::);
+}
+
+/* Stage st: K at k + st * stage, V at k + st * stage + MMA_BK * ks, flags at
+ * valid + st * MMA_BK (arithmetic, not arrays: a run-time index would put them in
+ * local memory). */
+struct mma_smem {
+    uint32_t *k, *q; /* rows of ks words (head_dim/2 + 4: no bank conflicts) */
+    int stage;       /* words per stage */
+    int *valid;      /* (2, MMA_BK) */
+    int *shi, *slo, *sseq;     /* (MMA_BQ) per query row; shi < slo: sees nothing */
+    int *list;                 /* count, then (sequence, first, last cache row) each */
+};
+
+static __device__ __forceinline__ struct mma_smem mma_layout(uint32_t *smem, int ks)
+{
+    struct mma_smem s;
+    s.k = smem;
+    s.stage = 2 * MMA_BK * ks;
+    s.q = smem; /* (MMA_BQ, ks): stage 0, only before the first tile */
+    s.valid = (int *)(smem + 2 * s.stage);
+    s.shi = s.valid + 2 * MMA_BK;
+    s.slo = s.shi + MMA_BQ;
+    s.sseq = s.slo + MMA_BQ;
+    s.list = s.sseq + MMA_BQ;
+    return s;
+}
+
+static size_t mma_smem_bytes(int hd)
+{
+    const size_t ks = (size_t)hd / 2 + 4;
+    return 4 * (4 * MMA_BK * ks + 2 * MMA_BK + 3 * MMA_BQ + 1 + 3 * MMA_BQ);
+}
+
+/* Query rows of the block (token, head) with what they see, and q as f16. */
+static __device__ __forceinline__ void mma_load_rows(const struct attn_args *a, const struct mma_smem *s, int kvh)
+{
+    const int ks = a->hd / 2 + 4;
+    const int r0 = blockIdx.x * MMA_BQ;
+    if (threadIdx.x < MMA_BQ) {
+        const int t = (r0 + (int)threadIdx.x) / a->r;
+        int sq = -1, lo = 0, hi = -1;
+        if (t < a->n_tok) {
+            const int v = a->seq ? a->seq[t] : 0;
+            if (v >= 0 && v < a->n_seq) {
+                sq = v;
+                lo = vis_lo(a, a->pos[t]);
+                hi = vis_hi(a, a->pos[t]);
+            }
+        }
+        s->sseq[threadIdx.x] = sq, s->slo[threadIdx.x] = lo, s->shi[threadIdx.x] = hi;
+    }
+    load_q_rows(a, s->q, ks, r0, MMA_BQ, kvh);
+}
+
+static __device__ __forceinline__ int warp_min_i(int v)
+{
+    for (int m = 16; m > 0; m /= 2) v = min(v, __shfl_xor_sync(RF_FULL_MASK, v, m));
+    return v;
+}
+
+static __device__ __forceinline__ int warp_max_i(int v)
+{
+    for (int m = 16; m > 0; m /= 2) v = max(v, __shfl_xor_sync(RF_FULL_MASK, v, m));
+    return v;
+}
+
+/* Warp 0: the sequences of the block's rows in increasing order with the cache rows
+ * of this split they see (first, last), those that see any, into the list;
+ * list[0] = their count. Lane i speaks for rows i and i + 32. */
+static __device__ __forceinline__ void mma_seq_list(const struct attn_args *a,
+                                                    const struct mma_smem *s)
+{
+    if (threadIdx.x >= 32) return;
+    const int lane = threadIdx.x, s0 = blockIdx.z * a->split_len, s1 = s0 + a->split_len - 1;
+    int seq[2], lo[2], hi[2], n = 0;
+    for (int h = 0; h < 2; h++) {
+        const int i = lane + 32 * h;
+        seq[h] = s->shi[i] >= s->slo[i] ? s->sseq[i] : -1; /* rows that see nothing: none */
+        lo[h] = s->slo[i], hi[h] = s->shi[i];
+    }
+    for (int prev = -1;;) {
+        const int c0 = seq[0] > prev ? seq[0] : INT32_MAX, c1 = seq[1] > prev ? seq[1] : INT32_MAX;
+        const int sq = warp_min_i(min(c0, c1));
+        if (sq == INT32_MAX) break;
+        const int l = warp_min_i(min(seq[0] == sq ? lo[0] : INT32_MAX, seq[1] == sq ? lo[1] : INT32_MAX));
+        const int u = warp_max_i(max(seq[0] == sq ? hi[0] : -1, seq[1] == sq ? hi[1] : -1));
+        const int kb = l > s0 ? l : s0, ke = u < s1 ? u : s1;
+        if (kb <= ke && lane == 0) {
+            s->list[1 + 3 * n] = sq, s->list[2 + 3 * n] = kb, s->list[3 + 3 * n] = ke;
+        }
+        n += kb <= ke;
+        prev = sq;
+    }
+    if (lane == 0) s->list[0] = n;
+}
+
+/* Queues the copy of cache rows k0..k0+MMA_BK-1 of sequence sq (zeros past kend or
+ * without a block) into one stage. */
+/* The 16-byte chunks a thread copies: chunk i is row j[i], column cc[i] of a tile
+ * (fixed for the whole kernel, so computed once). */
+struct mma_chunks {
+    int j[MMA_BK * MMA_HD_MAX / 8 / ATT_THREADS], w[MMA_BK * MMA_HD_MAX / 8 / ATT_THREADS];
+    int n; /* chunks of this thread */
+};
+
+static __device__ __forceinline__ void mma_chunks_of(const struct attn_args *a, struct mma_chunks *c)
+{
+    const int cpr = a->hd / 8;
+    c->n = 0;
+#pragma unroll
+    for (int i = 0; i < MMA_BK * MMA_HD_MAX / 8 / ATT_THREADS; i++) {
+        const int k = threadIdx.x + ATT_THREADS * i;
+        c->j[i] = k / cpr, c->w[i] = (k % cpr) * 4; /* word offset in the row */
+        c->n += k < MMA_BK * cpr;
+    }
+}
+
+/* Queues the copy of cache rows k0..k0+MMA_BK-1 of sequence sq (zeros past kend or
+ * without a block) into one stage; the block-table reads of all chunks are in
+ * flight together. */
+static __device__ __forceinline__ void mma_issue(const struct attn_args *a, const struct mma_chunks *c,
+                                                 int sq, int kvh, int k0, int kend, uint32_t *sk,
+                                                 uint32_t *sv, int *valid)
+{
+    const int ks = a->hd / 2 + 4;
+    const long long head_off = (long long)kvh * a->hd;
+#pragma unroll
+    for (int i = 0; i < MMA_BK * MMA_HD_MAX / 8 / ATT_THREADS; i++) {
+        if (i >= c->n) break;
+        const int j = c->j[i], kpos = k0 + j;
+        const long long row = kpos <= kend ? cache_row(a, sq, kpos) : -1;
+        const long long off = row >= 0 ? row * a->width + head_off + 2 * c->w[i] : 0;
+        cp_async16(sk + j * ks + c->w[i], a->kp + off, row >= 0 ? 16 : 0);
+        cp_async16(sv + j * ks + c->w[i], a->vp + off, row >= 0 ? 16 : 0);
+        if (c->w[i] == 0) valid[j] = row >= 0;
+    }
+    cp_async_commit();
+}
+
+/* A warp's two rows per thread (g and g + 8 of its 16): what they see, and their
+ * running max, partial sum (this thread's columns only) and output fragments. */
+struct mma_rows {
+    int seq[2], lo[2], hi[2];
+    float m[2], l[2];
+    float o[MMA_NT][4];
+};
+
+static __device__ __forceinline__ void mma_tile(const struct attn_args *a, const uint32_t *sk,
+                                                const uint32_t *sv, const int *valid, int sq,
+                                                int k0, const uint32_t (*qf)[4],
+                                                struct mma_rows *r)
+{
+    const int lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+    const int ks = a->hd / 2 + 4, nks = a->hd / 16, nnt = a->hd / 8;
+    float sc[MMA_BK / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < MMA_BK / 8; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < MMA_KS; kk++) {
+        if (kk >= nks) break;
+#pragma unroll
+        for (int nt = 0; nt < MMA_BK / 8; nt++) {
+            const uint32_t *kr = sk + (nt * 8 + g) * ks + kk * 8 + tig;
+            mma_16816(sc[nt], qf[kk], kr[0], kr[4]);
+        }
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+    int clo[2], chi[2]; /* the columns each row sees; none for rows of other sequences */
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        clo[h] = r->seq[h] == sq ? r->lo[h] - k0 : MMA_BK;
+        chi[h] = r->seq[h] == sq ? r->hi[h] - k0 : -1;
+    }
+#pragma unroll
+    for (int nt = 0; nt < MMA_BK / 8; nt++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            const int h = c / 2, col = nt * 8 + tig * 2 + (c & 1);
+            const bool ok = col >= clo[h] && col <= chi[h] && valid[col];
+            sc[nt][c] = ok ? logit(a, sc[nt][c]) : -INFINITY;
+            mx[h] = fmaxf(mx[h], sc[nt][c]);
+        }
+    float corr[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        mx[h] = group_max(mx[h], 4);
+        const float m_new = fmaxf(r->m[h], mx[h]);
+        corr[h] = m_new == -INFINITY ? 1.0f : expf(r->m[h] - m_new);
+        r->m[h] = m_new;
+        r->l[h] *= corr[h];
+    }
+#pragma unroll
+    for (int nt = 0; nt < MMA_BK / 8; nt++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            const int h = c / 2;
+            const float p = sc[nt][c] == -INFINITY ? 0.0f : expf(sc[nt][c] - r->m[h]);
+            sc[nt][c] = p;
+            r->l[h] += p;
+        }
+    uint32_t pf[MMA_BK / 16][4];
+#pragma unroll
+    for (int j = 0; j < MMA_BK / 16; j++) {
+        pf[j][0] = pack_halves(sc[2 * j][0], sc[2 * j][1]);
+        pf[j][1] = pack_halves(sc[2 * j][2], sc[2 * j][3]);
+        pf[j][2] = pack_halves(sc[2 * j + 1][0], sc[2 * j + 1][1]);
+        pf[j][3] = pack_halves(sc[2 * j + 1][2], sc[2 * j + 1][3]);
+    }
+    const unsigned short *svh = (const unsigned short *)sv;
+#pragma unroll
+    for (int dn = 0; dn < MMA_NT; dn++) {
+        if (dn >= nnt) break;
+        r->o[dn][0] *= corr[0], r->o[dn][1] *= corr[0];
+        r->o[dn][2] *= corr[1], r->o[dn][3] *= corr[1];
+        uint32_t b[4];
+        ldsm_x4_trans(b, svh + lane * 2 * ks + dn * 8); /* lane = cache row of the tile */
+        mma_16816(r->o[dn], pf[0], b[0], b[1]);
+        mma_16816(r->o[dn], pf[1], b[2], b[3]);
+    }
+}
+
+/* Rows of this warp: normalized output when the row's visible cache rows lie in this
+ * split alone, else the split's partial (acc, max, sum) for attn_reduce. */
+static __device__ __forceinline__ void mma_store(const struct attn_args *a, int kvh, struct mma_rows *r)
+{
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+    const int nnt = a->hd / 8;
+    const long long n_part = (long long)a->n_tok * a->n_head * a->n_splits;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        r->l[h] = group_sum(r->l[h], 4);
+        const int rr = blockIdx.x * MMA_BQ + warp * 16 + g + 8 * h, t = rr / a->r;
+        if (t >= a->n_tok) continue;
+        int first = 0, last = 0;
+        if (r->hi[h] >= r->lo[h]) first = r->lo[h] / a->split_len, last = r->hi[h] / a->split_len;
+        const int split = blockIdx.z;
+        if (split < first || split > last) continue;
+        const long long th = (long long)t * a->n_head + kvh * a->r + rr % a->r;
+        const bool alone = first == last;
+        const float inv = alone ? (r->l[h] > 0.0f ? 1.0f / r->l[h] : 0.0f) : 1.0f;
+        float *dst = alone ? a->out + th * a->hd : a->ws + (th * a->n_splits + split) * a->hd;
+#pragma unroll
+        for (int dn = 0; dn < MMA_NT; dn++) {
+            if (dn >= nnt) break;
+            float2 v;
+            v.x = r->o[dn][2 * h] * inv, v.y = r->o[dn][2 * h + 1] * inv;
+            *(float2 *)(dst + dn * 8 + tig * 2) = v;
+        }
+        if (!alone && tig == 0) {
+            float *ml = a->ws + n_part * a->hd + (th * a->n_splits + split) * 2;
+            ml[0] = r->m[h], ml[1] = r->l[h];
+        }
+    }
+}
+
+__global__ void __launch_bounds__(ATT_THREADS) attn_mma(struct attn_args a)
+{
+    extern __shared__ __align__(16) uint32_t smem[];
+    const int kvh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int g = lane / 4, tig = lane % 4, ks = a.hd / 2 + 4, nks = a.hd / 16;
+    const struct mma_smem s = mma_layout(smem, ks);
+    mma_load_rows(&a, &s, kvh);
+    __syncthreads();
+    uint32_t qf[MMA_KS][4];
+#pragma unroll
+    for (int kk = 0; kk < MMA_KS; kk++) {
+        if (kk >= nks) break;
+        const uint32_t *q0 = s.q + (warp * 16 + g) * ks + kk * 8 + tig, *q1 = q0 + 8 * ks;
+        qf[kk][0] = q0[0], qf[kk][1] = q1[0], qf[kk][2] = q0[4], qf[kk][3] = q1[4];
+    }
+    struct mma_rows r;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int row = warp * 16 + g + 8 * h;
+        r.seq[h] = s.sseq[row], r.lo[h] = s.slo[row], r.hi[h] = s.shi[row];
+        r.m[h] = -INFINITY, r.l[h] = 0.0f;
+    }
+#pragma unroll
+    for (int dn = 0; dn < MMA_NT; dn++) r.o[dn][0] = r.o[dn][1] = r.o[dn][2] = r.o[dn][3] = 0.0f;
+    mma_seq_list(&a, &s);
+    __syncthreads(); /* q read from stage 0 by all; the list written */
+    /* The tiles of all sequences form one stream, so the copy of the next tile (of
+     * this sequence or the next) always overlaps the products of this one. */
+    const int n_list = s.list[0], vo = MMA_BK * ks; /* V after K in a stage */
+    if (n_list == 0) {
+        mma_store(&a, kvh, &r);
+        return;
+    }
+    struct mma_chunks ch;
+    mma_chunks_of(&a, &ch);
+    int li = 0, k0 = s.list[2];
+    mma_issue(&a, &ch, s.list[1], kvh, k0, s.list[3], s.k, s.k + vo, s.valid);
+    for (int st = 0; li < n_list; st ^= 1) {
+        const int sq = s.list[1 + 3 * li], ke = s.list[3 + 3 * li];
+        int nli = li, nk0 = k0 + MMA_BK;
+        if (nk0 > ke && ++nli < n_list) nk0 = s.list[2 + 3 * nli];
+        if (nli < n_list) {
+            uint32_t *nk = s.k + (st ^ 1) * s.stage;
+            mma_issue(&a, &ch, s.list[1 + 3 * nli], kvh, nk0, s.list[3 + 3 * nli], nk, nk + vo,
+                      s.valid + (st ^ 1) * MMA_BK);
+            cp_async_wait_all_but_one();
+        } else {
+            cp_async_wait_all();
+        }
+        __syncthreads();
+        /* warps with no row of this sequence only help with the copies */
+        const uint32_t *ck = s.k + st * s.stage;
+        if (__any_sync(RF_FULL_MASK, r.seq[0] == sq || r.seq[1] == sq))
+            mma_tile(&a, ck, ck + vo, s.valid + st * MMA_BK, sq, k0, qf, &r);
+        __syncthreads(); /* this stage is refilled next */
+        li = nli, k0 = nk0;
+    }
+    mma_store(&a, kvh, &r);
+}
+
+static bool mma_fits(const struct attn_args *a) { return a->hd % 16 == 0 && a->hd <= MMA_HD_MAX; }
+
+/* Splits as the decode kernel's, counting blocks of MMA_BQ query rows. */
+static void mma_plan(struct attn_args *a)
+{
+    const long long tiles = ((long long)a->n_tok * a->r + MMA_BQ - 1) / MMA_BQ;
+    const long long units = tiles * a->n_kv;
+    int n = units >= ATT_TARGET_BLOCKS ? 1 : ceil_div(ATT_TARGET_BLOCKS, units);
+    split_cap(a, &n, ceil_div(a->ctx, ATT_MIN_SPLIT));
+}
+
+static rf_status run_mma(cudaStream_t st, struct attn_args *a, void *work, size_t work_bytes)
+{
+    mma_plan(a);
+    const long long tiles = ((long long)a->n_tok * a->r + MMA_BQ - 1) / MMA_BQ;
+    if (tiles > INT32_MAX || a->n_kv > 65535)
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: grid too large");
+    const size_t need = a->n_splits > 1 ? (size_t)a->n_tok * a->n_head * a->n_splits *
+                                              ((size_t)a->hd + 2) * sizeof(float)
+                                        : 0;
+    if (need > work_bytes || (need && !work))
+        return rf_fail(RF_STATUS_INVALID_ARG,
+                       "gpu attention: workspace of %zu bytes, the kernel needs %zu", work_bytes,
+                       need);
+    a->ws = (float *)work;
+    const dim3 grid((unsigned)tiles, a->n_kv, a->n_splits);
+    attn_mma<<<grid, ATT_THREADS, mma_smem_bytes(a->hd), st>>>(*a);
+    RF_TRY(launched("attn_mma"));
+    if (a->n_splits > 1) {
+        attn_reduce<<<a->n_tok * a->n_head, ATT_THREADS, 0, st>>>(*a);
+        RF_TRY(launched("attn_reduce"));
+    }
+    return RF_OK;
+}
+#endif /* !RF_HIP */
+
 extern "C" rf_status rf_gpu_attention(void *stream, const float *q, const uint16_t *k_pool,
                                       const uint16_t *v_pool, float *out,
                                       const struct rf_attn_params *p, void *work,
@@ -795,12 +1245,29 @@ extern "C" rf_status rf_gpu_attention(void *stream, const float *q, const uint16
 {
     RF_TRY(attn_check(p));
     if (p->n_tok == 0) return RF_OK;
-    if (p->n_tok > INT32_MAX / p->n_head)
+    if (((uintptr_t)q | (uintptr_t)out) & 7 || ((uintptr_t)k_pool | (uintptr_t)v_pool) & 15)
+        return rf_fail(RF_STATUS_INVALID_ARG,
+                       "gpu attention: q and out need 8-byte, the pools 16-byte alignment");
+    if (p->n_tok > (INT32_MAX - 2 * MMA_ROWS_PAD) / p->n_head)
         return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: %lld tokens", (long long)p->n_tok);
     struct attn_args a = attn_args_of(q, k_pool, v_pool, out, p);
+    cudaStream_t st = (cudaStream_t)stream;
+#if !defined(RF_HIP)
+    if (path == RF_GPU_ATTN_AUTO && mma_fits(&a)) path = RF_GPU_ATTN_TENSOR;
+    if (path == RF_GPU_ATTN_TENSOR) {
+        if (!mma_fits(&a))
+            return rf_fail(RF_STATUS_UNSUPPORTED,
+                           "gpu attention: the tensor-core kernel takes head_dim %% 16 == 0 up "
+                           "to %d, not %d",
+                           MMA_HD_MAX, a.hd);
+        return run_mma(st, &a, work, work_bytes);
+    }
+#else
+    if (path == RF_GPU_ATTN_TENSOR)
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: no tensor-core kernel in HIP builds");
+#endif
     if (path == RF_GPU_ATTN_AUTO)
         path = p->n_tok <= 2 * (int64_t)p->n_seq && p->n_tok <= 65535 ? RF_GPU_ATTN_DECODE
                                                                         : RF_GPU_ATTN_PREFILL;
-    cudaStream_t st = (cudaStream_t)stream;
     return path == RF_GPU_ATTN_DECODE ? run_decode(st, &a, work, work_bytes) : run_prefill(st, &a);
 }

@@ -41,12 +41,17 @@ rf_status rf_gpu_scale(void *stream, float *y, float s, int64_t n);
 /* y (rows, n) += b (n) on every row. */
 rf_status rf_gpu_add_bias(void *stream, float *y, const float *b, int64_t n, int64_t rows);
 
-/* Which attention kernel runs: AUTO picks the split-sequence decode kernel when the
- * batch has at most 2 query tokens per sequence, else the tiled prefill kernel. */
+/* Which attention kernel runs. TENSOR: tensor-core kernel (CUDA builds, head_dim a
+ * multiple of 16 up to 128), splitting the sequence when there are few query rows;
+ * DECODE: split-sequence kernel on the CUDA cores; PREFILL: tiled kernel on the CUDA
+ * cores. AUTO: TENSOR where it applies, else DECODE when the batch has at most 2
+ * query tokens per sequence, else PREFILL. A path that cannot take the shapes
+ * returns RF_STATUS_UNSUPPORTED. */
 enum rf_gpu_attn_path {
     RF_GPU_ATTN_AUTO = 0,
     RF_GPU_ATTN_DECODE,
     RF_GPU_ATTN_PREFILL,
+    RF_GPU_ATTN_TENSOR,
 };
 
 /* Workspace bytes the decode kernel's partial results need for any batch and any
