@@ -140,7 +140,6 @@ struct attn_job {
     int gs;    /* query heads per task */
     int n_sub; /* tasks per KV head and token */
     int64_t max_vis;
-    int kq_lanes, kqv_lanes; /* summation orders, RF_LANES_* */
 };
 
 /* First cache row token t sees; it sees rows lo..pos. */
@@ -153,7 +152,7 @@ static int64_t first_row(const struct rf_attn_params *p, int64_t t)
 /* Scores s (ng, nvis) of the group's query heads qf against nvis K rows of one head
  * at kr, stride halves apart. */
 static void attn_scores(const struct attn_job *j, const float *qf, int ng, const uint16_t *kr,
-                        size_t stride, int64_t nvis, float *s)
+                        size_t stride, int64_t nvis, float *s, int lanes)
 {
     const struct rf_attn_params *p = j->p;
     const struct rf_cpu_kernels *k = j->c->k;
@@ -162,7 +161,7 @@ static void attn_scores(const struct attn_job *j, const float *qf, int ng, const
         const int64_t nr = nvis - r0 < ATTN_ROWS ? nvis - r0 : ATTN_ROWS;
         for (int h = 0; h < ng; h++)
             k->dot_f16_rows(qf + h * hd, kr + (size_t)r0 * stride, stride, nr, hd,
-                            s + h * nvis + r0, j->kq_lanes);
+                            s + h * nvis + r0, lanes);
     }
     k->scale(s, p->scale, ng * nvis);
     if (p->softcap != 0.0f)
@@ -212,6 +211,19 @@ static void attn_softmax(const struct rf_cpu_kernels *k, float *s, int ng, int64
     }
 }
 
+/* ggml's CPU path takes tinyBLAS for the f16 products of a batch (when the shapes
+ * tile: k % 8, m % 4) and vec_dot for a single token; each has its own summation
+ * order, followed here so that the results match it bit for bit. The order is chosen
+ * per token: the batch one when its neighbours in the batch include a token of its
+ * sequence (a prompt chunk), the single-token one when it is alone of its sequence (a
+ * decode step), so that a sequence's results do not depend on what else is batched
+ * with it. */
+static bool in_chunk(const struct rf_attn_params *p, int64_t t)
+{
+    return (t > 0 && p->seq[t - 1] == p->seq[t]) ||
+           (t + 1 < p->n_tok && p->seq[t + 1] == p->seq[t]);
+}
+
 static void attn_task(void *varg, int64_t id, int ith)
 {
     const struct attn_job *j = varg;
@@ -232,12 +244,15 @@ static void attn_task(void *varg, int64_t id, int ith)
     const size_t stride = attn_rows(j, t, kvh, lo, nvis, kg, vg, &kr, &vr);
     /* q goes through f16 as in ggml's CPU path, so q.k sees the same operands. */
     k->scale_round_f16(j->q + (t * p->n_head + h0) * hd, 1.0f, qf, ng * hd);
-    attn_scores(j, qf, ng, kr, stride, nvis, s);
+    const bool chunk = in_chunk(p, t);
+    attn_scores(j, qf, ng, kr, stride, nvis, s,
+                chunk && hd % 8 == 0 ? RF_LANES_GEMM : RF_LANES_VEC);
     attn_softmax(k, s, ng, nvis);
     /* The group's output rows are contiguous: (ng, hd) at ot. */
     float *ot = j->out + (t * p->n_head + h0) * hd;
     for (int h = 0; h < ng; h++)
-        k->wsum_f16_rows(ot + h * hd, s + h * nvis, vr, stride, nvis, hd, j->kqv_lanes);
+        k->wsum_f16_rows(ot + h * hd, s + h * nvis, vr, stride, nvis, hd,
+                         chunk && hd % 4 == 0 ? RF_LANES_GEMM : RF_LANES_VEC);
 }
 
 static rf_status attn_check_token(const struct rf_attn_params *p, int64_t t)
@@ -296,11 +311,6 @@ rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_pool,
                          .out = out,
                          .n_rep = p->n_head / p->n_head_kv};
     attn_split(&j, c->nth);
-    /* ggml's CPU path takes tinyBLAS for the f16 products of a batch (when the
-     * shapes tile: k % 8, m % 4) and vec_dot for a single token; each has its own
-     * summation order, followed here so that the results match it bit for bit. */
-    j.kq_lanes = p->n_tok >= 2 && p->head_dim % 8 == 0 ? RF_LANES_GEMM : RF_LANES_VEC;
-    j.kqv_lanes = p->n_tok >= 2 && p->head_dim % 4 == 0 ? RF_LANES_GEMM : RF_LANES_VEC;
     for (int64_t t = 0; t < p->n_tok; t++) {
         const int64_t nvis = p->pos[t] - first_row(p, t) + 1;
         if (nvis > j.max_vis) j.max_vis = nvis;
