@@ -301,32 +301,30 @@ static int32_t kv_keep(struct chat *c, int32_t keep)
     return 0;
 }
 
-/* What this turn decodes, before anything changes: the tokens of the rendering past
- * what the cache holds (*out, malloc'd, *n_new of them) and how many cached tokens
- * stay (*keep). Returns false with the error printed. */
-static bool plan_turn(const struct chat *c, const char *full, rf_token **out, int32_t *n_new,
-                      int32_t *keep)
+/* A turn's tokens: toks[i] belongs at cache position base + i; the first match
+ * positions (match >= base) equal what the cache holds there. */
+struct plan {
+    rf_token *toks; /* malloc'd */
+    int32_t n, base, match;
+};
+
+/* Plans a turn without changing anything: the rendering past the cached text when
+ * that is a prefix of it, else the whole rendering and its agreement with the cache.
+ * Returns false with the error printed. */
+static bool plan_turn(const struct chat *c, const char *full, struct plan *p)
 {
     const size_t n_cached = c->cached_text ? strlen(c->cached_text) : 0;
-    if (c->cached_text && !strncmp(full, c->cached_text, n_cached)) {
-        const int32_t n = cli_tokenize("chat", c->m, full + n_cached, strlen(full + n_cached),
-                                       c->n_hist == 0, true, out);
-        *n_new = n;
-        *keep = c->n_hist;
-        return n >= 0;
-    }
-    rf_token *all = NULL;
-    const int32_t n = cli_tokenize("chat", c->m, full, strlen(full), true, true, &all);
-    if (n < 0) return false;
-    int32_t k = 0;
-    while (k < n && k < c->n_hist && all[k] == c->hist[k]) k++;
-    if (k < c->n_hist) k = 0; /* see kv_keep */
-    memmove(all, all + k, (size_t)(n - k) * sizeof *all);
-    *out = all;
-    *n_new = n - k;
-    *keep = k;
-    if (c->o->verbose && k < c->n_hist)
-        fprintf(stderr, "[the cache does not match the conversation: re-decoding %d tokens]\n", n);
+    const bool prefix = c->cached_text && !strncmp(full, c->cached_text, n_cached);
+    const char *text = prefix ? full + n_cached : full;
+    p->toks = NULL;
+    p->n =
+        cli_tokenize("chat", c->m, text, strlen(text), !prefix || c->n_hist == 0, true, &p->toks);
+    if (p->n < 0) return false;
+    p->base = prefix ? c->n_hist : 0;
+    p->match = p->base;
+    while (p->match < c->n_hist && p->match - p->base < p->n &&
+           p->toks[p->match - p->base] == c->hist[p->match])
+        p->match++;
     return true;
 }
 
@@ -445,36 +443,39 @@ static void say_end(const struct chat *c, enum turn_end end)
 }
 
 /* A user message too long for what is left of the context: nothing changes. */
-static void say_overflow(const struct chat *c, int32_t keep, int32_t n_new)
+static void say_overflow(const struct chat *c, int32_t n_total)
 {
     fprintf(stderr,
-            "[the conversation does not fit the context: it would take %d + %d tokens and the "
+            "[the conversation does not fit the context: it would take %d tokens and the "
             "context holds %d, leaving no room for an answer. /reset starts a new conversation "
             "(or restart with a larger -c)]\n",
-            keep, n_new, rf_context_n_ctx(c->ctx));
+            n_total, rf_context_n_ctx(c->ctx));
 }
 
-/* The prompt part of a turn: decodes the rendering's new tokens. *n_prompt: how many
- * it decoded. */
+/* The prompt part of a turn: decodes the rendering's new tokens. *reused: cached
+ * tokens kept; *n_prompt: tokens decoded. */
 static enum turn_end prompt_part(struct chat *c, const char *full, int32_t *reused,
                                  int32_t *n_prompt)
 {
-    rf_token *toks = NULL;
-    int32_t n_new, keep;
-    if (!plan_turn(c, full, &toks, &n_new, &keep)) return TURN_FAILED;
-    enum turn_end end;
-    if (n_new == 0) {
-        cli_fail("chat", "the template added no tokens for this turn");
-        end = TURN_FAILED;
-    } else if ((int64_t)keep + n_new >= rf_context_n_ctx(c->ctx)) {
-        say_overflow(c, keep, n_new);
+    struct plan p;
+    if (!plan_turn(c, full, &p)) return TURN_FAILED;
+    enum turn_end end = TURN_FAILED;
+    if ((int64_t)p.base + p.n >= rf_context_n_ctx(c->ctx)) {
+        say_overflow(c, p.base + p.n);
         end = TURN_FULL;
+    } else if (p.n == 0) {
+        cli_fail("chat", "the template added no tokens for this turn");
     } else {
-        *reused = kv_keep(c, keep);
+        if (p.match == p.base + p.n) p.match--; /* the last token is decoded for its logits */
+        if (c->o->verbose && p.match < c->n_hist)
+            fprintf(stderr, "[the cache differs from the conversation from token %d on]\n",
+                    p.match);
+        *reused = kv_keep(c, p.match);
+        const int32_t skip = *reused - p.base, n_new = p.n - skip;
         if (c->o->verbose) fprintf(stderr, "[prompt: %d new tokens]\n", n_new);
-        end = feed(c, toks, n_new, n_prompt);
+        end = feed(c, p.toks + skip, n_new, n_prompt);
     }
-    free(toks);
+    free(p.toks);
     return end;
 }
 
