@@ -25,24 +25,24 @@
 #include "backend/gpu/kernels_attn.h"
 
 #define ATT_THREADS 128
-#define ATT_T 32             /* decode: cache rows per tile (one per lane of a 32-group) */
-#define ATT_GROUPS 4         /* decode: 32-thread groups per block */
-#define ATT_DEC_HG_MAX 16    /* decode: query heads per block at most */
-#define ATT_DEC_ELEMS 2048   /* decode: query heads per block * head_dim at most */
-#define ATT_DEC_ACC 16       /* decode: output elements per thread (ELEMS / THREADS) */
+#define ATT_T 32              /* decode: cache rows per tile (one per lane of a 32-group) */
+#define ATT_GROUPS 4          /* decode: 32-thread groups per block */
+#define ATT_DEC_HG_MAX 16     /* decode: query heads per block at most */
+#define ATT_DEC_ELEMS 2048    /* decode: query heads per block * head_dim at most */
+#define ATT_DEC_ACC 16        /* decode: output elements per thread (ELEMS / THREADS) */
 #define ATT_TARGET_BLOCKS 512 /* decode: enough blocks to keep every SM streaming */
 #define ATT_MIN_SPLIT 64      /* decode: rows per split at least (fewer partials to reduce) */
 #define ATT_WS_ROWS 16384     /* split partials (token, head, split) the workspace holds */
 #define ATT_FETCH 8           /* decode: 16-byte chunks of K (and of V) per thread and tile */
-#define ATT_BQ 32            /* prefill: query rows per block */
-#define ATT_PF_ND 16         /* prefill: head dims per thread at most (HEAD_DIM_MAX / 16) */
+#define ATT_BQ 32             /* prefill: query rows per block */
+#define ATT_PF_ND 16          /* prefill: head dims per thread at most (HEAD_DIM_MAX / 16) */
 
 struct attn_args {
     const float *q;
     const uint16_t *kp, *vp;
     float *out;
     const int32_t *pos, *seq, *bt;
-    float *ws; /* decode partials: acc (n_tok, n_head, n_splits, hd), then (m, l) pairs */
+    float *ws;       /* decode partials: acc (n_tok, n_head, n_splits, hd), then (m, l) pairs */
     long long width; /* halves per cache row */
     int n_seq;       /* rows of the block tables: a token's seq outside 0..n_seq-1 sees nothing */
     int n_tok, n_head, n_kv, hd, r;
@@ -161,8 +161,9 @@ static __device__ __forceinline__ void fetch_tile(const struct attn_args *a, int
     }
 }
 
-static __device__ __forceinline__ void store_tile(const struct attn_args *a, const struct kv_regs *r,
-                                                  uint32_t *sk, uint32_t *sv, int *svalid)
+static __device__ __forceinline__ void store_tile(const struct attn_args *a,
+                                                  const struct kv_regs *r, uint32_t *sk,
+                                                  uint32_t *sv, int *svalid)
 {
     const int cpr = a->hd / 8, stride = a->hd / 2 + 1;
 #pragma unroll
@@ -256,7 +257,8 @@ static __device__ __forceinline__ void load_q_rows(const struct attn_args *a, ui
         for (int k = 0; k < QL_ROWS; k++) {
             const int row = base + nw * k, rr = r0 + row, t = rr / a->r;
             const float2 *qr =
-                (const float2 *)(a->q + ((long long)t * a->n_head + kvh * a->r + rr % a->r) * a->hd);
+                (const float2 *)(a->q +
+                                 ((long long)t * a->n_head + kvh * a->r + rr % a->r) * a->hd);
 #pragma unroll
             for (int i = 0; i < QL_WORDS; i++) {
                 const int w = lane + 32 * i;
@@ -269,7 +271,8 @@ static __device__ __forceinline__ void load_q_rows(const struct attn_args *a, ui
 #pragma unroll
             for (int i = 0; i < QL_WORDS; i++) {
                 const int w = lane + 32 * i;
-                if (row < n_rows && w < hw) dst[row * stride + w] = pack_halves(v[k][i].x, v[k][i].y);
+                if (row < n_rows && w < hw)
+                    dst[row * stride + w] = pack_halves(v[k][i].x, v[k][i].y);
             }
         }
     }
@@ -286,15 +289,15 @@ struct dec_smem {
 static __device__ struct dec_smem dec_layout(uint32_t *smem, int hg, int stride)
 {
     struct dec_smem s;
-    s.sq = smem;                                       /* (hg, stride) q as f16 pairs */
-    s.sk = s.sq + hg * stride;                         /* (ATT_T, stride) */
-    s.sv = s.sk + ATT_T * stride;                      /* (ATT_T, stride) */
-    s.ssc = (float *)(s.sv + ATT_T * stride);          /* (16, ATT_T) partial dots */
-    s.sp = s.ssc + ATT_DEC_HG_MAX * ATT_T;             /* (hg, ATT_T) weights */
-    s.scorr = s.sp + hg * ATT_T;                       /* (16) */
-    s.sm = s.scorr + ATT_DEC_HG_MAX;                   /* (16) */
-    s.sl = s.sm + ATT_DEC_HG_MAX;                      /* (16) */
-    s.svalid = (int *)(s.sl + ATT_DEC_HG_MAX);         /* (ATT_T) */
+    s.sq = smem;                               /* (hg, stride) q as f16 pairs */
+    s.sk = s.sq + hg * stride;                 /* (ATT_T, stride) */
+    s.sv = s.sk + ATT_T * stride;              /* (ATT_T, stride) */
+    s.ssc = (float *)(s.sv + ATT_T * stride);  /* (16, ATT_T) partial dots */
+    s.sp = s.ssc + ATT_DEC_HG_MAX * ATT_T;     /* (hg, ATT_T) weights */
+    s.scorr = s.sp + hg * ATT_T;               /* (16) */
+    s.sm = s.scorr + ATT_DEC_HG_MAX;           /* (16) */
+    s.sl = s.sm + ATT_DEC_HG_MAX;              /* (16) */
+    s.svalid = (int *)(s.sl + ATT_DEC_HG_MAX); /* (ATT_T) */
     return s;
 }
 
@@ -314,8 +317,8 @@ static __device__ void dec_scores(const struct attn_args *a, const struct dec_sm
     const int grp = threadIdx.x / 32, lane = threadIdx.x % 32;
     for (int it = grp; it < ng * ndp; it += ATT_GROUPS) {
         const int h = it / ndp, dp = it % ndp;
-        s->ssc[it * ATT_T + lane] =
-            dot_words(s->sq + h * stride, s->sk + lane * stride, dp * hw / ndp, (dp + 1) * hw / ndp);
+        s->ssc[it * ATT_T + lane] = dot_words(s->sq + h * stride, s->sk + lane * stride,
+                                              dp * hw / ndp, (dp + 1) * hw / ndp);
     }
 }
 
@@ -390,8 +393,8 @@ static __device__ void dec_finish(const struct attn_args *a, const struct dec_sm
     }
 }
 
-static __device__ void dec_load_q(const struct attn_args *a, const struct dec_smem *s, int t, int h0,
-                                  int ng)
+static __device__ void dec_load_q(const struct attn_args *a, const struct dec_smem *s, int t,
+                                  int h0, int ng)
 {
     const int hw = a->hd / 2, stride = hw + 1;
     for (int i = threadIdx.x; i < ng * hw; i += blockDim.x) {
@@ -519,10 +522,10 @@ struct pf_smem {
 static __device__ struct pf_smem pf_layout(uint32_t *smem, int bk, int stride)
 {
     struct pf_smem s;
-    s.sq = smem;                               /* (ATT_BQ, stride) */
-    s.sk = s.sq + ATT_BQ * stride;             /* (bk, stride) */
-    s.sv = s.sk + bk * stride;                 /* (bk, stride) */
-    s.sp = (float *)(s.sv + bk * stride);      /* (ATT_BQ, bk + 1) */
+    s.sq = smem;                                /* (ATT_BQ, stride) */
+    s.sk = s.sq + ATT_BQ * stride;              /* (bk, stride) */
+    s.sv = s.sk + bk * stride;                  /* (bk, stride) */
+    s.sp = (float *)(s.sv + bk * stride);       /* (ATT_BQ, bk + 1) */
     s.spos = (int *)(s.sp + ATT_BQ * (bk + 1)); /* (ATT_BQ) */
     s.slo = s.spos + ATT_BQ;
     s.sseq = s.slo + ATT_BQ;
@@ -614,8 +617,8 @@ static __device__ void pf_tile(const struct attn_args *a, const struct pf_smem *
 #pragma unroll
         for (int c = 0; c < 2; c++) {
             const int col = tx + 16 * c, kpos = k0 + col;
-            ok[c] = c < ncol && row_in && s->svalid[col] && kpos >= s->slo[row] &&
-                    kpos <= s->spos[row];
+            ok[c] =
+                c < ncol && row_in && s->svalid[col] && kpos >= s->slo[row] && kpos <= s->spos[row];
             x[c] = ok[c] ? logit(a, sc[i][c]) : -INFINITY;
             mt = fmaxf(mt, x[c]);
         }
@@ -756,7 +759,8 @@ static rf_status attn_check(const struct rf_attn_params *p)
 {
     if (p->n_tok < 0 || p->n_head <= 0 || p->n_head_kv <= 0 || p->n_head % p->n_head_kv ||
         p->head_dim <= 0 || p->head_dim % 2 || p->n_seq <= 0 || p->max_blocks <= 0 ||
-        p->block_size <= 0 || p->window < 0 || (long long)p->max_blocks * p->block_size > INT32_MAX ||
+        p->block_size <= 0 || p->window < 0 ||
+        (long long)p->max_blocks * p->block_size > INT32_MAX ||
         (p->n_tok > 0 && (!p->pos || !p->block_tables)))
         return rf_fail(RF_STATUS_INVALID_ARG,
                        "gpu attention: bad parameters (n_tok %lld, n_head %d, n_head_kv %d, "
@@ -764,14 +768,13 @@ static rf_status attn_check(const struct rf_attn_params *p)
                        (long long)p->n_tok, p->n_head, p->n_head_kv, p->head_dim, p->n_seq,
                        p->max_blocks, p->block_size, p->window);
     if (p->head_dim > RF_GPU_ATTN_HEAD_DIM_MAX)
-        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: head_dim %d is over %d",
-                       p->head_dim, RF_GPU_ATTN_HEAD_DIM_MAX);
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: head_dim %d is over %d", p->head_dim,
+                       RF_GPU_ATTN_HEAD_DIM_MAX);
     return RF_OK;
 }
 
-static struct attn_args attn_args_of(const float *q, const uint16_t *k_pool,
-                                     const uint16_t *v_pool, float *out,
-                                     const struct rf_attn_params *p)
+static struct attn_args attn_args_of(const float *q, const uint16_t *k_pool, const uint16_t *v_pool,
+                                     float *out, const struct rf_attn_params *p)
 {
     struct attn_args a;
     a.q = q, a.kp = k_pool, a.vp = v_pool, a.out = out;
@@ -843,8 +846,8 @@ static rf_status run_prefill(cudaStream_t st, struct attn_args *a)
  * HIP builds and head_dim not a multiple of 16 or over MMA_HD_MAX use the kernels above. */
 #if !defined(RF_HIP)
 
-#define MMA_BQ 64     /* query rows per block: 16 per warp */
-#define MMA_BK 32     /* cache rows per tile */
+#define MMA_BQ 64 /* query rows per block: 16 per warp */
+#define MMA_BK 32 /* cache rows per tile */
 #define MMA_HD_MAX 128
 #define MMA_KS (MMA_HD_MAX / 16) /* k-steps of q.k at most */
 #define MMA_NT (MMA_HD_MAX / 8)  /* n-tiles of the output at most */
@@ -893,11 +896,11 @@ static __device__ __forceinline__ void cp_async_wait_all(void)
  * valid + st * MMA_BK (arithmetic, not arrays: a run-time index would put them in
  * local memory). */
 struct mma_smem {
-    uint32_t *k, *q; /* rows of ks words (head_dim/2 + 4: no bank conflicts) */
-    int stage;       /* words per stage */
-    int *valid;      /* (2, MMA_BK) */
-    int *shi, *slo, *sseq;     /* (MMA_BQ) per query row; shi < slo: sees nothing */
-    int *list;                 /* count, then (sequence, first, last cache row) each */
+    uint32_t *k, *q;       /* rows of ks words (head_dim/2 + 4: no bank conflicts) */
+    int stage;             /* words per stage */
+    int *valid;            /* (2, MMA_BK) */
+    int *shi, *slo, *sseq; /* (MMA_BQ) per query row; shi < slo: sees nothing */
+    int *list;             /* count, then (sequence, first, last cache row) each */
 };
 
 static __device__ __forceinline__ struct mma_smem mma_layout(uint32_t *smem, int ks)
@@ -921,7 +924,8 @@ static size_t mma_smem_bytes(int hd)
 }
 
 /* Query rows of the block (token, head) with what they see, and q as f16. */
-static __device__ __forceinline__ void mma_load_rows(const struct attn_args *a, const struct mma_smem *s, int kvh)
+static __device__ __forceinline__ void mma_load_rows(const struct attn_args *a,
+                                                     const struct mma_smem *s, int kvh)
 {
     const int ks = a->hd / 2 + 4;
     const int r0 = blockIdx.x * MMA_BQ;
@@ -971,7 +975,8 @@ static __device__ __forceinline__ void mma_seq_list(const struct attn_args *a,
         const int c0 = seq[0] > prev ? seq[0] : INT32_MAX, c1 = seq[1] > prev ? seq[1] : INT32_MAX;
         const int sq = warp_min_i(min(c0, c1));
         if (sq == INT32_MAX) break;
-        const int l = warp_min_i(min(seq[0] == sq ? lo[0] : INT32_MAX, seq[1] == sq ? lo[1] : INT32_MAX));
+        const int l =
+            warp_min_i(min(seq[0] == sq ? lo[0] : INT32_MAX, seq[1] == sq ? lo[1] : INT32_MAX));
         const int u = warp_max_i(max(seq[0] == sq ? hi[0] : -1, seq[1] == sq ? hi[1] : -1));
         const int kb = l > s0 ? l : s0, ke = u < s1 ? u : s1;
         if (kb <= ke && lane == 0) {
@@ -992,7 +997,8 @@ struct mma_chunks {
     int n; /* chunks of this thread */
 };
 
-static __device__ __forceinline__ void mma_chunks_of(const struct attn_args *a, struct mma_chunks *c)
+static __device__ __forceinline__ void mma_chunks_of(const struct attn_args *a,
+                                                     struct mma_chunks *c)
 {
     const int cpr = a->hd / 8;
     c->n = 0;
@@ -1007,9 +1013,10 @@ static __device__ __forceinline__ void mma_chunks_of(const struct attn_args *a, 
 /* Queues the copy of cache rows k0..k0+MMA_BK-1 of sequence sq (zeros past kend or
  * without a block) into one stage; the block-table reads of all chunks are in
  * flight together. */
-static __device__ __forceinline__ void mma_issue(const struct attn_args *a, const struct mma_chunks *c,
-                                                 int sq, int kvh, int k0, int kend, uint32_t *sk,
-                                                 uint32_t *sv, int *valid)
+static __device__ __forceinline__ void mma_issue(const struct attn_args *a,
+                                                 const struct mma_chunks *c, int sq, int kvh,
+                                                 int k0, int kend, uint32_t *sk, uint32_t *sv,
+                                                 int *valid)
 {
     const int ks = a->hd / 2 + 4;
     const long long head_off = (long long)kvh * a->hd;
@@ -1036,8 +1043,7 @@ struct mma_rows {
 
 static __device__ __forceinline__ void mma_tile(const struct attn_args *a, const uint32_t *sk,
                                                 const uint32_t *sv, const int *valid, int sq,
-                                                int k0, const uint32_t (*qf)[4],
-                                                struct mma_rows *r)
+                                                int k0, const uint32_t (*qf)[4], struct mma_rows *r)
 {
     const int lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
     const int ks = a->hd / 2 + 4, nks = a->hd / 16, nnt = a->hd / 8;
@@ -1110,7 +1116,8 @@ static __device__ __forceinline__ void mma_tile(const struct attn_args *a, const
 
 /* Rows of this warp: normalized output when the row's visible cache rows lie in this
  * split alone, else the split's partial (acc, max, sum) for attn_reduce. */
-static __device__ __forceinline__ void mma_store(const struct attn_args *a, int kvh, struct mma_rows *r)
+static __device__ __forceinline__ void mma_store(const struct attn_args *a, int kvh,
+                                                 struct mma_rows *r)
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
     const int nnt = a->hd / 8;
@@ -1240,8 +1247,8 @@ static rf_status run_mma(cudaStream_t st, struct attn_args *a, void *work, size_
 
 extern "C" rf_status rf_gpu_attention(void *stream, const float *q, const uint16_t *k_pool,
                                       const uint16_t *v_pool, float *out,
-                                      const struct rf_attn_params *p, void *work,
-                                      size_t work_bytes, enum rf_gpu_attn_path path)
+                                      const struct rf_attn_params *p, void *work, size_t work_bytes,
+                                      enum rf_gpu_attn_path path)
 {
     RF_TRY(attn_check(p));
     if (p->n_tok == 0) return RF_OK;
@@ -1268,6 +1275,6 @@ extern "C" rf_status rf_gpu_attention(void *stream, const float *q, const uint16
 #endif
     if (path == RF_GPU_ATTN_AUTO)
         path = p->n_tok <= 2 * (int64_t)p->n_seq && p->n_tok <= 65535 ? RF_GPU_ATTN_DECODE
-                                                                        : RF_GPU_ATTN_PREFILL;
+                                                                      : RF_GPU_ATTN_PREFILL;
     return path == RF_GPU_ATTN_DECODE ? run_decode(st, &a, work, work_bytes) : run_prefill(st, &a);
 }

@@ -73,8 +73,7 @@ __global__ void __launch_bounds__(EW_THREADS)
             y4[i] = v;
         }
     } else {
-        for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
-            yr[i] = xr[i] * s * (w ? w[i] : 1.0f);
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * s * (w ? w[i] : 1.0f);
     }
 }
 
@@ -140,8 +139,8 @@ extern "C" rf_status rf_gpu_rope(void *stream, float *x, int64_t n_tok, int n_he
 /* ---- kv_store: block (token, chunk of the row) ---- */
 
 __global__ void __launch_bounds__(EW_THREADS)
-    k_kv_store(const float *k, const float *v, int64_t width, const int32_t *slot,
-               uint16_t *k_pool, uint16_t *v_pool, int vec)
+    k_kv_store(const float *k, const float *v, int64_t width, const int32_t *slot, uint16_t *k_pool,
+               uint16_t *v_pool, int vec)
 {
     const int32_t s = slot[blockIdx.x];
     if (s < 0) return;
@@ -174,8 +173,8 @@ extern "C" rf_status rf_gpu_kv_store(void *stream, const float *k, const float *
     if (n_tok <= 0 || width <= 0) return RF_OK;
     if (n_tok > INT32_MAX)
         return rf_fail(RF_STATUS_SHAPE, "gpu kv_store: %lld tokens", (long long)n_tok);
-    const int vec = width % 4 == 0 && aligned16(k) && aligned16(v) && ((uintptr_t)k_pool & 7) == 0 &&
-                    ((uintptr_t)v_pool & 7) == 0;
+    const int vec = width % 4 == 0 && aligned16(k) && aligned16(v) &&
+                    ((uintptr_t)k_pool & 7) == 0 && ((uintptr_t)v_pool & 7) == 0;
     const int64_t per_tok = vec ? width / 4 : width;
     const int64_t chunks = (per_tok + EW_THREADS - 1) / EW_THREADS;
     if (chunks > 65535)

@@ -30,8 +30,7 @@ rf_status rf_gpu_rope(void *stream, float *x, int64_t n_tok, int n_head, int hea
 
 /* k, v (n_tok, width) to f16 pool rows slot[t] (slot < 0: skipped). */
 rf_status rf_gpu_kv_store(void *stream, const float *k, const float *v, int64_t n_tok,
-                          int64_t width, const int32_t *slot, uint16_t *k_pool,
-                          uint16_t *v_pool);
+                          int64_t width, const int32_t *slot, uint16_t *k_pool, uint16_t *v_pool);
 
 /* out = silu(gate) * up; out = gelu_tanh(gate) * up; y += x; y *= s (n elements). */
 rf_status rf_gpu_swiglu(void *stream, const float *gate, const float *up, float *out, int64_t n);
