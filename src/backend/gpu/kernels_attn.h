@@ -53,8 +53,9 @@ enum rf_gpu_attn_path {
     RF_GPU_ATTN_TENSOR,
 };
 
-/* Workspace bytes the decode kernel's partial results need for any batch and any
- * context length with these head shapes (it depends on neither). Size it once. */
+/* Workspace bytes the split-sequence partials (DECODE and TENSOR paths) need for any
+ * batch and any context length with these head shapes (it depends on neither): at
+ * most 16384 (token, head, split) partials of head_dim + 2 floats. Size it once. */
 size_t rf_gpu_attention_work_bytes(int n_head, int n_head_kv, int head_dim);
 
 /* out (n_tok, n_head, head_dim) = attention of q (same shape) over the paged f16
@@ -63,7 +64,8 @@ size_t rf_gpu_attention_work_bytes(int n_head, int n_head_kv, int head_dim);
  * memory of work_bytes, at least rf_gpu_attention_work_bytes(); may be NULL when the
  * path is PREFILL. The grid depends only on n_tok, the head shapes and
  * max_blocks * block_size (never on positions), so a captured launch stays valid
- * as sequences grow. Cache rows whose block id is negative count as masked. */
+ * as sequences grow. Cache rows whose block id is negative count as masked. q and
+ * out need 8-byte alignment, the pools 16-byte. */
 rf_status rf_gpu_attention(void *stream, const float *q, const uint16_t *k_pool,
                            const uint16_t *v_pool, float *out, const struct rf_attn_params *p,
                            void *work, size_t work_bytes, enum rf_gpu_attn_path path);
