@@ -3,6 +3,7 @@
  * block pool (preemption) and the prefix cache; cancellation frees every block;
  * a full queue and a too-long prompt are refused. */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,12 +39,35 @@ static const char *const prompt_text[N_PROMPTS] = {
     "Answer in one short sentence. Question: what is the capital of France?",
 };
 
+/* Cases: a prompt and sampling parameters. 0..3: greedy on each prompt; 4: greedy
+ * with penalties (which read the prompt too); 5: seeded sampling. */
+#define N_CASES 6
+
+static int32_t case_prompt(int32_t c) { return c < N_PROMPTS ? c : c == 4 ? 0 : 1; }
+
+static struct rf_sampler_params case_params(int32_t c)
+{
+    struct rf_sampler_params sp = rf_sampler_default_params();
+    sp.temperature = 0;
+    if (c == 4) {
+        sp.repeat_penalty = 1.3f;
+        sp.frequency_penalty = 0.4f;
+        sp.presence_penalty = 0.2f;
+        sp.penalty_last_n = 64;
+    } else if (c == 5) {
+        sp.temperature = 0.9f;
+        sp.seed = 1234;
+    }
+    return sp;
+}
+
 struct fixture {
     struct rf_model *m;
     rf_token prompt[N_PROMPTS][MAX_PROMPT];
     int32_t n_prompt[N_PROMPTS];
-    rf_token ref[N_PROMPTS][N_GEN]; /* greedy tokens of each prompt alone */
-    int32_t n_ref[N_PROMPTS];       /* fewer than N_GEN when an end token came */
+    rf_token ref[N_CASES][N_GEN]; /* tokens of each case alone */
+    float ref_lp[N_CASES][N_GEN]; /* their log-softmax under the raw logits */
+    int32_t n_ref[N_CASES];       /* fewer than N_GEN when an end token came */
 };
 
 static struct fixture fx;
@@ -52,6 +76,9 @@ static struct fixture fx;
 
 struct req {
     rf_token toks[256];
+    float lps[256];     /* logprob of each token */
+    int32_t n_top[256]; /* top logprobs of each token */
+    rf_token top0[256]; /* the most likely id at each token, -1 without top logprobs */
     int32_t n;
     enum rf_finish finish;
     bool done;
@@ -66,16 +93,19 @@ struct req {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 
-/* What every token event must hold: logprobs of the greedy token are the top ones. */
+/* What every token event must hold: the top logprobs descend from one at least as
+ * likely as the token, over distinct ids, and give the token's own when listed. */
 static bool event_ok(const struct rf_sched_event *ev, int32_t n_before)
 {
-    if (ev->token < 0 || ev->n_generated != n_before + 1) return false;
-    if (ev->n_top == 0) return true;
-    if (ev->top_ids[0] != ev->token || ev->logprob != ev->top_logprobs[0] || ev->logprob > 0)
-        return false;
-    for (int32_t j = 1; j < ev->n_top; j++)
-        if (ev->top_logprobs[j] > ev->top_logprobs[j - 1] || ev->top_ids[j] == ev->top_ids[0])
-            return false;
+    if (ev->token < 0 || ev->n_generated != n_before + 1 || ev->logprob > 0) return false;
+    if (ev->n_top < 0 || ev->n_top > RF_SCHED_MAX_TOP_LOGPROBS) return false;
+    if (ev->n_top > 0 && ev->top_logprobs[0] < ev->logprob) return false;
+    for (int32_t j = 0; j < ev->n_top; j++) {
+        if (j > 0 && ev->top_logprobs[j] > ev->top_logprobs[j - 1]) return false;
+        for (int32_t i = 0; i < j; i++)
+            if (ev->top_ids[i] == ev->top_ids[j]) return false;
+        if (ev->top_ids[j] == ev->token && ev->top_logprobs[j] != ev->logprob) return false;
+    }
     return true;
 }
 
@@ -87,7 +117,12 @@ static bool on_event(void *user, const struct rf_sched_event *ev)
     if (r->done) r->errors++;
     if (ev->token >= 0) {
         if (!event_ok(ev, r->n)) r->errors++;
-        if (r->n < 256) r->toks[r->n++] = ev->token;
+        if (r->n < 256) {
+            r->lps[r->n] = ev->logprob;
+            r->n_top[r->n] = ev->n_top;
+            r->top0[r->n] = ev->n_top > 0 ? ev->top_ids[0] : -1;
+            r->toks[r->n++] = ev->token;
+        }
     }
     r->n_cached = ev->n_cached;
     r->n_generated = ev->n_generated;
@@ -129,16 +164,20 @@ static void release(struct req *r)
     pthread_mutex_unlock(&mu);
 }
 
+static struct rf_sched_request case_request(int32_t c, int32_t max_tokens, struct req *r)
+{
+    const int32_t i = case_prompt(c);
+    return (struct rf_sched_request){.prompt = fx.prompt[i],
+                                     .n_prompt = fx.n_prompt[i],
+                                     .max_tokens = max_tokens,
+                                     .sampling = case_params(c),
+                                     .cb = on_event,
+                                     .user = r};
+}
+
 static struct rf_sched_request greedy_request(int32_t i, int32_t max_tokens, struct req *r)
 {
-    struct rf_sched_request q = {.prompt = fx.prompt[i],
-                                 .n_prompt = fx.n_prompt[i],
-                                 .max_tokens = max_tokens,
-                                 .sampling = rf_sampler_default_params(),
-                                 .cb = on_event,
-                                 .user = r};
-    q.sampling.temperature = 0;
-    return q;
+    return case_request(i, max_tokens, r);
 }
 
 static uint64_t submit(struct rf_sched *s, const struct rf_sched_request *q)
@@ -149,15 +188,20 @@ static uint64_t submit(struct rf_sched *s, const struct rf_sched_request *q)
     return id;
 }
 
-/* r finished as prompt i alone does: the same tokens, then STOP or LENGTH. */
-static void expect_alone(const struct req *r, int32_t i)
+/* r finished as case c alone does: the same tokens, then STOP or LENGTH; with
+ * logprobs, the same ones. */
+static void expect_alone(const struct req *r, int32_t c, bool logprobs)
 {
     wait_flag(&r->done);
     assert_int_equal(r->errors, 0);
-    assert_int_equal(r->n, fx.n_ref[i]);
-    for (int32_t k = 0; k < r->n; k++) assert_int_equal(r->toks[k], fx.ref[i][k]);
-    assert_int_equal(r->finish, fx.n_ref[i] == N_GEN ? RF_FINISH_LENGTH : RF_FINISH_STOP);
-    assert_int_equal(r->n_generated, fx.n_ref[i]);
+    assert_int_equal(r->n, fx.n_ref[c]);
+    for (int32_t k = 0; k < r->n; k++) {
+        assert_int_equal(r->toks[k], fx.ref[c][k]);
+        if (logprobs) assert_float_equal(r->lps[k], fx.ref_lp[c][k], 1e-5);
+        else assert_true(r->lps[k] == 0.0f);
+    }
+    assert_int_equal(r->finish, fx.n_ref[c] == N_GEN ? RF_FINISH_LENGTH : RF_FINISH_STOP);
+    assert_int_equal(r->n_generated, fx.n_ref[c]);
 }
 
 static struct rf_sched *make_sched(int32_t n_parallel, int32_t n_ctx, int32_t n_batch,
@@ -187,22 +231,37 @@ static void expect_all_free(struct rf_sched *s)
 
 /* ---- setup: the model and each prompt's tokens alone ---- */
 
-static void reference(struct rf_context *ctx, int32_t i)
+static float log_softmax_at(const float *x, int32_t n, rf_token t)
 {
-    struct rf_sampler_params sp = rf_sampler_default_params();
-    sp.temperature = 0;
-    struct rf_sampler *smp = rf_sampler_new(&sp, rf_model_n_vocab(fx.m));
-    assert_non_null(smp);
+    double max = x[0], sum = 0;
+    for (int32_t i = 1; i < n; i++) max = x[i] > max ? x[i] : max;
+    for (int32_t i = 0; i < n; i++) sum += exp(x[i] - max);
+    return (float)(x[t] - max - log(sum));
+}
+
+/* Case c alone, as rocmforge run generates: the prompt through the sampler's
+ * history, one rf_decode of it, then a token at a time. */
+static int reference(struct rf_context *ctx, int32_t c)
+{
+    const int32_t i = case_prompt(c), n_vocab = rf_model_n_vocab(fx.m);
+    const struct rf_sampler_params sp = case_params(c);
+    struct rf_sampler *smp = rf_sampler_new(&sp, n_vocab);
+    if (!smp) return -1;
+    for (int32_t k = 0; k < fx.n_prompt[i]; k++) rf_sampler_accept(smp, fx.prompt[i][k]);
     rf_context_reset(ctx);
-    assert_int_equal(rf_decode(ctx, fx.prompt[i], fx.n_prompt[i], false), RF_OK);
-    fx.n_ref[i] = 0;
-    while (fx.n_ref[i] < N_GEN) {
-        const rf_token t = rf_sampler_sample(smp, rf_get_logits(ctx, -1));
+    int rc = rf_decode(ctx, fx.prompt[i], fx.n_prompt[i], false) == RF_OK ? 0 : -1;
+    fx.n_ref[c] = 0;
+    while (rc == 0 && fx.n_ref[c] < N_GEN) {
+        const float *logits = rf_get_logits(ctx, -1);
+        const rf_token t = rf_sampler_sample(smp, logits);
         if (rf_model_is_eog(fx.m, t)) break;
-        fx.ref[i][fx.n_ref[i]++] = t;
-        assert_int_equal(rf_decode(ctx, &t, 1, false), RF_OK);
+        rf_sampler_accept(smp, t);
+        fx.ref_lp[c][fx.n_ref[c]] = log_softmax_at(logits, n_vocab, t);
+        fx.ref[c][fx.n_ref[c]++] = t;
+        rc = rf_decode(ctx, &t, 1, false) == RF_OK ? 0 : -1;
     }
     rf_sampler_free(smp);
+    return rc;
 }
 
 static int setup(void **state)
@@ -224,8 +283,13 @@ static int setup(void **state)
         const char *t = prompt_text[i];
         fx.n_prompt[i] = rf_tokenize(fx.m, t, strlen(t), fx.prompt[i], MAX_PROMPT, true, false);
         if (fx.n_prompt[i] <= 0 || fx.n_prompt[i] > MAX_PROMPT) return -1;
-        reference(ctx, i);
     }
+    for (int32_t c = 0; c < N_CASES; c++)
+        if (reference(ctx, c) != 0) return -1;
+    /* Penalties and sampling change the tokens, or their cases would test nothing. */
+    if (!memcmp(fx.ref[4], fx.ref[0], sizeof fx.ref[0]) ||
+        !memcmp(fx.ref[5], fx.ref[1], sizeof fx.ref[1]))
+        return -1;
     rf_context_free(ctx);
     return 0;
 }
@@ -239,36 +303,44 @@ static int teardown(void **state)
 
 /* ---- tests ---- */
 
-/* All prompts at once, prefilled in chunks of a few tokens next to the others'
- * decoding: each gets its tokens alone, with consistent logprobs. */
+/* Every case at once, four at a time (the others wait for a slot), prompts
+ * prefilled in chunks of a few tokens next to the others' decoding: each gets its
+ * tokens alone, with their logprobs. */
 static void test_concurrent_equals_alone(void **state)
 {
     (void)state;
-    struct rf_sched *s = make_sched(N_PROMPTS, 256, 8, 0, 0, false);
-    static struct req r[N_PROMPTS];
+    struct rf_sched *s = make_sched(4, 256, 8, 0, 0, false);
+    static struct req r[N_CASES];
     memset(r, 0, sizeof r);
-    uint64_t ids[N_PROMPTS];
-    for (int32_t i = 0; i < N_PROMPTS; i++) {
-        struct rf_sched_request q = greedy_request(i, N_GEN, &r[i]);
-        q.logprobs = true;
-        q.top_logprobs = i + 1;
-        ids[i] = submit(s, &q);
+    uint64_t ids[N_CASES];
+    const bool lp[N_CASES] = {true, true, false, false, true, true};
+    const int32_t top[N_CASES] = {0, 1, 0, 5, RF_SCHED_MAX_TOP_LOGPROBS, 2};
+    for (int32_t c = 0; c < N_CASES; c++) {
+        struct rf_sched_request q = case_request(c, N_GEN, &r[c]);
+        q.logprobs = lp[c];
+        q.top_logprobs = top[c];
+        ids[c] = submit(s, &q);
     }
-    int64_t total = 0;
-    for (int32_t i = 0; i < N_PROMPTS; i++) {
-        expect_alone(&r[i], i);
-        total += r[i].n;
-        assert_int_equal(r[i].n_cached, 0);
-        assert_false(rf_sched_cancel(s, ids[i])); /* finished */
+    int64_t total = 0, prompt = 0;
+    for (int32_t c = 0; c < N_CASES; c++) {
+        expect_alone(&r[c], c, lp[c] || top[c] > 0);
+        for (int32_t k = 0; k < r[c].n; k++) {
+            assert_int_equal(r[c].n_top[k], top[c]);
+            /* Greedy without penalties takes the most likely token. */
+            if (top[c] > 0 && c < N_PROMPTS) assert_int_equal(r[c].top0[k], r[c].toks[k]);
+        }
+        total += r[c].n;
+        prompt += fx.n_prompt[case_prompt(c)];
+        assert_int_equal(r[c].n_cached, 0);
+        assert_false(rf_sched_cancel(s, ids[c])); /* finished */
     }
     struct rf_sched_stats st;
     rf_sched_get_stats(s, &st);
-    assert_int_equal(st.requests_started, N_PROMPTS);
-    assert_int_equal(st.requests_finished, N_PROMPTS);
-    assert_int_equal(st.requests_cancelled + st.requests_failed, 0);
+    assert_int_equal(st.requests_started, N_CASES);
+    assert_int_equal(st.requests_finished, N_CASES);
+    assert_int_equal(st.requests_cancelled + st.requests_failed + st.preemptions, 0);
     assert_int_equal(st.tokens_generated, total);
-    assert_int_equal(st.tokens_prompt,
-                     fx.n_prompt[0] + fx.n_prompt[1] + fx.n_prompt[2] + fx.n_prompt[3]);
+    assert_int_equal(st.tokens_prompt, prompt);
     assert_int_equal(st.tokens_prompt_cached, 0);
     assert_int_equal(st.blocks_cached, 0);
     assert_true(st.blocks_total > 0);
@@ -289,7 +361,7 @@ static void test_preemption_same_tokens(void **state)
         struct rf_sched_request q = greedy_request(i, N_GEN, &r[i]);
         submit(s, &q);
     }
-    for (int32_t i = 0; i < N_PROMPTS; i++) expect_alone(&r[i], i);
+    for (int32_t i = 0; i < N_PROMPTS; i++) expect_alone(&r[i], i, false);
     struct rf_sched_stats st;
     rf_sched_get_stats(s, &st);
     assert_true(st.preemptions > 0);
@@ -318,7 +390,7 @@ static void test_prefix_cache_same_tokens(void **state)
     memset(r, 0, sizeof r);
     struct rf_sched_request q = greedy_request(0, N_GEN, &first);
     submit(s, &q);
-    expect_alone(&first, 0);
+    expect_alone(&first, 0, false);
     assert_int_equal(first.n_cached, 0);
     for (int32_t i = 0; i < 3; i++) {
         q = greedy_request(i, N_GEN, &r[i]);
@@ -326,7 +398,7 @@ static void test_prefix_cache_same_tokens(void **state)
     }
     int64_t cached = 0;
     for (int32_t i = 0; i < 3; i++) {
-        expect_alone(&r[i], i);
+        expect_alone(&r[i], i, false);
         int32_t want = common_prefix(0, i) / bs * bs;
         if (want > fx.n_prompt[i] - 2) want = fx.n_prompt[i] - 2;
         assert_true(want >= 32);
