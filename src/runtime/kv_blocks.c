@@ -297,7 +297,8 @@ int32_t rf_kv_blocks_needed(const struct rf_kv_blocks *kb, int32_t seq, int32_t 
     if (end > (int64_t)kb->max_blocks * kb->block_size) return -1;
     const struct kv_seq *s = &kb->seqs[seq];
     int32_t n = 0;
-    for (int32_t i = s->len / kb->block_size; (int64_t)i * kb->block_size < end; i++)
+    for (int32_t i = s->len / kb->block_size; s->len < end && (int64_t)i * kb->block_size < end;
+         i++)
         n += needs_block(kb, seq, i);
     return n;
 }
@@ -307,7 +308,8 @@ static int32_t count_copies(const struct rf_kv_blocks *kb, int32_t seq, int32_t 
 {
     const struct kv_seq *s = &kb->seqs[seq];
     int32_t n = 0;
-    for (int32_t i = s->len / kb->block_size; (int64_t)i * kb->block_size < end; i++)
+    for (int32_t i = s->len / kb->block_size; s->len < end && (int64_t)i * kb->block_size < end;
+         i++)
         n += i < s->n_blocks && needs_block(kb, seq, i);
     return n;
 }
@@ -328,7 +330,8 @@ rf_status rf_kv_blocks_grow(struct rf_kv_blocks *kb, int32_t seq, int32_t end,
                        count_copies(kb, seq, end));
     struct kv_seq *s = &kb->seqs[seq];
     int32_t *t = row(kb, seq);
-    for (int32_t i = s->len / kb->block_size; (int64_t)i * kb->block_size < end; i++) {
+    for (int32_t i = s->len / kb->block_size; s->len < end && (int64_t)i * kb->block_size < end;
+         i++) {
         if (i >= s->n_blocks) {
             t[i] = block_take(kb);
             s->n_blocks = i + 1;

@@ -201,6 +201,11 @@ static void test_copy_on_write_fork(void **state)
     assert_int_equal(rf_kv_blocks_seq_len(kb, 1), 6);
     assert_int_equal(rf_kv_blocks_refcount(kb, b0), 2);
     assert_int_equal(rf_kv_blocks_refcount(kb, b1), 2);
+    /* Nothing written, nothing copied: the shared blocks stay shared. */
+    assert_int_equal(rf_kv_blocks_needed(kb, 1, 6), 0);
+    assert_int_equal(rf_kv_blocks_needed(kb, 1, 3), 0);
+    grow(kb, 1, 6, 0, NULL);
+    assert_int_equal(rf_kv_blocks_refcount(kb, b1), 2);
     /* Writing position 6 of seq 1 lands in the shared partial block: it is copied. */
     assert_int_equal(rf_kv_blocks_needed(kb, 1, 7), 1);
     struct rf_kv_copy c[4];
