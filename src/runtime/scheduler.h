@@ -87,8 +87,9 @@ struct rf_sched_stats {
     int32_t waiting, active;
     int32_t blocks_total, blocks_used, blocks_cached; /* cached: held only by the prefix cache */
     /* started: admitted the first time; finished: ended with STOP or LENGTH; failed:
-     * ERROR; cancelled: CANCELLED. A request's blocks are counted free before its
-     * final event is sent. */
+     * ERROR; cancelled: CANCELLED (also while waiting, never started). Every submitted
+     * request ends as exactly one of the last three. A request's blocks are counted
+     * free before its final event is sent. */
     uint64_t requests_started, requests_finished, requests_failed, requests_cancelled;
     /* tokens_prompt(_cached): prompt tokens of started requests (from the prefix
      * cache at their first admission) */

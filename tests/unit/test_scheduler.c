@@ -557,6 +557,60 @@ static void test_bad_requests(void **state)
     assert_int_equal(rf_sched_new(fx.m, &p, &s), RF_STATUS_INVALID_ARG);
 }
 
+/* Requests of every case with random lengths through two slots and a pool that
+ * forces preemption, some cancelled by their callback, some by rf_sched_cancel at
+ * random moments: each ends once, its tokens a prefix of its case alone, its finish
+ * consistent with them, and every block is free at the end. */
+static void test_random_mix(void **state)
+{
+    (void)state;
+    enum {
+        N = 10
+    };
+    struct rf_sched *s = make_sched(2, 64, 16, 17, 4, true);
+    static struct req r[N];
+    memset(r, 0, sizeof r);
+    uint64_t ids[N];
+    int32_t max_tokens[N];
+    uint32_t x = 2024;
+    for (int32_t i = 0; i < N; i++) {
+        x = x * 1103515245u + 12345u;
+        max_tokens[i] = 1 + (int32_t)((x >> 16) % 10);
+        if (i % 4 == 1) r[i].cancel_after = 1 + (int32_t)((x >> 8) % 4);
+        struct rf_sched_request q = case_request(i % N_CASES, max_tokens[i], &r[i]);
+        ids[i] = submit(s, &q);
+    }
+    for (int32_t i = 3; i < N; i += 4) {
+        struct timespec t = {.tv_sec = 0, .tv_nsec = 20000000};
+        nanosleep(&t, NULL);
+        rf_sched_cancel(s, ids[i]);
+    }
+    int64_t total = 0;
+    for (int32_t i = 0; i < N; i++) {
+        const int32_t c = i % N_CASES;
+        wait_flag(&r[i].done);
+        assert_int_equal(r[i].errors, 0);
+        total += r[i].n;
+        assert_true(r[i].n <= max_tokens[i] && r[i].n <= fx.n_ref[c]);
+        for (int32_t k = 0; k < r[i].n; k++) assert_int_equal(r[i].toks[k], fx.ref[c][k]);
+        const int32_t full = max_tokens[i] < fx.n_ref[c] ? max_tokens[i] : fx.n_ref[c];
+        if (r[i].finish == RF_FINISH_LENGTH) assert_int_equal(r[i].n, max_tokens[i]);
+        else if (r[i].finish == RF_FINISH_STOP) assert_int_equal(r[i].n, fx.n_ref[c]);
+        else assert_int_equal(r[i].finish, RF_FINISH_CANCELLED);
+        if (r[i].cancel_after > 0 && r[i].cancel_after < full)
+            assert_int_equal(r[i].n, r[i].cancel_after);
+    }
+    struct rf_sched_stats st;
+    rf_sched_get_stats(s, &st);
+    /* Each request ends once; those cancelled while waiting never started. */
+    assert_int_equal(st.requests_finished + st.requests_cancelled, N);
+    assert_true(st.requests_started <= N && st.requests_started >= st.requests_finished);
+    assert_int_equal(st.requests_failed, 0);
+    assert_int_equal(st.tokens_generated, total);
+    expect_all_free(s);
+    rf_sched_free(s, true);
+}
+
 /* Freeing with drain finishes what is in flight. */
 static void test_drain(void **state)
 {
@@ -588,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_prompt_too_long),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_random_mix),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
