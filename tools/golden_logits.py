@@ -58,11 +58,11 @@ def teacher_positions(n_prompt, n_total):
     return sorted(set(int(round(p)) for p in span))
 
 
-def greedy(llm, ids):
+def greedy(llm, ids, n_gen=N_GEN):
     llm.reset()
     llm.eval(ids)
     out = []
-    for _ in range(N_GEN):
+    for _ in range(n_gen):
         tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
         out.append(tok)
         llm.eval([tok])
@@ -80,10 +80,11 @@ def top_row(logits, k):
             + np.array([lrest], dtype="<f4").tobytes())
 
 
-def write_top(model_path, out_dir, name, prompts, k, threads=2):
+def write_top(model_path, out_dir, name, prompts, k, n_gen=N_GEN, threads=2):
     rows = []
-    lines, n_vocab = run(model_path, prompts, threads, lambda lg: rows.append(top_row(lg, k)))
-    write_lines(out_dir, name, lines, f"n_vocab {n_vocab} n_gen {N_GEN} n_pos {N_POS} top {k}")
+    lines, n_vocab = run(model_path, prompts, threads, lambda lg: rows.append(top_row(lg, k)),
+                         n_gen=n_gen)
+    write_lines(out_dir, name, lines, f"n_vocab {n_vocab} n_gen {n_gen} n_pos {N_POS} top {k}")
     with open(os.path.join(out_dir, f"{name}_logprobs.top"), "wb") as f:
         f.write(b"".join(rows))
 
@@ -101,7 +102,7 @@ def write(model_path, out_dir, name, threads=2):
     np.stack(rows).astype("<f2").tofile(os.path.join(out_dir, f"{name}_logprobs.f16"))
 
 
-def run(model_path, prompts, threads, emit, full=False):
+def run(model_path, prompts, threads, emit, full=False, n_gen=N_GEN):
     """Greedy continuations; emit(row) for each teacher-forced position (full: the f16
     log-softmax row, else the raw logits)."""
     import llama_cpp
@@ -112,7 +113,7 @@ def run(model_path, prompts, threads, emit, full=False):
     lines = []
     for text in prompts:
         ids = llm.tokenize(text.encode(), add_bos=True, special=True)
-        cont = greedy(llm, ids)
+        cont = greedy(llm, ids, n_gen)
         seq = ids + cont
         llm.reset()
         llm.eval(seq)

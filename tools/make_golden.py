@@ -15,8 +15,8 @@ lines start with '#'. The corpus is generated deterministically (fixed seed).
 greedy: tests/fixtures/smollm2_greedy.txt and smollm2_logprobs.f16: for 20 prompts, the
 greedy 64-token continuation and the log-probabilities at 8 teacher-forced positions
 (see tools/golden_logits.py). For Gemma 3 (262144 tokens: full rows would be 84 MB),
-gemma3_greedy.txt and gemma3_logprobs.top: the same positions, each row as the top
-GEMMA_TOP log-probabilities (see golden_logits.write_top). Without --model both are made
+gemma3_greedy.txt and gemma3_logprobs.top: GEMMA_GEN-token continuations, the same
+positions, each row as the top GEMMA_TOP log-probabilities (golden_logits.write_top). Without --model both are made
 from the models found in --models.
 """
 import argparse
@@ -396,6 +396,7 @@ GREEDY_MODELS = {
 # Gemma 3 prompts: SmolLM2's plain ones and its chat ones in Gemma's turn markup (no
 # system role: the system text goes into the user turn).
 GEMMA_TOP = 512
+GEMMA_GEN = 32  # half of SmolLM2's 64: a Gemma 3 token costs ~3x as much (262144-row head)
 
 
 def gemma_prompts(prompts):
@@ -429,7 +430,8 @@ def what_greedy(args):
             wanted[name] = path
     for name, path in wanted.items():
         if name == "gemma3":
-            golden_logits.write_top(path, args.out, name, gemma_prompts(golden_logits.PROMPTS), GEMMA_TOP)
+            golden_logits.write_top(path, args.out, name, gemma_prompts(golden_logits.PROMPTS),
+                                    GEMMA_TOP, GEMMA_GEN)
         else:
             golden_logits.write(path, args.out, name)
 

@@ -77,8 +77,8 @@ static rf_status bind_layer(const struct rf_model *m, int il, struct rf_layer *l
     BIND(attn_post_norm, "post_attention_norm.weight", d, 0, hp->post_norms);
     BIND(ffn_post_norm, "post_ffw_norm.weight", d, 0, hp->post_norms);
 #undef BIND
-    const bool local = hp->n_swa > 0 && hp->swa_pattern > 0 &&
-                       il % hp->swa_pattern < hp->swa_pattern - 1;
+    const bool local =
+        hp->n_swa > 0 && hp->swa_pattern > 0 && il % hp->swa_pattern < hp->swa_pattern - 1;
     l->window = local ? hp->n_swa : 0;
     l->rope_base = local ? hp->rope_base_swa : hp->rope_base;
     return RF_OK;

@@ -145,7 +145,8 @@ static void score_row(struct ref_rows *rr, const float *lg, int n_vocab, struct 
     double kl;
     int same;
     if (rr->top == 0) {
-        assert_int_equal(fread(rr->row16, sizeof(uint16_t), (size_t)n_vocab, rr->f), (size_t)n_vocab);
+        assert_int_equal(fread(rr->row16, sizeof(uint16_t), (size_t)n_vocab, rr->f),
+                         (size_t)n_vocab);
         for (int j = 0; j < n_vocab; j++) rr->row[j] = rf_fp16_to_fp32(rr->row16[j]);
         kl = kl_divergence(rr->row, lg, n_vocab);
         same = argmax(lg, n_vocab) == argmax(rr->row, n_vocab);
@@ -154,8 +155,7 @@ static void score_row(struct ref_rows *rr, const float *lg, int n_vocab, struct 
         assert_int_equal(fread(rr->tr->ids, sizeof(int32_t), k, rr->f), k);
         assert_int_equal(fread(rr->tr->lp, sizeof(float), k, rr->f), k);
         assert_int_equal(fread(&rr->tr->lrest, sizeof(float), 1, rr->f), 1);
-        for (size_t j = 0; j < k; j++)
-            assert_true(rr->tr->ids[j] >= 0 && rr->tr->ids[j] < n_vocab);
+        for (size_t j = 0; j < k; j++) assert_true(rr->tr->ids[j] >= 0 && rr->tr->ids[j] < n_vocab);
         kl = kl_top(rr->tr, rr->top, lg, n_vocab, rr->mark);
         same = argmax(lg, n_vocab) == rr->tr->ids[0];
     }
@@ -183,8 +183,8 @@ static void run_case(struct rf_model *m, struct rf_context *ctx, const struct go
         rf_token t = argmax(rf_get_logits(ctx, -1), n_vocab);
         if (t != c->cont[i]) {
             if (same)
-                printf("%s case %d: greedy diverges at token %d (ours %d, reference %d)\n",
-                       g->name, g->n_cases, i, t, c->cont[i]);
+                printf("%s case %d: greedy diverges at token %d (ours %d, reference %d)\n", g->name,
+                       g->n_cases, i, t, c->cont[i]);
             same = 0;
         }
         /* Feed the reference token so later steps stay comparable. */
@@ -232,7 +232,8 @@ static void run_golden(struct golden *g)
     const char *top = strstr(line, " top ");
     rr.top = top ? atoi(top + 5) : 0;
     assert_true(rr.top >= 0 && rr.top <= 1024);
-    snprintf(lp_path, sizeof lp_path, "%s/%s_logprobs.%s", fixtures, g->name, rr.top ? "top" : "f16");
+    snprintf(lp_path, sizeof lp_path, "%s/%s_logprobs.%s", fixtures, g->name,
+             rr.top ? "top" : "f16");
     rr.f = fopen(lp_path, "rb");
     assert_non_null(rr.f);
     rr.row16 = malloc(sizeof(uint16_t) * (size_t)n_vocab);

@@ -228,8 +228,9 @@ rf_status rf_cpu_matmul(void *ctx, const struct rf_tensor *w, const float *x, in
     if (vt) {
         RF_TRY(convert_activations(c, &j, tt, vt));
         repack_dots(&j, w);
+    } else {
+        RF_TRY(rf_cpu_work_reserve(c, (size_t)DEQ_ROWS * (size_t)j.k * sizeof(float), "matmul"));
     }
-    else RF_TRY(rf_cpu_work_reserve(c, (size_t)DEQ_ROWS * (size_t)j.k * sizeof(float), "matmul"));
     j.chunk = chunk_rows(c, j.rows, n_tok, j.w_stride);
     const bool serial = j.rows * j.k * n_tok < RF_CPU_PAR_MIN_WORK;
     rf_cpu_parallel_tasks(c, (j.rows + j.chunk - 1) / j.chunk, serial, mm_chunk, &j);
