@@ -121,6 +121,9 @@ void rf_context_free(struct rf_context *ctx);
 int32_t rf_context_n_ctx(const struct rf_context *ctx);
 int32_t rf_context_n_past(const struct rf_context *ctx); /* tokens in the KV cache */
 void rf_context_reset(struct rf_context *ctx);           /* forget the KV cache */
+/* Keeps the first n positions of the KV cache and forgets the rest (n >= n_past:
+ * nothing changes). Kept logits are dropped. */
+void rf_context_truncate(struct rf_context *ctx, int32_t n);
 /* Bytes of K and V cache one position occupies over all layers (what attention reads
  * per cached token). */
 uint64_t rf_context_kv_bytes_per_pos(const struct rf_context *ctx);

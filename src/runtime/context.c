@@ -78,6 +78,14 @@ void rf_context_reset(struct rf_context *c)
     c->n_logits = 0;
 }
 
+void rf_context_truncate(struct rf_context *c, int32_t n)
+{
+    if (n < 0) n = 0;
+    if (n >= c->n_past) return;
+    c->n_past = n;
+    c->n_logits = 0;
+}
+
 static rf_status reserve_logits(struct rf_context *c, int64_t rows)
 {
     if (rows <= c->logits_cap) return RF_OK;
