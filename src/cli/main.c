@@ -17,6 +17,7 @@ static const struct subcommand commands[] = {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"info", cmd_info, "describe a GGUF file"},
     {"bench", cmd_bench, "measure prompt and generation speed"},
+    {"serve", cmd_serve, "serve the model over HTTP (OpenAI-compatible)"},
     {"chat", cmd_chat, "talk with the model in the terminal"},
     {"models", cmd_models, "list the GGUF models in the models cache"},
     {"perplexity", cmd_perplexity, "perplexity of a text; KL divergence against another model"},

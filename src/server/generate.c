@@ -332,6 +332,8 @@ static bool submit_error(struct srv_conn *c, rf_status st, struct srv_error *err
     if (st == RF_STATUS_CONTEXT_FULL)
         return srv_err(err, 400, "invalid_request_error", "context_length_exceeded",
                        c->api == SRV_API_CHAT ? "messages" : "prompt", "%s", rf_last_error());
+    if (st == RF_STATUS_INVALID_ARG)
+        return srv_err(err, 400, "invalid_request_error", NULL, NULL, "%s", rf_last_error());
     return srv_err(err, 500, "server_error", NULL, NULL, "cannot start the request: %s",
                    rf_last_error());
 }

@@ -436,7 +436,12 @@ static void log_line(struct srv_conn *c, enum MHD_RequestTerminationCode toe)
     snprintf(when, sizeof when, "%s.%03dZ", sec, (int)(ts.tv_nsec / 1000000));
     const double ms = (srv_now() - c->t0) * 1e3;
     const bool aborted = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
-    const int32_t n_prompt = c->gen ? c->gen->n_prompt : 0;
+    int32_t n_prompt = 0;
+    if (c->gen) {
+        pthread_mutex_lock(&c->gen->mu);
+        n_prompt = c->gen->n_prompt;
+        pthread_mutex_unlock(&c->gen->mu);
+    }
     const char *finish = c->out.finish ? c->out.finish : aborted && c->gen ? "disconnected" : "";
     cJSON *path = cJSON_CreateString(c->path); /* escapes whatever the client sent */
     char *qpath = path ? cJSON_PrintUnformatted(path) : NULL;

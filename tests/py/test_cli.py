@@ -13,7 +13,7 @@ SIMPLE = os.environ.get("RF_SIMPLE", "simple")
 MODELS = Path(os.environ.get("RF_MODELS", ""))
 MODEL = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
 FIXTURES = Path(os.environ.get("RF_FIXTURES", Path(__file__).parents[1] / "fixtures"))
-SUBCOMMANDS = ["run", "tokenize", "info", "bench", "chat", "models", "perplexity"]
+SUBCOMMANDS = ["run", "tokenize", "info", "bench", "serve", "chat", "models", "perplexity"]
 
 
 def rf(*args, env=None, timeout=300):
@@ -69,7 +69,7 @@ def test_top_level_help():
     (["info"], "one FILE"),
     (["bench", "-r", "0"], "'0' for -r"),
     (["chatter"], "unknown subcommand 'chatter'"),
-    (["serve"], "unknown subcommand 'serve'"),
+    (["serve", "--port", "x"], "'x' for --port"),
 ])
 def test_bad_command_line(args, needle):
     code, out, err = rf(*args)
