@@ -2,16 +2,20 @@
  * every running sequence. Locking: s->mu guards the waiting queue, the running
  * table's membership, every seq's cancel flag, and the published stats. Everything
  * else (the block allocator, the KV cache, token arrays, samplers) belongs to the
- * scheduler thread alone. Callbacks run on the thread without the lock held. */
+ * scheduler thread alone. Callbacks run on the thread without the lock held. The
+ * tokens of a step are sampled on a pool of helper threads (one sequence each at a
+ * time), then reported in order on the scheduler thread. */
 #include "runtime/scheduler.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
+#include "core/threadpool.h"
 #include "model/model.h"
 #include "runtime/batch.h"
 #include "runtime/kv_blocks.h"
@@ -44,6 +48,23 @@ struct plan {
     bool logits;      /* the chunk ends the known tokens: sample the next one */
 };
 
+/* One sequence's next token, sampled from its row of the step's logits. */
+struct pick {
+    struct seq *q;
+    const float *row; /* (n_vocab) */
+    rf_token token;
+    float logprob; /* when the request asked for logprobs */
+    int32_t n_top;
+    rf_token top_ids[RF_SCHED_MAX_TOP_LOGPROBS];
+    float top_logprobs[RF_SCHED_MAX_TOP_LOGPROBS];
+};
+
+struct pick_job {
+    struct rf_sched *s;
+    int32_t n;
+    atomic_int next; /* the next pick to take */
+};
+
 struct rf_sched {
     struct rf_model *m;
     struct rf_sched_params p;
@@ -58,6 +79,8 @@ struct rf_sched {
     bool *b_want;              /* (n_batch) */
     float *logits;             /* (n_parallel, n_vocab) */
     struct plan *plans;        /* (n_parallel) */
+    struct pick *picks;        /* (n_parallel) */
+    struct rf_pool *pool;      /* samples the picks in parallel; NULL: on the thread */
     struct seq **order;        /* (n_parallel) running sequences, oldest first */
     struct rf_kv_copy *copies; /* (max_blocks) */
     uint64_t n_admitted;
@@ -425,7 +448,7 @@ static void top_ids(const float *x, int32_t n, int32_t k, rf_token *ids)
 }
 
 static void fill_logprobs(const struct rf_sched *s, const struct seq *q, const float *row,
-                          rf_token t, struct rf_sched_event *ev)
+                          rf_token t, struct pick *ev)
 {
     const double lse = log_sum_exp(row, s->n_vocab);
     ev->logprob = (float)((double)row[t] - lse);
@@ -439,12 +462,43 @@ static void fill_logprobs(const struct rf_sched *s, const struct seq *q, const f
     }
 }
 
-/* Samples q's next token from its logits and reports it, ending q when it is done. */
-static void take_token(struct rf_sched *s, struct seq *q, const float *row)
+/* Samples each pick's token (and its logprobs) from its row of logits; the
+ * sequences' samplers are independent, so picks run on any thread. */
+static void pick_all(struct pick_job *j)
 {
-    const rf_token t = rf_sampler_sample(q->sampler, row);
+    for (;;) {
+        const int32_t i = atomic_fetch_add(&j->next, 1);
+        if (i >= j->n) return;
+        struct pick *pk = &j->s->picks[i];
+        const struct seq *q = pk->q;
+        pk->token = rf_sampler_sample(q->sampler, pk->row);
+        if (pk->token >= 0 && pk->token < j->s->n_vocab && (q->logprobs || q->top_logprobs > 0))
+            fill_logprobs(j->s, q, pk->row, pk->token, pk);
+    }
+}
+
+static void pick_worker(void *arg, int ith, int nth)
+{
+    (void)ith;
+    (void)nth;
+    pick_all(arg);
+}
+
+static void sample_picks(struct rf_sched *s, int32_t n)
+{
+    struct pick_job j = {.s = s, .n = n};
+    atomic_init(&j.next, 0);
+    if (s->pool && n > 1) rf_pool_run_any(s->pool, pick_worker, &j);
+    else pick_all(&j);
+}
+
+/* Reports pk's token to its sequence, ending it when it is done. */
+static void take_token(struct rf_sched *s, struct pick *pk)
+{
+    struct seq *q = pk->q;
+    const rf_token t = pk->token;
     if (t < 0 || t >= s->n_vocab) {
-        finish(s, q, RF_FINISH_ERROR, rf_last_error(), NULL);
+        finish(s, q, RF_FINISH_ERROR, "scheduler: sampling failed", NULL);
         return;
     }
     if (rf_model_is_eog(s->m, t)) {
@@ -456,7 +510,10 @@ static void take_token(struct rf_sched *s, struct seq *q, const float *row)
     rf_sampler_accept(q->sampler, t);
     struct rf_sched_event ev = event_of(q);
     ev.token = t;
-    if (q->logprobs || q->top_logprobs > 0) fill_logprobs(s, q, row, t, &ev);
+    ev.logprob = pk->logprob;
+    ev.n_top = pk->n_top;
+    memcpy(ev.top_ids, pk->top_ids, (size_t)pk->n_top * sizeof *ev.top_ids);
+    memcpy(ev.top_logprobs, pk->top_logprobs, (size_t)pk->n_top * sizeof *ev.top_logprobs);
     pthread_mutex_lock(&s->mu);
     s->stats.tokens_generated++;
     pthread_mutex_unlock(&s->mu);
@@ -519,10 +576,15 @@ static void run_step(struct rf_sched *s)
         const struct plan *pl = &s->plans[i];
         rf_kv_blocks_commit(s->kb, pl->q->slot, pl->q->tokens, pl->start + pl->n, pl->q->n_prompt);
     }
-    int32_t row = 0;
-    for (int32_t i = 0; i < n_plan; i++)
-        if (s->plans[i].logits)
-            take_token(s, s->plans[i].q, s->logits + (size_t)row++ * (size_t)s->n_vocab);
+    int32_t n_picks = 0;
+    for (int32_t i = 0; i < n_plan; i++) {
+        if (!s->plans[i].logits) continue;
+        s->picks[n_picks] = (struct pick){.q = s->plans[i].q,
+                                          .row = s->logits + (size_t)n_picks * (size_t)s->n_vocab};
+        n_picks++;
+    }
+    sample_picks(s, n_picks);
+    for (int32_t i = 0; i < n_picks; i++) take_token(s, &s->picks[i]);
     pthread_mutex_lock(&s->mu);
     publish_blocks(s);
     pthread_mutex_unlock(&s->mu);
@@ -596,12 +658,17 @@ static rf_status alloc_state(struct rf_sched *s)
     s->b_want = malloc(nb * sizeof *s->b_want);
     s->logits = malloc(np * (size_t)s->n_vocab * sizeof *s->logits);
     s->plans = malloc(np * sizeof *s->plans);
+    s->picks = malloc(np * sizeof *s->picks);
     s->order = malloc(np * sizeof *s->order);
     s->running = calloc(np, sizeof *s->running);
     s->copies = malloc((size_t)s->max_blocks * sizeof *s->copies);
     if (!s->b_tokens || !s->b_pos || !s->b_seq || !s->b_want || !s->logits || !s->plans ||
-        !s->order || !s->running || !s->copies)
+        !s->picks || !s->order || !s->running || !s->copies)
         return rf_fail(RF_STATUS_NOMEM, "scheduler: out of memory for %d sequences", p->n_parallel);
+    /* Sampling a row reads the whole vocabulary: with many sequences, it is worth
+     * the model's threads (idle between steps). */
+    const int n_threads = s->m->n_threads < 16 ? s->m->n_threads : 16;
+    if (p->n_parallel > 1 && n_threads > 1) RF_TRY(rf_pool_create(n_threads, &s->pool));
     publish_blocks(s);
     return RF_OK;
 }
@@ -623,6 +690,8 @@ static void destroy(struct rf_sched *s)
     free(s->b_want);
     free(s->logits);
     free(s->plans);
+    free(s->picks);
+    rf_pool_free(s->pool);
     free(s->order);
     free(s->running);
     free(s->copies);
