@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "backend/backend.h"
@@ -96,8 +97,10 @@ static void test_sample(struct rf_backend *g)
 {
     const struct rf_backend_i *be = g->iface;
     const int32_t sizes[] = {1, 7, 1000, 32001, 128256};
+    /* RF_GPU_TEST_QUICK: the small sizes only (for the slow sanitizer tools) */
+    const size_t n_sizes = getenv("RF_GPU_TEST_QUICK") ? 3 : sizeof sizes / sizeof *sizes;
     int agree = 0, close = 0, draws = 0;
-    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+    for (size_t si = 0; si < n_sizes; si++) {
         const int32_t n = sizes[si];
         float *lg = malloc((size_t)n * sizeof *lg);
         float *d = be->alloc(g->ctx, (size_t)n * sizeof *lg);
@@ -280,8 +283,14 @@ static void perf_type(struct rf_backend *g, enum rf_type type, int64_t rows, int
     free(host), free(hx);
 }
 
-static void run_perf(struct rf_backend *g)
+static void run_perf(struct rf_backend *g, const char *only)
 {
+    if (only) { /* one type, 11008 x 4096 (for profilers) */
+        for (int t = 0; t < RF_TYPE_COUNT; t++)
+            if (rf_type_traits(t) && strcasecmp(rf_type_name(t), only) == 0)
+                perf_type(g, (enum rf_type)t, 11008, 4096, 1e12);
+        return;
+    }
     double bw = 0;
     rf_gpu_copy_bandwidth(0, 0, &bw);
     printf("device-to-device copy: %.4g B/s (1 GiB, read + written)\n", bw);
@@ -302,13 +311,13 @@ int main(int argc, char **argv)
     }
     printf("device: %s\n", rf_backend_gpu_device_name(&g));
     if (argc > 1 && strcmp(argv[1], "perf") == 0) {
-        run_perf(&g);
+        run_perf(&g, argc > 2 ? argv[2] : NULL);
         g.iface->free(g.ctx);
         return 0;
     }
     test_sample(&g);
     test_steps(&g);
-    test_memory(&g);
+    if (!getenv("RF_GPU_TEST_QUICK")) test_memory(&g);
     g.iface->free(g.ctx);
     printf("%s: %d checks, %d failed\n", failures ? "FAIL" : "ok", checks, failures);
     return failures ? 1 : 0;

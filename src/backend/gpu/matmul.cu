@@ -71,6 +71,22 @@ extern "C" bool rf_gpu_type_supported(enum rf_type t) { return type_code(t) >= 0
 static __device__ __forceinline__ uint32_t ld2(const uint8_t *p) { return *(const uint16_t *)p; }
 static __device__ __forceinline__ uint32_t ld4(const uint8_t *p) { return ld2(p) | (ld2(p + 2) << 16); }
 
+/* n 32-bit words from a 2-byte aligned p through n + 1 aligned loads (the block
+ * layouts put most fields at odd half-word offsets). May read 3 bytes past the run:
+ * buffers and tensors carry tail padding. */
+static __device__ __forceinline__ void ld_run(const uint8_t *p, uint32_t *out, int n)
+{
+    const uint32_t *a = (const uint32_t *)((uintptr_t)p & ~(uintptr_t)3);
+    const unsigned sh = (unsigned)((uintptr_t)p & 3) * 8;
+    uint32_t lo = a[0];
+#pragma unroll
+    for (int i = 0; i < n; i++) {
+        const uint32_t hi = a[i + 1];
+        out[i] = (uint32_t)(((((uint64_t)hi) << 32) | lo) >> sh);
+        lo = hi;
+    }
+}
+
 static __device__ __forceinline__ float h2f(uint32_t h)
 {
     return __half2float(__ushort_as_half((unsigned short)h));
@@ -119,9 +135,11 @@ static __device__ __forceinline__ void decode_chunk(int tt, const uint8_t *bp, i
     case TT_Q4_0:
     case TT_Q4_1: {
         const int qs = tt == TT_Q4_0 ? 2 : 4;
+        uint32_t r[4];
+        ld_run(bp + qs, r, 4);
 #pragma unroll
         for (int w = 0; w < 4; w++) {
-            const uint32_t v = ld4(bp + qs + 4 * w);
+            const uint32_t v = r[w];
             o->q[w] = (int)(v & 0x0F0F0F0Fu);
             o->q[w + 4] = (int)((v >> 4) & 0x0F0F0F0Fu);
         }
@@ -132,10 +150,12 @@ static __device__ __forceinline__ void decode_chunk(int tt, const uint8_t *bp, i
     case TT_Q5_0:
     case TT_Q5_1: {
         const int qh_at = tt == TT_Q5_0 ? 2 : 4;
-        const uint32_t qh = ld4(bp + qh_at);
+        uint32_t r[5];
+        ld_run(bp + qh_at, r, 5);
+        const uint32_t qh = r[0];
 #pragma unroll
         for (int w = 0; w < 4; w++) {
-            const uint32_t v = ld4(bp + qh_at + 4 + 4 * w);
+            const uint32_t v = r[w + 1];
             o->q[w] = (int)((v & 0x0F0F0F0Fu) | (spread4(qh >> (4 * w)) << 4));
             o->q[w + 4] = (int)(((v >> 4) & 0x0F0F0F0Fu) | (spread4(qh >> (16 + 4 * w)) << 4));
         }
@@ -144,15 +164,19 @@ static __device__ __forceinline__ void decode_chunk(int tt, const uint8_t *bp, i
         break;
     }
     case TT_Q8_0: {
+        uint32_t r[8];
+        ld_run(bp + 2, r, 8);
 #pragma unroll
-        for (int w = 0; w < 8; w++) o->q[w] = (int)ld4(bp + 2 + 4 * w);
+        for (int w = 0; w < 8; w++) o->q[w] = (int)r[w];
         set_ab(o, h2f(ld2(bp)), 0.0f);
         break;
     }
     case TT_Q2_K: {
         const int h = c >> 2, s = c & 3;
+        uint32_t r[8];
+        ld_run(bp + 16 + h * 32, r, 8);
 #pragma unroll
-        for (int w = 0; w < 8; w++) o->q[w] = (int)((ld4(bp + 16 + h * 32 + 4 * w) >> (2 * s)) & 0x03030303u);
+        for (int w = 0; w < 8; w++) o->q[w] = (int)((r[w] >> (2 * s)) & 0x03030303u);
         const float d = h2f(ld2(bp + 80)), dmin = h2f(ld2(bp + 82));
         const int s0 = bp[2 * c], s1 = bp[2 * c + 1];
         o->a0 = d * (float)(s0 & 15);
@@ -163,10 +187,13 @@ static __device__ __forceinline__ void decode_chunk(int tt, const uint8_t *bp, i
     }
     case TT_Q3_K: {
         const int h = c >> 2, s = c & 3;
+        uint32_t r[8], m[8];
+        ld_run(bp + 32 + h * 32, r, 8);
+        ld_run(bp, m, 8);
 #pragma unroll
         for (int w = 0; w < 8; w++) {
-            const uint32_t lo = (ld4(bp + 32 + h * 32 + 4 * w) >> (2 * s)) & 0x03030303u;
-            const uint32_t hm = (ld4(bp + 4 * w) >> c) & 0x01010101u;
+            const uint32_t lo = (r[w] >> (2 * s)) & 0x03030303u;
+            const uint32_t hm = (m[w] >> c) & 0x01010101u;
             o->q[w] = (int)(lo | (hm << 2));
         }
         const float d = h2f(ld2(bp + 108));
@@ -179,23 +206,29 @@ static __device__ __forceinline__ void decode_chunk(int tt, const uint8_t *bp, i
     case TT_Q4_K:
     case TT_Q5_K: {
         const int qs_at = tt == TT_Q4_K ? 16 : 48, g = c >> 1, nib = c & 1;
+        uint32_t r[8], m[8];
+        ld_run(bp + qs_at + g * 32, r, 8);
+        if (tt == TT_Q5_K) ld_run(bp + 16, m, 8);
 #pragma unroll
         for (int w = 0; w < 8; w++) {
-            uint32_t v = (ld4(bp + qs_at + g * 32 + 4 * w) >> (4 * nib)) & 0x0F0F0F0Fu;
-            if (tt == TT_Q5_K) v |= ((ld4(bp + 16 + 4 * w) >> c) & 0x01010101u) << 4;
+            uint32_t v = (r[w] >> (4 * nib)) & 0x0F0F0F0Fu;
+            if (tt == TT_Q5_K) v |= ((m[w] >> c) & 0x01010101u) << 4;
             o->q[w] = (int)v;
         }
-        int sc, m;
-        k4_scale_min(bp + 4, c, &sc, &m);
-        set_ab(o, h2f(ld2(bp)) * (float)sc, -h2f(ld2(bp + 2)) * (float)m);
+        int sc, mn;
+        k4_scale_min(bp + 4, c, &sc, &mn);
+        set_ab(o, h2f(ld2(bp)) * (float)sc, -h2f(ld2(bp + 2)) * (float)mn);
         break;
     }
     default: { /* TT_Q6_K */
         const int h = c >> 2, s = c & 3;
+        uint32_t r[8], m[8];
+        ld_run(bp + h * 64 + 32 * (s & 1), r, 8);
+        ld_run(bp + 128 + h * 32, m, 8);
 #pragma unroll
         for (int w = 0; w < 8; w++) {
-            const uint32_t lo = (ld4(bp + h * 64 + 32 * (s & 1) + 4 * w) >> (4 * (s >> 1))) & 0x0F0F0F0Fu;
-            const uint32_t hi = (ld4(bp + 128 + h * 32 + 4 * w) >> (2 * s)) & 0x03030303u;
+            const uint32_t lo = (r[w] >> (4 * (s >> 1))) & 0x0F0F0F0Fu;
+            const uint32_t hi = (m[w] >> (2 * s)) & 0x03030303u;
             o->q[w] = (int)(lo | (hi << 4));
         }
         const float d = h2f(ld2(bp + 208));
@@ -211,20 +244,27 @@ static __device__ __forceinline__ void decode_chunk(int tt, const uint8_t *bp, i
 /* The 8 elements of a float-type unit as floats. */
 static __device__ __forceinline__ void decode_unit(int tt, const uint8_t *bp, float *v)
 {
+    uint32_t r[8];
+    if (tt == TT_F32) {
+        ld_run(bp, r, 8);
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        if (tt == TT_F32) v[i] = __uint_as_float(ld4(bp + 4 * i));
-        else if (tt == TT_F16) v[i] = h2f(ld2(bp + 2 * i));
-        else v[i] = bf2f(ld2(bp + 2 * i));
+        for (int i = 0; i < 8; i++) v[i] = __uint_as_float(r[i]);
+        return;
+    }
+    ld_run(bp, r, 4);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint32_t lo = r[i] & 0xffffu, hi = r[i] >> 16;
+        v[2 * i] = tt == TT_F16 ? h2f(lo) : bf2f(lo);
+        v[2 * i + 1] = tt == TT_F16 ? h2f(hi) : bf2f(hi);
     }
 }
 
-/* ---- activations: int8 per 32 with (d, d * sum of first 16, d * sum of last 16) ---- */
+/* ---- activations: int8 per 32 with one f32 scale (sums are taken on the fly) ---- */
 
-/* One warp of 32 lanes per block of 32 activations (lanes past 32 of a 64-wide wave
- * take the next block). */
+/* One group of 32 lanes per block of 32 activations. */
 __global__ void k_quantize_x(const float *__restrict__ x, int8_t *__restrict__ xq,
-                             float4 *__restrict__ xs, int64_t nblocks)
+                             float *__restrict__ xd, int64_t nblocks)
 {
     const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t b = gid >> 5;
@@ -235,56 +275,77 @@ __global__ void k_quantize_x(const float *__restrict__ x, int8_t *__restrict__ x
     for (int m = 16; m > 0; m >>= 1) amax = fmaxf(amax, rf_shfl_xor(amax, m));
     const float d = amax / 127.0f;
     const int q = d > 0.0f ? __float2int_rn(v / d) : 0;
-    int sum = q;
-#pragma unroll
-    for (int m = 8; m > 0; m >>= 1) sum += rf_shfl_xor(sum, m);
-    const int other = rf_shfl_xor(sum, 16);
     if (b >= nblocks) return;
     xq[gid] = (int8_t)q;
-    if (l == 0) xs[b] = make_float4(d, d * (float)sum, d * (float)other, 0.0f);
+    if (l == 0) xd[b] = d;
 }
 
 /* ---- the matrix-vector kernel ---- */
 
 #define MMV_WARPS 4
-#define MMV_WINDOW 4096 /* row bytes per shared-memory window */
+#define MMV_ROWS 2      /* rows a 32-lane group decodes together, sharing activation loads */
+#define MMV_WINDOW 2560 /* bytes of each row per shared-memory window (a 4096-wide Q4_0
+                           row, 2304 bytes, in one) */
 #define MMV_VEC ((MMV_WINDOW + 32) / 16)
 #define MMV_VEC_PER_LANE ((MMV_VEC + 31) / 32)
 
-static __device__ __forceinline__ void dot_chunk(const struct qchunk *qc, const int8_t *xq,
-                                                 const float4 *xs, float *acc, int t)
+/* Token t's activations for one 32-element chunk: the 8 words of int8, their sums
+ * over each half, and the scale. */
+struct xchunk {
+    int4 x0, x1;
+    int s0, s1;
+    float d;
+};
+
+static __device__ __forceinline__ void load_xchunk(const int8_t *xq, const float *xd, struct xchunk *o)
 {
-    const int4 x0 = ((const int4 *)xq)[0], x1 = ((const int4 *)xq)[1];
-    int s0 = rf_dp4a(qc->q[0], x0.x, 0);
-    s0 = rf_dp4a(qc->q[1], x0.y, s0);
-    s0 = rf_dp4a(qc->q[2], x0.z, s0);
-    s0 = rf_dp4a(qc->q[3], x0.w, s0);
-    int s1 = rf_dp4a(qc->q[4], x1.x, 0);
-    s1 = rf_dp4a(qc->q[5], x1.y, s1);
-    s1 = rf_dp4a(qc->q[6], x1.z, s1);
-    s1 = rf_dp4a(qc->q[7], x1.w, s1);
-    const float4 s = *xs;
-    acc[t] += s.x * (qc->a0 * (float)s0 + qc->a1 * (float)s1) + qc->b0 * s.y + qc->b1 * s.z;
+    o->x0 = ((const int4 *)xq)[0];
+    o->x1 = ((const int4 *)xq)[1];
+    o->d = *xd;
+    const int one = 0x01010101;
+    o->s0 = rf_dp4a(o->x0.w, one, rf_dp4a(o->x0.z, one, rf_dp4a(o->x0.y, one, rf_dp4a(o->x0.x, one, 0))));
+    o->s1 = rf_dp4a(o->x1.w, one, rf_dp4a(o->x1.z, one, rf_dp4a(o->x1.y, one, rf_dp4a(o->x1.x, one, 0))));
+}
+
+static __device__ __forceinline__ float dot_chunk(const struct qchunk *qc, const struct xchunk *x)
+{
+    int s0 = rf_dp4a(qc->q[0], x->x0.x, 0);
+    s0 = rf_dp4a(qc->q[1], x->x0.y, s0);
+    s0 = rf_dp4a(qc->q[2], x->x0.z, s0);
+    s0 = rf_dp4a(qc->q[3], x->x0.w, s0);
+    int s1 = rf_dp4a(qc->q[4], x->x1.x, 0);
+    s1 = rf_dp4a(qc->q[5], x->x1.y, s1);
+    s1 = rf_dp4a(qc->q[6], x->x1.z, s1);
+    s1 = rf_dp4a(qc->q[7], x->x1.w, s1);
+    return x->d * (qc->a0 * (float)s0 + qc->a1 * (float)s1 + qc->b0 * (float)x->s0 +
+                   qc->b1 * (float)x->s1);
 }
 
 /* Unit u of a window: 32 elements (chunk u % nc of block u / nc) of a quantized
- * type, 8 elements of a float type. Dots it with every token (f16 == 0) or writes
- * it to out row r as f16 (f16 != 0). */
-static __device__ __forceinline__ void mmv_unit(int tt, int NT, int f16, const uint8_t *win, int u,
-                                                int64_t b0, int64_t k, const void *xv,
-                                                const float4 *xs, int nt, float *acc,
-                                                __half *out_row)
+ * type, 8 elements of a float type, in each of nr rows (windows win[i]). Dots them
+ * with every token into acc[i][t] (f16 == 0) or writes them to out_row + i * k as
+ * f16 (f16 != 0). */
+static __device__ __forceinline__ void mmv_unit(int tt, int NT, int f16, const uint8_t *const *win,
+                                                int nr, int u, int64_t b0, int64_t k,
+                                                const void *xv, const float *xd, int nt,
+                                                float (*acc)[RF_GPU_MMV_MAX_TOK], __half *out_row)
 {
     if (tt <= TT_BF16) {
-        float w[8];
-        decode_unit(tt, win + u * tt_bytes(tt), w);
         const int64_t e0 = (b0 + u) * 8;
-        if (f16) {
-            uint4 o;
-            __half2 *h = (__half2 *)&o;
+        float w[MMV_ROWS][8];
 #pragma unroll
-            for (int i = 0; i < 4; i++) h[i] = __floats2half2_rn(w[2 * i], w[2 * i + 1]);
-            *(uint4 *)(out_row + e0) = o;
+        for (int i = 0; i < MMV_ROWS; i++)
+            if (i < nr) decode_unit(tt, win[i] + u * tt_bytes(tt), w[i]);
+        if (f16) {
+#pragma unroll
+            for (int i = 0; i < MMV_ROWS; i++) {
+                if (i >= nr) break;
+                uint4 o;
+                __half2 *h = (__half2 *)&o;
+#pragma unroll
+                for (int j = 0; j < 4; j++) h[j] = __floats2half2_rn(w[i][2 * j], w[i][2 * j + 1]);
+                *(uint4 *)(out_row + i * k + e0) = o;
+            }
             return;
         }
         const float *x = (const float *)xv;
@@ -292,44 +353,56 @@ static __device__ __forceinline__ void mmv_unit(int tt, int NT, int f16, const u
         for (int t = 0; t < NT; t++) {
             if (t >= nt) break;
             const float4 a = *(const float4 *)(x + t * k + e0), b = *(const float4 *)(x + t * k + e0 + 4);
-            acc[t] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y +
-                      w[6] * b.z + w[7] * b.w;
+#pragma unroll
+            for (int i = 0; i < MMV_ROWS; i++)
+                acc[i][t] += w[i][0] * a.x + w[i][1] * a.y + w[i][2] * a.z + w[i][3] * a.w +
+                             w[i][4] * b.x + w[i][5] * b.y + w[i][6] * b.z + w[i][7] * b.w;
         }
         return;
     }
     const int nc = tt_qk(tt) / 32;
     const int j = u / nc, c = u % nc;
-    struct qchunk qc;
-    decode_chunk(tt, win + j * tt_bytes(tt), c, &qc);
     const int64_t e0 = (b0 + j) * tt_qk(tt) + 32 * c;
+    struct qchunk qc[MMV_ROWS];
+#pragma unroll
+    for (int i = 0; i < MMV_ROWS; i++)
+        if (i < nr) decode_chunk(tt, win[i] + j * tt_bytes(tt), c, &qc[i]);
     if (f16) {
-        uint4 o[4];
-        __half2 *h = (__half2 *)o;
 #pragma unroll
-        for (int i = 0; i < 16; i++) {
-            const int q0 = (int)(int8_t)(qc.q[i >> 1] >> (16 * (i & 1)));
-            const int q1 = (int)(int8_t)(qc.q[i >> 1] >> (16 * (i & 1) + 8));
-            const float a = i < 8 ? qc.a0 : qc.a1, b = i < 8 ? qc.b0 : qc.b1;
-            h[i] = __floats2half2_rn(a * (float)q0 + b, a * (float)q1 + b);
+        for (int i = 0; i < MMV_ROWS; i++) {
+            if (i >= nr) break;
+            uint4 o[4];
+            __half2 *h = (__half2 *)o;
+#pragma unroll
+            for (int e = 0; e < 16; e++) {
+                const int q0 = (int)(int8_t)(qc[i].q[e >> 1] >> (16 * (e & 1)));
+                const int q1 = (int)(int8_t)(qc[i].q[e >> 1] >> (16 * (e & 1) + 8));
+                const float a = e < 8 ? qc[i].a0 : qc[i].a1, b = e < 8 ? qc[i].b0 : qc[i].b1;
+                h[e] = __floats2half2_rn(a * (float)q0 + b, a * (float)q1 + b);
+            }
+#pragma unroll
+            for (int e = 0; e < 4; e++) ((uint4 *)(out_row + i * k + e0))[e] = o[e];
         }
-#pragma unroll
-        for (int i = 0; i < 4; i++) ((uint4 *)(out_row + e0))[i] = o[i];
         return;
     }
     const int8_t *xq = (const int8_t *)xv;
 #pragma unroll
     for (int t = 0; t < NT; t++) {
         if (t >= nt) break;
-        dot_chunk(&qc, xq + t * k + e0, xs + t * (k / 32) + e0 / 32, acc, t);
+        struct xchunk xc;
+        load_xchunk(xq + t * k + e0, xd + t * (k / 32) + e0 / 32, &xc);
+#pragma unroll
+        for (int i = 0; i < MMV_ROWS; i++) acc[i][t] += dot_chunk(&qc[i], &xc);
     }
 }
 
-/* Where window b0 of row r starts, and its 16-byte vectors loaded into v (every load
- * issued before any use, so they are in flight while the previous window decodes). */
+/* Where window b0 of a row starts in the staged bytes, and how much is staged. */
 struct window {
     int off, nvec, nbw;
 };
 
+/* Loads window b0 of row r into v (every load issued before any use, so they are in
+ * flight while the previous window decodes). */
 static __device__ __forceinline__ struct window window_load(const uint8_t *w, int64_t r,
                                                             size_t row_bytes, int64_t b0,
                                                             int64_t nb, int wblocks, int bsz,
@@ -347,62 +420,79 @@ static __device__ __forceinline__ struct window window_load(const uint8_t *w, in
     return o;
 }
 
-/* Each 32-lane group takes whole rows (r, r + groups, ...) and streams them through
- * its shared-memory window, the next window's loads overlapping this one's decode.
+/* Each 32-lane group takes pairs of rows (p, p + groups, ...) and streams them through
+ * its shared-memory windows, the next windows' loads overlapping this one's decode.
  * f16 == 0: y[t * rows + r] = dot(row r, token t); else out rows = the weights as f16. */
 static __device__ __forceinline__ void mmv_body(int tt, int NT, int f16, const uint8_t *__restrict__ w,
                                                 int64_t rows, int64_t k, size_t row_bytes,
-                                                const void *__restrict__ xv, const float4 *__restrict__ xs,
+                                                const void *__restrict__ xv, const float *__restrict__ xd,
                                                 int nt, float *__restrict__ y, __half *__restrict__ out)
 {
-    __shared__ uint4 stage[MMV_WARPS][MMV_VEC];
+    __shared__ uint4 stage[MMV_WARPS][MMV_ROWS][MMV_VEC];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t groups = (int64_t)gridDim.x * MMV_WARPS;
-    int64_t r = (int64_t)blockIdx.x * MMV_WARPS + warp;
-    if (r >= rows) return;
+    const int64_t pairs = (rows + MMV_ROWS - 1) / MMV_ROWS;
+    int64_t p = (int64_t)blockIdx.x * MMV_WARPS + warp;
+    if (p >= pairs) return;
     const int qk = tt_qk(tt), bsz = tt_bytes(tt), nc = tt <= TT_BF16 ? 1 : qk / 32;
     const int64_t nb = k / qk;
     const int wblocks = MMV_WINDOW / bsz;
-    uint8_t *sm = (uint8_t *)stage[warp];
-    float acc[RF_GPU_MMV_MAX_TOK];
+    float acc[MMV_ROWS][RF_GPU_MMV_MAX_TOK];
 #pragma unroll
-    for (int t = 0; t < NT; t++) acc[t] = 0.0f;
+    for (int i = 0; i < MMV_ROWS; i++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[i][t] = 0.0f;
 
-    uint4 v[MMV_VEC_PER_LANE];
+    uint4 v[MMV_ROWS][MMV_VEC_PER_LANE];
     int64_t b0 = 0;
-    struct window cur = window_load(w, r, row_bytes, b0, nb, wblocks, bsz, lane, v);
+    int nr = (int)(rows - p * MMV_ROWS < MMV_ROWS ? rows - p * MMV_ROWS : MMV_ROWS);
+    struct window cur[MMV_ROWS];
+#pragma unroll
+    for (int i = 0; i < MMV_ROWS; i++)
+        if (i < nr) cur[i] = window_load(w, p * MMV_ROWS + i, row_bytes, b0, nb, wblocks, bsz, lane, v[i]);
     for (;;) {
         rf_syncwarp(); /* the previous window's readers are done */
 #pragma unroll
-        for (int i = 0; i < MMV_VEC_PER_LANE; i++)
-            if (lane + 32 * i < cur.nvec) stage[warp][lane + 32 * i] = v[i];
+        for (int i = 0; i < MMV_ROWS; i++)
+#pragma unroll
+            for (int q = 0; q < MMV_VEC_PER_LANE; q++)
+                if (i < nr && lane + 32 * q < cur[i].nvec) stage[warp][i][lane + 32 * q] = v[i][q];
         rf_syncwarp();
-        const int64_t cr = r, cb0 = b0;
+        const int64_t cp = p, cb0 = b0;
+        const int cnr = nr, cnbw = cur[0].nbw;
+        const uint8_t *win[MMV_ROWS];
+#pragma unroll
+        for (int i = 0; i < MMV_ROWS; i++) win[i] = (const uint8_t *)stage[warp][i] + cur[i].off;
         b0 += wblocks;
         if (b0 >= nb) {
             b0 = 0;
-            r += groups;
+            p += groups;
         }
-        struct window next = cur;
-        if (r < rows) next = window_load(w, r, row_bytes, b0, nb, wblocks, bsz, lane, v);
-        for (int u = lane; u < cur.nbw * nc; u += 32)
-            mmv_unit(tt, NT, f16, sm + cur.off, u, cb0, k, xv, xs, nt, acc, out + cr * k);
-        if (!f16 && b0 == 0) { /* row cr is complete */
+        if (p < pairs) {
+            nr = (int)(rows - p * MMV_ROWS < MMV_ROWS ? rows - p * MMV_ROWS : MMV_ROWS);
 #pragma unroll
-            for (int t = 0; t < NT; t++) {
-                for (int m = 16; m > 0; m >>= 1) acc[t] += rf_shfl_xor(acc[t], m);
-                if (lane == 0 && t < nt) y[t * rows + cr] = acc[t];
-                acc[t] = 0.0f;
-            }
+            for (int i = 0; i < MMV_ROWS; i++)
+                if (i < nr) cur[i] = window_load(w, p * MMV_ROWS + i, row_bytes, b0, nb, wblocks, bsz, lane, v[i]);
         }
-        if (r >= rows) break;
-        cur = next;
+        for (int u = lane; u < cnbw * nc; u += 32)
+            mmv_unit(tt, NT, f16, win, cnr, u, cb0, k, xv, xd, nt, acc, out + cp * MMV_ROWS * k);
+        if (!f16 && b0 == 0) { /* the pair is complete */
+#pragma unroll
+            for (int i = 0; i < MMV_ROWS; i++)
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    for (int m = 16; m > 0; m >>= 1) acc[i][t] += rf_shfl_xor(acc[i][t], m);
+                    if (lane == 0 && t < nt && i < cnr) y[t * rows + cp * MMV_ROWS + i] = acc[i][t];
+                    acc[i][t] = 0.0f;
+                }
+        }
+        if (p >= pairs) break;
     }
 }
 
 #define MMV_ARGS                                                                                   \
     const uint8_t *__restrict__ w, int64_t rows, int64_t k, size_t row_bytes,                      \
-        const void *__restrict__ xv, const float4 *__restrict__ xs, int nt, float *__restrict__ y
+        const void *__restrict__ xv, const float *__restrict__ xs, int nt, float *__restrict__ y
 #define MMV_KERNELS(name, tt)                                                                      \
     __global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv_##name##_1(MMV_ARGS)                   \
     {                                                                                              \
@@ -476,9 +566,10 @@ __global__ void k_mmv_float_any(int tt, const uint8_t *__restrict__ w, int64_t r
     }
 }
 
-/* Row groups of the streaming kernels: about 3 rows each, at most 32 groups per
- * multiprocessor, so that each group's next row loads while this one decodes. */
-static unsigned mmv_grid(int64_t rows)
+/* Blocks of the streaming kernels: one per 4 row pairs, at most as many as are
+ * resident at once (the groups then loop over pairs, each next pair's loads
+ * overlapping this one's decode). */
+static unsigned mmv_grid(const void *kernel, int64_t rows, size_t smem)
 {
     static int n_sm = 0;
     if (n_sm == 0) {
@@ -489,16 +580,22 @@ static unsigned mmv_grid(int64_t rows)
         else
             n_sm = 108;
     }
-    int64_t groups = (rows + 2) / 3;
-    if (groups > (int64_t)n_sm * 32) groups = (int64_t)n_sm * 32;
-    if (groups < 1) groups = 1;
-    return (unsigned)((groups + MMV_WARPS - 1) / MMV_WARPS);
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, MMV_WARPS * 32, smem) !=
+            cudaSuccess || per_sm < 1) {
+        (void)cudaGetLastError();
+        per_sm = 1;
+    }
+    const int64_t pairs = (rows + MMV_ROWS - 1) / MMV_ROWS;
+    int64_t blocks = (pairs + MMV_WARPS - 1) / MMV_WARPS;
+    if (blocks > (int64_t)n_sm * per_sm) blocks = (int64_t)n_sm * per_sm;
+    return (unsigned)(blocks < 1 ? 1 : blocks);
 }
 
 extern "C" size_t rf_gpu_xq_bytes(int64_t n_tok, int64_t k)
 {
     const size_t q = ((size_t)(n_tok * k) + 15) & ~(size_t)15;
-    return q + (size_t)(n_tok * k / 32) * sizeof(float4);
+    return q + (size_t)(n_tok * k / 32) * sizeof(float);
 }
 
 extern "C" rf_status rf_gpu_mmv(void *stream, enum rf_type t, const void *w, int64_t rows,
@@ -511,22 +608,22 @@ extern "C" rf_status rf_gpu_mmv(void *stream, enum rf_type t, const void *w, int
         return rf_fail(RF_STATUS_INVALID_ARG, "gpu mmv: bad shape (%lld tokens, %lld x %lld)",
                        (long long)n_tok, (long long)rows, (long long)k);
     cudaStream_t s = (cudaStream_t)stream;
-    const unsigned grid = mmv_grid(rows);
     const int nt = (int)n_tok;
+    const int v = nt == 1 ? 0 : nt == 2 ? 1 : nt <= 4 ? 2 : 3;
     const void *xv = x;
-    const float4 *xs = NULL;
+    const float *xs = NULL;
     if (tt > TT_BF16) {
         const int64_t n = n_tok * k;
         int8_t *xq = (int8_t *)xbuf;
-        float4 *xsc = (float4 *)((uint8_t *)xbuf + (((size_t)n + 15) & ~(size_t)15));
+        float *xsc = (float *)((uint8_t *)xbuf + (((size_t)n + 15) & ~(size_t)15));
         k_quantize_x<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(x, xq, xsc, n / 32);
         RF_GPU_LAUNCHED("quantize_x");
         xv = xq;
         xs = xsc;
     }
-    const int v = nt == 1 ? 0 : nt == 2 ? 1 : nt <= 4 ? 2 : 3;
-    mmv_table[tt][v]<<<grid, MMV_WARPS * 32, 0, s>>>((const uint8_t *)w, rows, k, row_bytes, xv,
-                                                     xs, nt, y);
+    const unsigned grid = mmv_grid((const void *)mmv_table[tt][v], rows, 0);
+    mmv_table[tt][v]<<<grid, MMV_WARPS * 32, 0, s>>>((const uint8_t *)w, rows, k, row_bytes, xv, xs,
+                                                     nt, y);
     RF_GPU_LAUNCHED(mmv_names[tt]);
     return RF_OK;
 }
@@ -636,7 +733,8 @@ extern "C" rf_status rf_gpu_dequant_f16(void *stream, enum rf_type t, const void
 {
     const int tt = type_code(t);
     if (tt >= 0 && k % tt_qk(tt) == 0 && rows > 0) {
-        deq_table[tt]<<<mmv_grid(rows), MMV_WARPS * 32, 0, (cudaStream_t)stream>>>(
+        deq_table[tt]<<<mmv_grid((const void *)deq_table[tt], rows, 0), MMV_WARPS * 32, 0,
+                        (cudaStream_t)stream>>>(
             (const uint8_t *)w, rows, k, row_bytes, (__half *)out);
         RF_GPU_LAUNCHED("dequant_f16");
         return RF_OK;
