@@ -626,10 +626,8 @@ static rf_status resolve_params(const struct rf_model *m, struct rf_sched_params
         return rf_fail(RF_STATUS_INVALID_ARG,
                        "scheduler: n_parallel %d, n_ctx %d or block size %d too big", p->n_parallel,
                        p->n_ctx, p->block_size);
-    if (p->n_batch < p->n_parallel)
-        return rf_fail(RF_STATUS_INVALID_ARG,
-                       "scheduler: n_batch %d must hold a token of each of the %d sequences",
-                       p->n_batch, p->n_parallel);
+    /* Room for a token of every sequence but one, and a prompt chunk of two. */
+    if (p->n_batch < p->n_parallel + 2) p->n_batch = p->n_parallel + 2;
     const int64_t max_blocks = (p->n_ctx + p->block_size - 1) / p->block_size;
     if (p->n_blocks == 0)
         p->n_blocks =

@@ -30,7 +30,8 @@ struct rf_sched_params {
     int32_t n_ctx;       /* most positions of one sequence, prompt + generated (0: the
                             model's training context, at most 4096) */
     int32_t n_batch;     /* most tokens in one step, decode tokens first (default 512;
-                            at least n_parallel) */
+                            raised to n_parallel + 2 when smaller, so that a prompt
+                            chunk always fits beside the others' decode tokens) */
     int32_t n_blocks;    /* KV blocks in the pool; 0: enough for n_parallel full contexts;
                             at least one full context's blocks plus one (for a copy) */
     int32_t block_size;  /* 0: RF_KV_BLOCK_SIZE */

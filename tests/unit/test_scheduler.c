@@ -553,7 +553,7 @@ static void test_bad_requests(void **state)
     p.n_blocks = 4;
     assert_int_equal(rf_sched_new(fx.m, &p, &s), RF_STATUS_INVALID_ARG);
     p.n_blocks = 0;
-    p.n_batch = 4; /* fewer than n_parallel */
+    p.n_batch = -1;
     assert_int_equal(rf_sched_new(fx.m, &p, &s), RF_STATUS_INVALID_ARG);
 }
 
