@@ -5,9 +5,8 @@
  * already holds (cached_text). When that text is not a prefix of the rendering (the
  * template renders earlier turns differently than before, as those that drop the
  * reasoning of earlier answers do) or is not known (Ctrl-C cut a prompt short), the
- * rendering is tokenized whole and compared token by token with the cache, which
- * restarts at the first difference (the API has no truncate: restarting means from
- * token 0).
+ * rendering is tokenized whole and compared token by token with the cache, which is
+ * truncated at the first difference and continued from there.
  *
  * Ctrl-C stops an answer (or a long prompt) and returns to the prompt; at the prompt it
  * quits, as EOF and /exit do. The answer goes to stdout, everything else to stderr. */
@@ -290,15 +289,16 @@ static char *render(const struct chat *c)
     return out;
 }
 
-/* Drops the cache past keep tokens; returns how many it still holds. Without a
- * truncate in the API, keeping less than everything means starting over. */
+/* Drops the cache past keep tokens, and the sampler's history with it; returns how
+ * many tokens the cache still holds. */
 static int32_t kv_keep(struct chat *c, int32_t keep)
 {
     if (keep >= c->n_hist) return c->n_hist;
-    rf_context_reset(c->ctx);
+    rf_context_truncate(c->ctx, keep);
     rf_sampler_reset(c->smp);
-    c->n_hist = 0;
-    return 0;
+    for (int32_t i = 0; i < keep; i++) rf_sampler_accept(c->smp, c->hist[i]);
+    c->n_hist = keep;
+    return keep;
 }
 
 /* A turn's tokens: toks[i] belongs at cache position base + i; the first match
@@ -344,12 +344,11 @@ static bool hist_add(struct chat *c, const rf_token *t, int32_t n)
     return true;
 }
 
-/* Decodes tokens into the cache in chunks, watching for Ctrl-C between them; *done
- * counts the tokens decoded. */
+/* Decodes tokens into the cache in chunks, watching for Ctrl-C after each (so a cut
+ * prompt has at least one chunk in the cache); *done counts the tokens decoded. */
 static enum turn_end feed(struct chat *c, const rf_token *t, int32_t n, int32_t *done)
 {
     for (int32_t i = 0; i < n; i += FEED_CHUNK) {
-        if (g_interrupted) return TURN_INTERRUPTED;
         const int32_t k = n - i < FEED_CHUNK ? n - i : FEED_CHUNK;
         if (rf_decode(c->ctx, t + i, k, false) != RF_OK) {
             cli_fail("chat", "decoding the prompt failed: %s", rf_last_error());
@@ -360,6 +359,7 @@ static enum turn_end feed(struct chat *c, const rf_token *t, int32_t n, int32_t 
             return TURN_FAILED;
         }
         *done += k;
+        if (g_interrupted && i + k < n) return TURN_INTERRUPTED;
     }
     return TURN_MORE;
 }
