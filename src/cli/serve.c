@@ -32,6 +32,8 @@ static const char serve_usage[] =
     "      --no-prefix-cache    do not share the KV of equal prompt prefixes\n"
     "      --queue-size N       requests that may wait; more get 503 (default 64)\n"
     "  -t, --threads N          CPU threads (default: all online CPUs)\n"
+    "  -ngl, --n-gpu-layers N   layers on the GPU (default -1: all when a GPU is usable;\n"
+    "                           0: CPU only)\n"
     "      --api-key KEY        require `Authorization: Bearer KEY` (also $ROCMFORGE_API_KEY)\n"
     "      --chat-template NAME force a chat template: chatml, llama2, llama3, mistral,\n"
     "                           gemma, phi3, zephyr, qwen2, qwen2.5 (default: detect)\n"
@@ -54,6 +56,7 @@ enum {
     OPT_LOG_FORMAT,
     OPT_PARALLEL,
     OPT_TIMEOUT,
+    OPT_NGL,
 };
 
 static const struct option serve_longopts[] = {
@@ -74,6 +77,8 @@ static const struct option serve_longopts[] = {
     {"max-body", required_argument, NULL, OPT_MAX_BODY},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"n-gpu-layers", required_argument, NULL, OPT_NGL},
+    {"ngl", required_argument, NULL, OPT_NGL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -113,6 +118,7 @@ static int number_option(int c, const char *v, const char *opt, struct serve_opt
     case OPT_KV_BLOCKS: ok = cli_parse_i32(v, 1, INT32_MAX, &o->sp.n_blocks); break;
     case OPT_QUEUE: ok = cli_parse_i32(v, 0, 1 << 20, &o->sp.queue_size); break;
     case OPT_TIMEOUT: ok = cli_parse_i32(v, 0, 1 << 20, &o->hp.idle_timeout_s); break;
+    case OPT_NGL: ok = cli_parse_i32(v, -1, 1 << 20, &cli_n_gpu_layers); break;
     case OPT_MAX_BODY:
         ok = cli_parse_u64(v, &body) && body >= 64 && body <= (1ull << 32);
         o->hp.max_body = (size_t)body;
