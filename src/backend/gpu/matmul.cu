@@ -339,24 +339,24 @@ static __device__ __forceinline__ void mmv_unit(int tt, int NT, int f16, const u
         if (f16) {
 #pragma unroll
             for (int i = 0; i < MMV_ROWS; i++) {
-                if (i >= nr) break;
                 uint4 o;
                 __half2 *h = (__half2 *)&o;
 #pragma unroll
                 for (int j = 0; j < 4; j++) h[j] = __floats2half2_rn(w[i][2 * j], w[i][2 * j + 1]);
-                *(uint4 *)(out_row + i * k + e0) = o;
+                if (i < nr) *(uint4 *)(out_row + i * k + e0) = o;
             }
             return;
         }
         const float *x = (const float *)xv;
 #pragma unroll
         for (int t = 0; t < NT; t++) {
-            if (t >= nt) break;
-            const float4 a = *(const float4 *)(x + t * k + e0), b = *(const float4 *)(x + t * k + e0 + 4);
+            if (t < nt) {
+                const float4 a = *(const float4 *)(x + t * k + e0), b = *(const float4 *)(x + t * k + e0 + 4);
 #pragma unroll
-            for (int i = 0; i < MMV_ROWS; i++)
-                acc[i][t] += w[i][0] * a.x + w[i][1] * a.y + w[i][2] * a.z + w[i][3] * a.w +
-                             w[i][4] * b.x + w[i][5] * b.y + w[i][6] * b.z + w[i][7] * b.w;
+                for (int i = 0; i < MMV_ROWS; i++)
+                    acc[i][t] += w[i][0] * a.x + w[i][1] * a.y + w[i][2] * a.z + w[i][3] * a.w +
+                                 w[i][4] * b.x + w[i][5] * b.y + w[i][6] * b.z + w[i][7] * b.w;
+            }
         }
         return;
     }
@@ -370,7 +370,6 @@ static __device__ __forceinline__ void mmv_unit(int tt, int NT, int f16, const u
     if (f16) {
 #pragma unroll
         for (int i = 0; i < MMV_ROWS; i++) {
-            if (i >= nr) break;
             uint4 o[4];
             __half2 *h = (__half2 *)o;
 #pragma unroll
@@ -381,18 +380,20 @@ static __device__ __forceinline__ void mmv_unit(int tt, int NT, int f16, const u
                 h[e] = __floats2half2_rn(a * (float)q0 + b, a * (float)q1 + b);
             }
 #pragma unroll
-            for (int e = 0; e < 4; e++) ((uint4 *)(out_row + i * k + e0))[e] = o[e];
+            for (int e = 0; e < 4; e++)
+                if (i < nr) ((uint4 *)(out_row + i * k + e0))[e] = o[e];
         }
         return;
     }
     const int8_t *xq = (const int8_t *)xv;
 #pragma unroll
     for (int t = 0; t < NT; t++) {
-        if (t >= nt) break;
-        struct xchunk xc;
-        load_xchunk(xq + t * k + e0, xd + t * (k / 32) + e0 / 32, &xc);
+        if (t < nt) {
+            struct xchunk xc;
+            load_xchunk(xq + t * k + e0, xd + t * (k / 32) + e0 / 32, &xc);
 #pragma unroll
-        for (int i = 0; i < MMV_ROWS; i++) acc[i][t] += dot_chunk(&qc[i], &xc);
+            for (int i = 0; i < MMV_ROWS; i++) acc[i][t] += dot_chunk(&qc[i], &xc);
+        }
     }
 }
 
