@@ -1,11 +1,13 @@
 """OpenAI endpoints through the official `openai` client: greedy outputs equal to
 `rocmforge run`, streaming equal to non-streaming, stop strings, seeds, logprobs."""
+import json
 import math
+import subprocess
 
 import openai
 import pytest
 
-from conftest import run_cli
+from conftest import BIN, MODEL, run_cli
 from sse import chat_text, completion_text, events, finish_reason
 
 N = 24
@@ -178,3 +180,15 @@ def test_models(client, server):
     models = client.models.list().data
     assert [m.id for m in models] == ["SmolLM2-135M-Instruct.Q4_1"]
     assert models[0].object == "model"
+
+
+def test_prompt_as_token_ids(client, server):
+    """Token ids give what their text gives (SmolLM2 adds no BOS)."""
+    r = subprocess.run([BIN, "tokenize", "-m", str(MODEL), "-p", "Once upon a time"],
+                       capture_output=True, timeout=60)
+    ids = json.loads(r.stdout)
+    by_ids = server.post("/v1/completions", json={"prompt": ids, "max_tokens": 8,
+                                                  "temperature": 0}).json()
+    by_text = complete(client, "Once upon a time", max_tokens=8)
+    assert by_ids["usage"]["prompt_tokens"] == len(ids) == by_text.usage.prompt_tokens
+    assert by_ids["choices"][0]["text"] == by_text.choices[0].text
