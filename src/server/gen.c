@@ -90,7 +90,7 @@ static bool on_event(void *user, const struct rf_sched_event *ev)
         lat = now - (first ? g->t_submit : g->t_last);
         if (first) g->t_first = now;
         g->t_last = now;
-        g->state = "running";
+        if (!strcmp(g->state, "queued")) g->state = "running";
     }
     g->n_prompt = ev->n_prompt;
     g->n_generated = ev->n_generated;
