@@ -1,6 +1,7 @@
 """Every error the server answers, with its status and OpenAI's error body."""
 import json
 import socket
+import time
 
 import pytest
 
@@ -179,8 +180,14 @@ def test_queue_full(strict):
     r = strict.post("/v1/completions", json={"prompt": "Hi"}, headers=AUTH)
     e = error_of(r, 503, None, "queue_full")
     assert int(r.headers["Retry-After"]) >= 1
-    running.close()
+    # a client that leaves while queued is dropped from the queue at once
     waiting.close()
+    deadline = time.time() + 10
+    while strict.metrics(AUTH)["rocmforge_queue_length"] != 0:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    assert strict.metrics(AUTH)["rocmforge_active_sequences"] == 1
+    running.close()
 
 
 def test_json_log_lines(strict):
