@@ -5,6 +5,9 @@ Writes, for a model and a fixed list of prompts:
                       \t the 8 teacher-forced positions (indices into prompt+continuation)
   <name>_logprobs.f16 little-endian float16 log-softmax rows, prompt-major then position,
                       n_vocab values each
+  <name>_long.txt     (write_long) one line of LONG_TOKENS token ids, evaluated as a batch
+                      of all but the last (in chunks of 512) and then the last alone; the
+                      rows of <name>_long.top are the last two positions' log-probabilities
   <name>_logprobs.top (write_top, for large vocabularies) per row: int32 ids[K] of the K
                       most likely tokens (descending), float32 log-probabilities[K], and
                       float32 log of the remaining mass, all little-endian
@@ -86,6 +89,32 @@ def write_top(model_path, out_dir, name, prompts, k, n_gen=N_GEN, threads=2):
                          n_gen=n_gen)
     write_lines(out_dir, name, lines, f"n_vocab {n_vocab} n_gen {n_gen} n_pos {N_POS} top {k}")
     with open(os.path.join(out_dir, f"{name}_logprobs.top"), "wb") as f:
+        f.write(b"".join(rows))
+
+
+LONG_TOKENS = 700
+LONG_TEXT = ("The history of the city goes back many centuries. " * 10
+             + "In the north, rivers and forests; in the south, farms and hills. ") * 8
+
+
+def write_long(model_path, out_dir, name, k, threads=2):
+    """Past a 512-token sliding window: the logits of a long batch's last token and of
+    one decoded token after it."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=model_path, n_ctx=1024, n_batch=512, n_ubatch=512,
+                          n_threads=threads, logits_all=True, verbose=False)
+    ids = llm.tokenize(LONG_TEXT.encode(), add_bos=True, special=True)[:LONG_TOKENS]
+    assert len(ids) == LONG_TOKENS
+    llm.eval(ids[:-1])
+    llm.eval(ids[-1:])
+    rows = [top_row(np.array(llm.scores[p][:llm.n_vocab()], dtype=np.float32), k)
+            for p in (LONG_TOKENS - 2, LONG_TOKENS - 1)]
+    with open(os.path.join(out_dir, f"{name}_long.txt"), "w") as f:
+        f.write(f"# n_vocab {llm.n_vocab()} top {k} batch 512: ids; rows of positions "
+                f"{LONG_TOKENS - 2} (end of the batch) and {LONG_TOKENS - 1} (decoded)\n")
+        f.write(" ".join(map(str, ids)) + "\n")
+    with open(os.path.join(out_dir, f"{name}_long.top"), "wb") as f:
         f.write(b"".join(rows))
 
 

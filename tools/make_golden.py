@@ -16,7 +16,8 @@ greedy: tests/fixtures/smollm2_greedy.txt and smollm2_logprobs.f16: for 20 promp
 greedy 64-token continuation and the log-probabilities at 8 teacher-forced positions
 (see tools/golden_logits.py). For Gemma 3 (262144 tokens: full rows would be 84 MB),
 gemma3_greedy.txt and gemma3_logprobs.top: GEMMA_GEN-token continuations, the same
-positions, each row as the top GEMMA_TOP log-probabilities (golden_logits.write_top). Without --model both are made
+positions, each row as the top GEMMA_TOP log-probabilities (golden_logits.write_top),
+and gemma3_long.txt / .top: two positions past the 512-token sliding window. Without --model both are made
 from the models found in --models.
 """
 import argparse
@@ -432,6 +433,7 @@ def what_greedy(args):
         if name == "gemma3":
             golden_logits.write_top(path, args.out, name, gemma_prompts(golden_logits.PROMPTS),
                                     GEMMA_TOP, GEMMA_GEN)
+            golden_logits.write_long(path, args.out, name, GEMMA_TOP)
         else:
             golden_logits.write(path, args.out, name)
 

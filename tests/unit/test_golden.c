@@ -98,13 +98,13 @@ static double kl_top(const struct top_row *r, int k, const float *logits, int n,
     double mx = -INFINITY, sum = 0, rest = 0;
     if (n <= 0) return INFINITY;
     for (int i = 0; i < n; i++) mx = logits[i] > mx ? logits[i] : mx;
-    memset(mark, 0, (size_t)n);
-    for (int i = 0; i < k; i++) mark[r->ids[i]] = 1;
+    for (int i = 0; i < k; i++) mark[r->ids[i]] = 1; /* mark: n zeros on entry and exit */
     for (int i = 0; i < n; i++) {
         const double e = exp(logits[i] - mx);
         sum += e;
         if (!mark[i]) rest += e;
     }
+    for (int i = 0; i < k; i++) mark[r->ids[i]] = 0;
     const double lse = mx + log(sum);
     double kl = 0;
     for (int i = 0; i < k; i++) kl += exp(r->lp[i]) * (r->lp[i] - (logits[r->ids[i]] - lse));
@@ -239,7 +239,7 @@ static void run_golden(struct golden *g)
     rr.row16 = malloc(sizeof(uint16_t) * (size_t)n_vocab);
     rr.row = malloc(sizeof(float) * (size_t)n_vocab);
     rr.tr = malloc(sizeof *rr.tr);
-    rr.mark = malloc((size_t)n_vocab);
+    rr.mark = calloc((size_t)n_vocab, 1);
     while (fgets(line, sizeof line, f)) {
         if (line[0] == '#') continue;
         line[strcspn(line, "\n")] = '\0';
@@ -282,9 +282,72 @@ static void test_gemma3_golden(void **state)
     run_golden(&g);
 }
 
+/* Past Gemma 3's 512-token sliding window: a 699-token batch (chunks of 512, as the
+ * reference ran it) and one decoded token, against llama.cpp's last two positions. */
+static void test_gemma3_long(void **state)
+{
+    (void)state;
+    const char *models = getenv("RF_MODELS"), *fixtures = getenv("RF_FIXTURES");
+    assert_non_null(models);
+    assert_non_null(fixtures);
+    char path[1024];
+    static char line[1 << 16];
+    static rf_token ids[MAX_IDS];
+    snprintf(path, sizeof path, "%s/gemma3_long.txt", fixtures);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof line, f));
+    const char *top = strstr(line, " top ");
+    assert_non_null(top);
+    const int k = atoi(top + 5);
+    assert_true(k > 0 && k <= 1024);
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    const int n = parse_ids(line, ids, MAX_IDS);
+    assert_true(n > 600);
+
+    snprintf(path, sizeof path, "%s/gemma-3-270m-q4_k_m.gguf", models);
+    struct rf_model *m = NULL;
+    struct rf_model_params mp = rf_model_default_params();
+    mp.n_threads = 2;
+    if (rf_model_load(path, &mp, &m) != RF_OK) fail_msg("load: %s", rf_last_error());
+    struct rf_context *ctx = NULL;
+    struct rf_context_params cp = rf_context_default_params();
+    cp.n_ctx = 1024;
+    cp.n_batch = 512;
+    assert_int_equal(rf_context_init(m, &cp, &ctx), RF_OK);
+    const int n_vocab = rf_model_n_vocab(m);
+
+    snprintf(path, sizeof path, "%s/gemma3_long.top", fixtures);
+    FILE *rf = fopen(path, "rb");
+    assert_non_null(rf);
+    struct top_row *tr = malloc(sizeof *tr);
+    char *mark = calloc((size_t)n_vocab, 1);
+    for (int step = 0; step < 2; step++) {
+        if (step == 0) assert_int_equal(rf_decode(ctx, ids, n - 1, false), RF_OK);
+        else assert_int_equal(rf_decode(ctx, &ids[n - 1], 1, false), RF_OK);
+        assert_int_equal(fread(tr->ids, sizeof(int32_t), (size_t)k, rf), (size_t)k);
+        assert_int_equal(fread(tr->lp, sizeof(float), (size_t)k, rf), (size_t)k);
+        assert_int_equal(fread(&tr->lrest, sizeof(float), 1, rf), 1);
+        for (int j = 0; j < k; j++) assert_true(tr->ids[j] >= 0 && tr->ids[j] < n_vocab);
+        const float *lg = rf_get_logits(ctx, -1);
+        const double kl = kl_top(tr, k, lg, n_vocab, mark);
+        printf("golden gemma3 long: position %d: KL %.3g, top-1 %d (reference %d)\n", n - 2 + step,
+               kl, argmax(lg, n_vocab), tr->ids[0]);
+        assert_true(kl <= 1e-6);
+        assert_int_equal(argmax(lg, n_vocab), tr->ids[0]);
+    }
+    fclose(rf);
+    free(tr);
+    free(mark);
+    rf_context_free(ctx);
+    rf_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_smollm2_golden),
-                                       cmocka_unit_test(test_gemma3_golden)};
+                                       cmocka_unit_test(test_gemma3_golden),
+                                       cmocka_unit_test(test_gemma3_long)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

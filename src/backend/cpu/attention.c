@@ -11,9 +11,9 @@
  * f16, q.k with exact products summed in f32 (in tinyBLAS's or vec_dot's order),
  * softmax with ggml's expf and a double sum, the normalized weights rounded to f16,
  * then the weighted sum of V in f32 (same orders). Rows start at cache row 0 as
- * llama.cpp's do; with a sliding window (rows from lo > 0) the partial-sum lanes
- * are shifted against llama.cpp's masked full rows, so only there results may
- * differ in the last bits. */
+ * llama.cpp's do; with a sliding window, at the window's first row rounded down to
+ * a multiple of 32 with the rows before it masked, which puts the partial sums on
+ * the rows of llama.cpp's (it masks whole rows from row 0), so that these match too. */
 #include <math.h>
 #include <string.h>
 
@@ -149,6 +149,14 @@ static int64_t first_row(const struct rf_attn_params *p, int64_t t)
     return lo > 0 ? lo : 0;
 }
 
+/* First row token t reads: first_row rounded down to a multiple of every lane count
+ * (RF_LANES_VEC is a multiple of RF_LANES_GEMM and of the softmax's 8); the rows
+ * read before first_row are masked. */
+static int64_t read_row(const struct rf_attn_params *p, int64_t t)
+{
+    return first_row(p, t) / RF_LANES_VEC * RF_LANES_VEC;
+}
+
 /* Scores s (ng, nvis) of the group's query heads qf against nvis K rows of one head
  * at kr, stride halves apart. */
 static void attn_scores(const struct attn_job *j, const float *qf, int ng, const uint16_t *kr,
@@ -234,7 +242,7 @@ static void attn_task(void *varg, int64_t id, int ith)
     const int g = (int)(id / p->n_tok), kvh = g / j->n_sub;
     const int h0 = kvh * j->n_rep + (g % j->n_sub) * j->gs;
     const int h_end = (kvh + 1) * j->n_rep, ng = h0 + j->gs < h_end ? j->gs : h_end - h0;
-    const int64_t lo = first_row(p, t), nvis = p->pos[t] - lo + 1;
+    const int64_t lo = read_row(p, t), nvis = p->pos[t] - lo + 1, masked = first_row(p, t) - lo;
 
     float *qf = rf_cpu_work_slice(j->c, ith); /* (gs, hd) q rounded to f16 */
     float *s = qf + (size_t)j->gs * hd;       /* (gs, max_vis) scores, then weights */
@@ -247,6 +255,8 @@ static void attn_task(void *varg, int64_t id, int ith)
     const bool chunk = in_chunk(p, t);
     attn_scores(j, qf, ng, kr, stride, nvis, s,
                 chunk && hd % 8 == 0 ? RF_LANES_GEMM : RF_LANES_VEC);
+    for (int h = 0; h < ng; h++)
+        for (int64_t r = 0; r < masked; r++) s[h * nvis + r] = -INFINITY;
     attn_softmax(k, s, ng, nvis);
     /* The group's output rows are contiguous: (ng, hd) at ot. */
     float *ot = j->out + (t * p->n_head + h0) * hd;
@@ -312,7 +322,7 @@ rf_status rf_cpu_attention(void *ctx, const float *q, const uint16_t *k_pool,
                          .n_rep = p->n_head / p->n_head_kv};
     attn_split(&j, c->nth);
     for (int64_t t = 0; t < p->n_tok; t++) {
-        const int64_t nvis = p->pos[t] - first_row(p, t) + 1;
+        const int64_t nvis = p->pos[t] - read_row(p, t) + 1;
         if (nvis > j.max_vis) j.max_vis = nvis;
     }
     /* Per thread: q and scores, then K and V rows gathered when blocks are scattered. */
