@@ -17,15 +17,21 @@ RPATH='$ORIGIN/lib;$ORIGIN/../lib;$ORIGIN/../../lib;/usr/local/cuda/lib64'
 
 cmake -S . -B "$OBJ" -DRF_CUDA=ON -DRF_WERROR=ON -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_BUILD_RPATH="$RPATH" ${CMAKE_ARGS:-} >/dev/null
-cmake --build "$OBJ" -j"$JOBS"
 
-# The executables the GPU tests run, plus the CLI and the kernel benchmark.
+# The executables the GPU tests run, plus the CLI and the kernel benchmark: only
+# these are built (their target names are their file names).
 mapfile -t exes < <(ctest --test-dir "$OBJ" -L gpu --show-only=json-v1 | python3 -c '
 import json, sys
 for t in json.load(sys.stdin)["tests"]:
     c = t.get("command") or []
     if c: print(c[0])')
 exes+=("$PWD/$OBJ/rocmforge" "$PWD/$OBJ/bench_ops")
+targets=(rocmforge_cli bench_ops)
+for e in "${exes[@]}"; do
+    n=$(basename "$e")
+    [ "$n" = rocmforge ] || [ "$n" = bench_ops ] || targets+=("$n")
+done
+cmake --build "$OBJ" -j"$JOBS" --target $(printf '%s\n' "${targets[@]}" | sort -u)
 
 rm -rf "$OUT"
 mkdir -p "$OUT/lib"

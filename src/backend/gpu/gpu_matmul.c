@@ -1,28 +1,74 @@
 /* Products on the GPU, host side: shape checks and the choice between the
  * matrix-vector kernels (a few tokens: one pass over the weights per 8 tokens) and
- * dequantize-to-f16 + GEMM (prompts: tensor cores through cuBLAS; HIP builds use the
- * tiled kernel of matmul.cu). */
+ * dequantize-to-f16 + GEMM (prompts: tensor cores through cuBLAS; HIP builds, and CUDA
+ * machines without cuBLAS, use the tiled kernel of matmul.cu). */
 #include "backend/gpu/gpu_internal.h"
 
 #if !defined(RF_HIP)
 #include <cublas_v2.h>
+#include <dlfcn.h>
+
+/* cuBLAS is opened when a GPU backend starts, not linked: binaries of a GPU build then
+ * start (and run on the CPU) where cuBLAS is absent, and do not map its ~600 MB for
+ * CPU-only runs. Without it the tiled kernel of matmul.cu does the prompt products. */
+/* Pointer types from the header's declarations (no link dependency). */
+struct blas_api {
+    void *lib;
+    __typeof__(&cublasCreate_v2) create;
+    __typeof__(&cublasDestroy_v2) destroy;
+    __typeof__(&cublasSetStream_v2) set_stream;
+    __typeof__(&cublasSetWorkspace_v2) set_workspace;
+    __typeof__(&cublasGemmEx) gemm_ex;
+};
+static struct blas_api blas;
+
+static bool blas_open(void)
+{
+    if (blas.lib) return true;
+    static const char *const names[] = {"libcublas.so.13", "/usr/local/cuda/lib64/libcublas.so.13",
+                                        "libcublas.so"};
+    void *lib = NULL;
+    for (size_t i = 0; i < sizeof names / sizeof *names && !lib; i++)
+        lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return false;
+    struct {
+        const char *name;
+        void **fn;
+    } syms[] = {
+        {"cublasCreate_v2", (void **)&blas.create},
+        {"cublasDestroy_v2", (void **)&blas.destroy},
+        {"cublasSetStream_v2", (void **)&blas.set_stream},
+        {"cublasSetWorkspace_v2", (void **)&blas.set_workspace},
+        {"cublasGemmEx", (void **)&blas.gemm_ex},
+    };
+    for (size_t i = 0; i < sizeof syms / sizeof *syms; i++) {
+        *syms[i].fn = dlsym(lib, syms[i].name);
+        if (!*syms[i].fn) {
+            dlclose(lib);
+            return false;
+        }
+    }
+    blas.lib = lib;
+    return true;
+}
 
 rf_status rf_gpu_blas_init(struct rf_gpu_ctx *c)
 {
+    if (!blas_open()) return RF_OK; /* products use the tiled kernel */
     cublasHandle_t h;
-    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS)
+    if (blas.create(&h) != CUBLAS_STATUS_SUCCESS)
         return rf_fail(RF_STATUS_DEVICE, "gpu: cublasCreate failed");
     c->blas = h;
     RF_TRY(rf_gpu_malloc(&c->blas_ws, RF_GPU_BLAS_WS_BYTES, "cuBLAS workspace"));
-    if (cublasSetStream(h, c->stream) != CUBLAS_STATUS_SUCCESS ||
-        cublasSetWorkspace(h, c->blas_ws, RF_GPU_BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS)
+    if (blas.set_stream(h, c->stream) != CUBLAS_STATUS_SUCCESS ||
+        blas.set_workspace(h, c->blas_ws, RF_GPU_BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS)
         return rf_fail(RF_STATUS_DEVICE, "gpu: cuBLAS stream/workspace setup failed");
     return RF_OK;
 }
 
 void rf_gpu_blas_free(struct rf_gpu_ctx *c)
 {
-    if (c->blas) cublasDestroy((cublasHandle_t)c->blas);
+    if (c->blas) blas.destroy((cublasHandle_t)c->blas);
     if (c->blas_ws) cudaFree(c->blas_ws);
     c->blas = NULL;
     c->blas_ws = NULL;
@@ -32,8 +78,9 @@ void rf_gpu_blas_free(struct rf_gpu_ctx *c)
 static rf_status gemm(struct rf_gpu_ctx *c, const void *a, const void *b, float *y, int64_t m,
                       int64_t n, int64_t k, int64_t ldy)
 {
+    if (!c->blas) return rf_gpu_gemm_f16(c->stream, a, b, y, m, n, k, ldy);
     const float one = 1.0f, zero = 0.0f;
-    const cublasStatus_t s = cublasGemmEx(
+    const cublasStatus_t s = blas.gemm_ex(
         (cublasHandle_t)c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)m, (int)n, (int)k, &one, a,
         CUDA_R_16F, (int)k, b, CUDA_R_16F, (int)k, &zero, y, CUDA_R_32F, (int)ldy,
         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
