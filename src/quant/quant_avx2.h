@@ -37,6 +37,8 @@ void rf_vec_dot_tile_q5_1_avx2(int64_t n, float *s, size_t s_stride, const void 
 void rf_vec_dot_q4_K_r8_gemm_avx2(int64_t n, float *s, const void *x, const void *y);
 void rf_vec_dot_q4_K_r8_gemv_avx2(int64_t n, float *s, const void *x, const void *y);
 void rf_vec_dot_q6_K_r8_avx2(int64_t n, float *s, const void *x, const void *y);
+RF_DECL_AVX2_MULTI(q4_K_r8_gemm);
+RF_DECL_AVX2_MULTI(q6_K_r8);
 void rf_from_float_f16_avx2(const float *x, void *y, int64_t n);
 void rf_from_float_q8_0_avx2(const float *x, void *y, int64_t n);
 void rf_from_float_q8_1_avx2(const float *x, void *y, int64_t n);

@@ -168,10 +168,14 @@ DEF_DOTS(q6_K, dot_q6_K_body)
  *   result acc - accm;
  *   Q6_K, both: per super-block acc = fma(float(sum_k sc_k (q - 32).y_k) * d, dy, acc). */
 
-/* Integer parts of one Q4_K x Q8_K super-block: per pair of sub-blocks, the scaled
- * products and the mins times the activation sums. */
-RF_INLINE void q4k_pair_sums(const struct rf_block_q4_K *x, const struct rf_block_q8_K *y, int32_t dot[4],
-                             int32_t mins_out[4])
+/* A Q4_K super-block unpacked once for several tokens: nibbles of each 64-element
+ * group g (low: sub-block 2g, high: 2g+1), their scales broadcast as i16, the mins. */
+struct q4k_unpacked {
+    __m256i lo[4], hi[4], s0[4], s1[4];
+    __m128i mins; /* m0..m7 as i16 */
+};
+
+RF_INLINE void q4k_unpack(const struct rf_block_q4_K *x, struct q4k_unpacked *u)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     uint32_t sc[2], mn[2];
@@ -179,88 +183,148 @@ RF_INLINE void q4k_pair_sums(const struct rf_block_q4_K *x, const struct rf_bloc
     const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_setr_epi32((int)sc[0], (int)sc[1], 0, 0)));
     for (int g = 0; g < 4; g++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * g));
-        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        const __m256i s0 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)((4 * g + 1) << 8 | 4 * g)));
-        const __m256i s1 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)((4 * g + 3) << 8 | (4 * g + 2))));
-        const int8_t *yq = y->qs + 64 * g;
-        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)yq)), s0);
-        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(yq + 32))), s1);
-        dot[g] = rf_hsum_epi32(_mm256_add_epi32(p0, p1));
+        u->lo[g] = _mm256_and_si256(q, m4);
+        u->hi[g] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        u->s0[g] = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)((4 * g + 1) << 8 | 4 * g)));
+        u->s1[g] = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)((4 * g + 3) << 8 | (4 * g + 2))));
     }
-    const __m128i mins = _mm_cvtepu8_epi16(_mm_setr_epi32((int)mn[0], (int)mn[1], 0, 0));
+    u->mins = _mm_cvtepu8_epi16(_mm_setr_epi32((int)mn[0], (int)mn[1], 0, 0));
+}
+
+/* One token's integer parts against u: per pair p of sub-blocks (2p, 2p+1), the
+ * scaled products (dot) and the mins times the 32-element activation sums (mins). */
+RF_INLINE void q4k_pair_sums(const struct q4k_unpacked *u, const struct rf_block_q8_K *y, int32_t dot[4],
+                             int32_t mins[4])
+{
+    __m256i v[4];
+    for (int g = 0; g < 4; g++) {
+        const int8_t *yq = y->qs + 64 * g;
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(u->lo[g], _mm256_loadu_si256((const __m256i *)yq)), u->s0[g]);
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(u->hi[g], _mm256_loadu_si256((const __m256i *)(yq + 32))), u->s1[g]);
+        v[g] = _mm256_add_epi32(p0, p1);
+    }
+    /* the four horizontal sums at once: lanes [v0, v1, v2, v3] */
+    const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    _mm_storeu_si128((__m128i *)dot, _mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
     const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
     const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-    _mm_storeu_si128((__m128i *)mins_out, _mm_madd_epi16(mins, q8s));
+    _mm_storeu_si128((__m128i *)mins, _mm_madd_epi16(u->mins, q8s));
+}
+
+/* nt <= 4 tokens against one weight row; per_pair: the gemm order, else the gemv one. */
+RF_INLINE void q4k_r8_body(int64_t n, float *s, size_t ss, const void *vx, const void *vy, size_t ys, int nt,
+                           int per_pair)
+{
+    const struct rf_block_q4_K *x = vx;
+    float acc[4] = {0}, accm[4] = {0};
+    for (int64_t i = 0; i < n / RF_QK_K; i++) {
+        struct q4k_unpacked u;
+        q4k_unpack(&x[i], &u);
+        const float xd = rf_f16_table[x[i].d], xmin = rf_f16_table[x[i].dmin];
+        for (int t = 0; t < nt; t++) {
+            const struct rf_block_q8_K *y = q8k_row(vy, ys, t) + i;
+            int32_t dot[4], mins[4];
+            q4k_pair_sums(&u, y, dot, mins);
+            const float dd = xd * y->d, dm = xmin * y->d;
+            if (per_pair) {
+                for (int p = 0; p < 4; p++) {
+                    acc[t] = fmaf((float)dot[p], dd, acc[t]);
+                    accm[t] = fmaf((float)mins[p], dm, accm[t]);
+                }
+            } else {
+                acc[t] = fmaf((float)(dot[0] + dot[1] + dot[2] + dot[3]), dd, acc[t]);
+                accm[t] = fmaf((float)(mins[0] + mins[1] + mins[2] + mins[3]), dm, accm[t]);
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = acc[t] - accm[t];
 }
 
 void rf_vec_dot_q4_K_r8_gemm_avx2(int64_t n, float *s, const void *vx, const void *vy)
 {
-    const struct rf_block_q4_K *x = vx;
-    const struct rf_block_q8_K *y = vy;
-    float acc = 0.0f, accm = 0.0f;
-    for (int64_t i = 0; i < n / RF_QK_K; i++) {
-        int32_t dot[4], mins[4];
-        q4k_pair_sums(&x[i], &y[i], dot, mins);
-        const float dd = rf_f16_table[x[i].d] * y[i].d, dm = rf_f16_table[x[i].dmin] * y[i].d;
-        for (int p = 0; p < 4; p++) {
-            acc = fmaf((float)dot[p], dd, acc);
-            accm = fmaf((float)mins[p], dm, accm);
-        }
-    }
-    *s = acc - accm;
+    q4k_r8_body(n, s, 0, vx, vy, 0, 1, 1);
 }
 
 void rf_vec_dot_q4_K_r8_gemv_avx2(int64_t n, float *s, const void *vx, const void *vy)
 {
-    const struct rf_block_q4_K *x = vx;
-    const struct rf_block_q8_K *y = vy;
-    float acc = 0.0f, accm = 0.0f;
-    for (int64_t i = 0; i < n / RF_QK_K; i++) {
-        int32_t dot[4], mins[4];
-        q4k_pair_sums(&x[i], &y[i], dot, mins);
-        const float dd = rf_f16_table[x[i].d] * y[i].d, dm = rf_f16_table[x[i].dmin] * y[i].d;
-        acc = fmaf((float)(dot[0] + dot[1] + dot[2] + dot[3]), dd, acc);
-        accm = fmaf((float)(mins[0] + mins[1] + mins[2] + mins[3]), dm, accm);
-    }
-    *s = acc - accm;
+    q4k_r8_body(n, s, 0, vx, vy, 0, 1, 0);
 }
 
-/* sum_k sc_k (q - 32).y_k of one Q6_K x Q8_K super-block, exact, as in dot_q6_K_body. */
-RF_INLINE int32_t q6k_isum(const struct rf_block_q6_K *x, const struct rf_block_q8_K *y)
+void rf_vec_dot_multi_q4_K_r8_gemm_avx2(int64_t n, float *s, size_t ss, const void *vx, const void *vy, size_t ys,
+                                        int64_t nt)
+{
+    const uint8_t *y = vy;
+    int64_t t = 0;
+    for (; t + 4 <= nt; t += 4) q4k_r8_body(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 4, 1);
+    if (t < nt) q4k_r8_body(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, (int)(nt - t), 1);
+}
+
+/* A Q6_K super-block unpacked once for several tokens: the 6-bit codes of each
+ * 32-element group (unsigned, offset 32) and the scales of its two 16-element halves. */
+struct q6k_unpacked {
+    __m256i q[8], k[8];
+    __m256i sc16; /* the 16 scales as i16, for the offset term */
+};
+
+RF_INLINE void q6k_unpack(const struct rf_block_q6_K *x, struct q6k_unpacked *u)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
-    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                    _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), sc16), 5));
+    u->sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
     for (int h = 0; h < 2; h++) {
         const uint8_t *ql = x->ql + 64 * h, *qh = x->qh + 32 * h;
-        const __m256i scv = h ? _mm256_permute2x128_si256(sc16, sc16, 0x11) : _mm256_permute2x128_si256(sc16, sc16, 0x00);
+        const __m256i scv = h ? _mm256_permute2x128_si256(u->sc16, u->sc16, 0x11) : _mm256_permute2x128_si256(u->sc16, u->sc16, 0x00);
         const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
         const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
         const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
-        const __m256i q[4] = {
-            _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2)),
-            _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m2)),
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2))};
-        const int8_t *yq = y->qs + 128 * h;
-        for (int k = 0; k < 4; k++) {
-            const __m256i sk = _mm256_shuffle_epi8(scv, word_pick(2 * k, 2 * k + 1));
-            const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(yq + 32 * k)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sk));
-        }
+        __m256i *q = u->q + 4 * h, *k = u->k + 4 * h;
+        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
+        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m2));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
+        for (int j = 0; j < 4; j++) k[j] = _mm256_shuffle_epi8(scv, word_pick(2 * j, 2 * j + 1));
+    }
+}
+
+/* sum_k sc_k (q - 32).y_k of one token against u, exact. */
+RF_INLINE int32_t q6k_isum(const struct q6k_unpacked *u, const struct rf_block_q8_K *y)
+{
+    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                    _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), u->sc16), 5));
+    for (int j = 0; j < 8; j++) {
+        const __m256i p = _mm256_maddubs_epi16(u->q[j], _mm256_loadu_si256((const __m256i *)(y->qs + 32 * j)));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, u->k[j]));
     }
     return rf_hsum_epi32(sumi);
 }
 
-void rf_vec_dot_q6_K_r8_avx2(int64_t n, float *s, const void *vx, const void *vy)
+RF_INLINE void q6k_r8_body(int64_t n, float *s, size_t ss, const void *vx, const void *vy, size_t ys, int nt)
 {
     const struct rf_block_q6_K *x = vx;
-    const struct rf_block_q8_K *y = vy;
-    float acc = 0.0f;
-    for (int64_t i = 0; i < n / RF_QK_K; i++)
-        acc = fmaf((float)q6k_isum(&x[i], &y[i]) * rf_f16_table[x[i].d], y[i].d, acc);
-    *s = acc;
+    float acc[4] = {0};
+    for (int64_t i = 0; i < n / RF_QK_K; i++) {
+        struct q6k_unpacked u;
+        q6k_unpack(&x[i], &u);
+        const float xd = rf_f16_table[x[i].d];
+        for (int t = 0; t < nt; t++) {
+            const struct rf_block_q8_K *y = q8k_row(vy, ys, t) + i;
+            acc[t] = fmaf((float)q6k_isum(&u, y) * xd, y->d, acc[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = acc[t];
+}
+
+void rf_vec_dot_q6_K_r8_avx2(int64_t n, float *s, const void *vx, const void *vy)
+{
+    q6k_r8_body(n, s, 0, vx, vy, 0, 1);
+}
+
+void rf_vec_dot_multi_q6_K_r8_avx2(int64_t n, float *s, size_t ss, const void *vx, const void *vy, size_t ys,
+                                   int64_t nt)
+{
+    const uint8_t *y = vy;
+    int64_t t = 0;
+    for (; t + 4 <= nt; t += 4) q6k_r8_body(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 4);
+    if (t < nt) q6k_r8_body(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, (int)(nt - t));
 }
 
 /* ---- Q8_K quantizer ---- */

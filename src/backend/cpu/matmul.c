@@ -32,8 +32,9 @@ struct mm_job {
     int64_t k, rows, n_tok;
     int64_t chunk;
     /* llama.cpp's repacked orders (see repack_dots): tokens below n_gemm use
-     * dot_gemm, the rest dot_gemv; NULL: the type's vec_dot. */
-    rf_vec_dot_fn dot_gemm, dot_gemv;
+     * multi_gemm, the rest dot_gemv; NULL: the type's vec_dot. */
+    rf_vec_dot_multi_fn multi_gemm;
+    rf_vec_dot_fn dot_gemv;
     int64_t n_gemm;
 };
 
@@ -46,22 +47,30 @@ static void repack_dots(struct mm_job *j, const struct rf_tensor *w)
 {
     if (j->rows % 8) return;
     if (w->type == RF_TYPE_Q4_K && j->tt->vec_dot == rf_vec_dot_q4_K_avx2) {
-        j->dot_gemm = rf_vec_dot_q4_K_r8_gemm_avx2;
+        j->multi_gemm = rf_vec_dot_multi_q4_K_r8_gemm_avx2;
         j->dot_gemv = rf_vec_dot_q4_K_r8_gemv_avx2;
+        j->n_gemm = j->n_tok - j->n_tok % 4;
     } else if (w->type == RF_TYPE_Q6_K && j->tt->vec_dot == rf_vec_dot_q6_K_avx2 && j->n_tok > 1) {
-        j->dot_gemm = j->dot_gemv = rf_vec_dot_q6_K_r8_avx2;
+        j->multi_gemm = rf_vec_dot_multi_q6_K_r8_avx2; /* one order for every token */
+        j->n_gemm = j->n_tok;
     }
-    j->n_gemm = j->n_tok - j->n_tok % 4;
 }
 
+/* Tiles of TOK_TILE tokens as mm_chunk_vec_dot; within a tile the kernels take 4
+ * tokens per pass over a weight row. */
 static void mm_chunk_repacked(const struct mm_job *j, int64_t r0, int64_t r1)
 {
-    for (int64_t t = 0; t < j->n_tok; t++) {
-        const rf_vec_dot_fn dot = t < j->n_gemm ? j->dot_gemm : j->dot_gemv;
-        const char *xt = j->xq + (size_t)t * j->xq_stride;
+    for (int64_t t0 = 0; t0 < j->n_gemm; t0 += TOK_TILE) {
+        const int64_t t1 = t0 + TOK_TILE < j->n_gemm ? t0 + TOK_TILE : j->n_gemm;
+        const char *x0 = j->xq + (size_t)t0 * j->xq_stride;
         for (int64_t r = r0; r < r1; r++)
-            dot(j->k, &j->y[t * j->rows + r], j->w + (size_t)r * j->w_stride, xt);
+            j->multi_gemm(j->k, &j->y[t0 * j->rows + r], (size_t)j->rows,
+                          j->w + (size_t)r * j->w_stride, x0, j->xq_stride, t1 - t0);
     }
+    for (int64_t t = j->n_gemm; t < j->n_tok; t++)
+        for (int64_t r = r0; r < r1; r++)
+            j->dot_gemv(j->k, &j->y[t * j->rows + r], j->w + (size_t)r * j->w_stride,
+                        j->xq + (size_t)t * j->xq_stride);
 }
 
 static void mm_chunk_vec_dot(const struct mm_job *j, int64_t r0, int64_t r1)
@@ -110,7 +119,7 @@ static void mm_chunk(void *varg, int64_t ci, int ith)
     struct mm_job *j = varg;
     const int64_t r0 = ci * j->chunk;
     const int64_t r1 = r0 + j->chunk < j->rows ? r0 + j->chunk : j->rows;
-    if (j->xq && j->dot_gemm) mm_chunk_repacked(j, r0, r1);
+    if (j->xq && j->multi_gemm) mm_chunk_repacked(j, r0, r1);
     else if (j->xq) mm_chunk_vec_dot(j, r0, r1);
     else mm_chunk_dequant(j, r0, r1, rf_cpu_work_slice(j->c, ith));
 }
