@@ -192,9 +192,10 @@ RF_INLINE void q4k_unpack(const struct rf_block_q4_K *x, struct q4k_unpacked *u)
 }
 
 /* One token's integer parts against u: per pair p of sub-blocks (2p, 2p+1), the
- * scaled products (dot) and the mins times the 32-element activation sums (mins). */
-RF_INLINE void q4k_pair_sums(const struct q4k_unpacked *u, const struct rf_block_q8_K *y, int32_t dot[4],
-                             int32_t mins[4])
+ * scaled products (*dot, lanes p = 0..3) and the mins times the 32-element activation
+ * sums (*mins). */
+RF_INLINE void q4k_pair_sums(const struct q4k_unpacked *u, const struct rf_block_q8_K *y, __m128i *dot,
+                             __m128i *mins)
 {
     __m256i v[4];
     for (int g = 0; g < 4; g++) {
@@ -205,49 +206,80 @@ RF_INLINE void q4k_pair_sums(const struct q4k_unpacked *u, const struct rf_block
     }
     /* the four horizontal sums at once: lanes [v0, v1, v2, v3] */
     const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    _mm_storeu_si128((__m128i *)dot, _mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+    *dot = _mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
     const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
     const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-    _mm_storeu_si128((__m128i *)mins, _mm_madd_epi16(u->mins, q8s));
+    *mins = _mm_madd_epi16(u->mins, q8s);
 }
 
-/* nt <= 4 tokens against one weight row; per_pair: the gemm order, else the gemv one. */
-RF_INLINE void q4k_r8_body(int64_t n, float *s, size_t ss, const void *vx, const void *vy, size_t ys, int nt,
-                           int per_pair)
+/* The gemm order for nt <= 4 tokens against one weight row, the tokens in the lanes
+ * of acc (each lane the same fma sequence as one token alone). */
+RF_INLINE void q4k_gemm_body(int64_t n, float *s, size_t ss, const void *vx, const void *vy, size_t ys, int nt)
 {
     const struct rf_block_q4_K *x = vx;
-    float acc[4] = {0}, accm[4] = {0};
+    __m128 acc = _mm_setzero_ps(), accm = _mm_setzero_ps();
     for (int64_t i = 0; i < n / RF_QK_K; i++) {
         struct q4k_unpacked u;
         q4k_unpack(&x[i], &u);
-        const float xd = rf_f16_table[x[i].d], xmin = rf_f16_table[x[i].dmin];
-        for (int t = 0; t < nt; t++) {
-            const struct rf_block_q8_K *y = q8k_row(vy, ys, t) + i;
-            int32_t dot[4], mins[4];
-            q4k_pair_sums(&u, y, dot, mins);
-            const float dd = xd * y->d, dm = xmin * y->d;
-            if (per_pair) {
-                for (int p = 0; p < 4; p++) {
-                    acc[t] = fmaf((float)dot[p], dd, acc[t]);
-                    accm[t] = fmaf((float)mins[p], dm, accm[t]);
-                }
-            } else {
-                acc[t] = fmaf((float)(dot[0] + dot[1] + dot[2] + dot[3]), dd, acc[t]);
-                accm[t] = fmaf((float)(mins[0] + mins[1] + mins[2] + mins[3]), dm, accm[t]);
+        __m128 dot[4], mins[4];
+        float yd[4] = {0, 0, 0, 0};
+        for (int t = 0; t < 4; t++) {
+            if (t >= nt) {
+                dot[t] = mins[t] = _mm_setzero_ps();
+                continue;
             }
+            const struct rf_block_q8_K *y = q8k_row(vy, ys, t) + i;
+            __m128i di, mi;
+            q4k_pair_sums(&u, y, &di, &mi);
+            dot[t] = _mm_cvtepi32_ps(di);
+            mins[t] = _mm_cvtepi32_ps(mi);
+            yd[t] = y->d;
+        }
+        _MM_TRANSPOSE4_PS(dot[0], dot[1], dot[2], dot[3]);     /* dot[p]: pair p of each token */
+        _MM_TRANSPOSE4_PS(mins[0], mins[1], mins[2], mins[3]);
+        const __m128 ydv = _mm_loadu_ps(yd);
+        const __m128 dd = _mm_mul_ps(_mm_set1_ps(rf_f16_table[x[i].d]), ydv);
+        const __m128 dm = _mm_mul_ps(_mm_set1_ps(rf_f16_table[x[i].dmin]), ydv);
+        for (int p = 0; p < 4; p++) {
+            acc = _mm_fmadd_ps(dot[p], dd, acc);
+            accm = _mm_fmadd_ps(mins[p], dm, accm);
         }
     }
-    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = acc[t] - accm[t];
+    float out[4];
+    _mm_storeu_ps(out, _mm_sub_ps(acc, accm));
+    for (int t = 0; t < nt; t++) s[(size_t)t * ss] = out[t];
+}
+
+/* The gemv order, one token. */
+RF_INLINE void q4k_gemv_body(int64_t n, float *s, const void *vx, const void *vy)
+{
+    const struct rf_block_q4_K *x = vx;
+    const struct rf_block_q8_K *y = vy;
+    float acc = 0.0f, accm = 0.0f;
+    for (int64_t i = 0; i < n / RF_QK_K; i++) {
+        struct q4k_unpacked u;
+        q4k_unpack(&x[i], &u);
+        __m128i di, mi;
+        q4k_pair_sums(&u, &y[i], &di, &mi);
+        /* sum of the four lanes (exact) */
+        di = _mm_add_epi32(di, _mm_shuffle_epi32(di, 0x4e));
+        di = _mm_add_epi32(di, _mm_shuffle_epi32(di, 0xb1));
+        mi = _mm_add_epi32(mi, _mm_shuffle_epi32(mi, 0x4e));
+        mi = _mm_add_epi32(mi, _mm_shuffle_epi32(mi, 0xb1));
+        acc = fmaf((float)_mm_cvtsi128_si32(di), rf_f16_table[x[i].d] * y[i].d, acc);
+        accm = fmaf((float)_mm_cvtsi128_si32(mi), rf_f16_table[x[i].dmin] * y[i].d, accm);
+    }
+    *s = acc - accm;
 }
 
 void rf_vec_dot_q4_K_r8_gemm_avx2(int64_t n, float *s, const void *vx, const void *vy)
 {
-    q4k_r8_body(n, s, 0, vx, vy, 0, 1, 1);
+    q4k_gemm_body(n, s, 0, vx, vy, 0, 1);
 }
 
 void rf_vec_dot_q4_K_r8_gemv_avx2(int64_t n, float *s, const void *vx, const void *vy)
 {
-    q4k_r8_body(n, s, 0, vx, vy, 0, 1, 0);
+    q4k_gemv_body(n, s, vx, vy);
 }
 
 void rf_vec_dot_multi_q4_K_r8_gemm_avx2(int64_t n, float *s, size_t ss, const void *vx, const void *vy, size_t ys,
@@ -255,8 +287,8 @@ void rf_vec_dot_multi_q4_K_r8_gemm_avx2(int64_t n, float *s, size_t ss, const vo
 {
     const uint8_t *y = vy;
     int64_t t = 0;
-    for (; t + 4 <= nt; t += 4) q4k_r8_body(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 4, 1);
-    if (t < nt) q4k_r8_body(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, (int)(nt - t), 1);
+    for (; t + 4 <= nt; t += 4) q4k_gemm_body(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, 4);
+    if (t < nt) q4k_gemm_body(n, s + (size_t)t * ss, ss, vx, y + (size_t)t * ys, ys, (int)(nt - t));
 }
 
 /* A Q6_K super-block unpacked once for several tokens: the 6-bit codes of each
