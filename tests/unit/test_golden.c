@@ -283,7 +283,8 @@ static void test_gemma3_golden(void **state)
 }
 
 /* Past Gemma 3's 512-token sliding window: a 699-token batch (chunks of 512, as the
- * reference ran it) and one decoded token, against llama.cpp's last two positions. */
+ * reference ran it) and one decoded token, against llama.cpp's last two positions (top-1
+ * margins there are ~9.5 nats, so top-1 must agree on any backend). */
 static void test_gemma3_long(void **state)
 {
     (void)state;
@@ -334,7 +335,9 @@ static void test_gemma3_long(void **state)
         const double kl = kl_top(tr, k, lg, n_vocab, mark);
         printf("golden gemma3 long: position %d: KL %.3g, top-1 %d (reference %d)\n", n - 2 + step,
                kl, argmax(lg, n_vocab), tr->ids[0]);
-        assert_true(kl <= 1e-6);
+        /* the CPU path is llama.cpp's bit for bit (KL is the f32 rounding of the stored
+         * log-probs); elsewhere the golden limit */
+        assert_true(kl <= (rf_model_n_gpu_layers(m) == 0 ? 1e-6 : 1e-3));
         assert_int_equal(argmax(lg, n_vocab), tr->ids[0]);
     }
     fclose(rf);
