@@ -22,7 +22,8 @@ Variants (all n_embd 256, context 256, 2-3 layers; gemma3 6):
            2 n_embd, attention.key_length), BPE, untied
   gemma3   6 layers (5 sliding-window of 8 tokens, then 1 global, so the window
            matters within the test tokens), MQA 4/1, q/k norms, post-attention and
-           post-MLP norms, GeGLU, NeoX rope, SentencePiece vocab, tied
+           post-MLP norms, GeGLU, NeoX rope, final logit soft-capping at 30,
+           SentencePiece vocab, tied
 Tokenizers: BPE = the 256 byte tokens (GPT-2 byte alphabet), merges trained on a
 built-in text, <|endoftext|> <|im_start|> <|im_end|> (control) and a ChatML
 template; SPM = <unk> <s> </s>, <0x00>..<0xFF>, pieces with scores.
@@ -128,11 +129,12 @@ VARIANTS: dict[str, dict] = {
                   bos="<|endoftext|>", eos="<|im_end|>", add_bos=False, tied=False,
                   rope_base=1000000.0, eps=1e-6, qk_norm=True),
     # Gemma 3 style: embeddings scaled by sqrt(n_embd), norms after attention and MLP,
-    # GeGLU, sliding-window layers (local RoPE base 10000) with every 6th global.
+    # GeGLU, sliding-window layers (local RoPE base 10000) with every 6th global, final
+    # logits soft-capped (as Gemma 2 files ask; llama.cpp applies it for gemma3 too).
     "gemma3": dict(arch="gemma3", n_layer=6, n_embd=256, n_head=4, n_head_kv=1, head_dim=64,
                    n_ff=512, n_vocab=320, vocab="spm", add_bos=True, tied=True,
                    rope_base=1000000.0, eps=1e-6, qk_norm=True, post_norms=True,
-                   sliding_window=8),
+                   sliding_window=8, final_softcap=30.0),
 }
 
 # Weight types: name -> (ggml type, how the blocks are made).
@@ -434,6 +436,8 @@ def _write_hparams(w: gguf.GGUFWriter, v: dict) -> None:
         w.add_uint32(f"{a}.vocab_size", v["n_vocab"])
     if v.get("sliding_window"):
         w.add_uint32(f"{a}.attention.sliding_window", v["sliding_window"])
+    if v.get("final_softcap"):
+        w.add_float32(f"{a}.final_logit_softcapping", v["final_softcap"])
 
 
 def _write_vocab(w: gguf.GGUFWriter, v: dict) -> None:
