@@ -100,6 +100,29 @@ def test_missing_tensor_is_named(base_model, tmp_path):
     assert "missing tensor 'blk.0.attn_k.weight'" in line
 
 
+@pytest.fixture(scope="module")
+def gemma_model(tmp_path_factory) -> Path:
+    return make_test_model.write_model("gemma3-f32", tmp_path_factory.mktemp("gemma"))
+
+
+def test_gemma3_post_norms_are_checked(gemma_model, tmp_path):
+    """Gemma 3's extra norms are bound like the others: a missing one and a wrong
+    length are named."""
+    bad = rewrite(gemma_model, tmp_path / "nopost.gguf",
+                  tensors=lambda it: None if it[0] == "blk.2.post_ffw_norm.weight" else it)
+    line = one_line_error(run("run", "-m", str(bad), "-p", "hi", "-n", "1"))
+    assert "missing tensor 'blk.2.post_ffw_norm.weight'" in line
+
+    def shrink(item):
+        name, data, qtype = item
+        return (name, data[:-1], qtype) if name == "blk.4.post_attention_norm.weight" else item
+
+    bad = rewrite(gemma_model, tmp_path / "short.gguf", tensors=shrink)
+    line = one_line_error(run("run", "-m", str(bad), "-p", "hi", "-n", "1"))
+    assert "blk.4.post_attention_norm.weight" in line
+    assert "(255)" in line and "(256)" in line
+
+
 def test_prompt_over_context_names_both_lengths(base_model):
     p = run("run", "-m", str(base_model), "-c", "16", "-p", "word " * 40, "-n", "1")
     line = one_line_error(p)
