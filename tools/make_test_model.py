@@ -22,8 +22,8 @@ Variants (all n_embd 256, context 256, 2-3 layers; gemma3 6):
            2 n_embd, attention.key_length), BPE, untied
   gemma3   6 layers (5 sliding-window of 8 tokens, then 1 global, so the window
            matters within the test tokens), MQA 4/1, q/k norms, post-attention and
-           post-MLP norms, GeGLU, NeoX rope, final logit soft-capping at 30,
-           SentencePiece vocab, tied
+           post-MLP norms, GeGLU, NeoX rope (linear scaling 8 on the global layer),
+           final logit soft-capping at 30, SentencePiece vocab, tied
 Tokenizers: BPE = the 256 byte tokens (GPT-2 byte alphabet), merges trained on a
 built-in text, <|endoftext|> <|im_start|> <|im_end|> (control) and a ChatML
 template; SPM = <unk> <s> </s>, <0x00>..<0xFF>, pieces with scores.
@@ -134,7 +134,7 @@ VARIANTS: dict[str, dict] = {
     "gemma3": dict(arch="gemma3", n_layer=6, n_embd=256, n_head=4, n_head_kv=1, head_dim=64,
                    n_ff=512, n_vocab=320, vocab="spm", add_bos=True, tied=True,
                    rope_base=1000000.0, eps=1e-6, qk_norm=True, post_norms=True,
-                   sliding_window=8, final_softcap=30.0),
+                   sliding_window=8, final_softcap=30.0, rope_linear=8.0),
 }
 
 # Weight types: name -> (ggml type, how the blocks are made).
@@ -438,6 +438,9 @@ def _write_hparams(w: gguf.GGUFWriter, v: dict) -> None:
         w.add_uint32(f"{a}.attention.sliding_window", v["sliding_window"])
     if v.get("final_softcap"):
         w.add_float32(f"{a}.final_logit_softcapping", v["final_softcap"])
+    if v.get("rope_linear"):
+        w.add_string(f"{a}.rope.scaling.type", "linear")
+        w.add_float32(f"{a}.rope.scaling.factor", v["rope_linear"])
 
 
 def _write_vocab(w: gguf.GGUFWriter, v: dict) -> None:

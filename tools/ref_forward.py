@@ -22,7 +22,8 @@ that is float64 numpy, written from the architecture definitions:
   logits = (rmsnorm(x) * output_norm) Wout^T, Wout = output or token_embd (tied)
 gemma3 on top of that (NeoX rope, q/k norms): x = token_embd[tokens] * sqrt(n_embd);
   layer il is global when il % 6 == 5, else it sees the last sliding_window positions
-  and its rope base is 10000 (rope.freq_base_swa); the attention and MLP outputs are
+  and its rope base is 10000 (rope.freq_base_swa), without the linear rope scaling
+  (which multiplies positions by 1/factor); the attention and MLP outputs are
   rmsnorm'ed (post_attention_norm, post_ffw_norm) before each residual add; the MLP
   is gelu_tanh(h Wgate^T) * (h Wup^T); final_logit_softcapping c, when the file has
   it: logits = c tanh(logits / c)
@@ -63,6 +64,13 @@ def _meta(r: GGUFReader, key: str, default=None):
     return f.contents()
 
 
+def _rope_scale(r: GGUFReader, arch: str) -> float:
+    """Position factor of linear RoPE scaling (1 / rope.scaling.factor), else 1."""
+    if _meta(r, f"{arch}.rope.scaling.type", "none") != "linear":
+        return 1.0
+    return 1.0 / float(_meta(r, f"{arch}.rope.scaling.factor"))
+
+
 def load_model(path: str | Path) -> dict:
     """hparams and float64 weights (name -> array of numpy shape (ne1, ne0))."""
     r = GGUFReader(str(path))
@@ -89,6 +97,7 @@ def load_model(path: str | Path) -> dict:
         n_swa=int(_meta(r, f"{arch}.attention.sliding_window", 0)),
         rope_base_swa=float(_meta(r, f"{arch}.rope.freq_base_swa", 10000.0)),
         final_softcap=float(_meta(r, f"{arch}.final_logit_softcapping", 0.0)),
+        rope_scale=_rope_scale(r, arch),
     )
     w, types = {}, {}
     for t in r.tensors:
@@ -174,11 +183,11 @@ def gelu_tanh(x: np.ndarray, f16: bool = False) -> np.ndarray:
     return np.where(x <= -10, 0.0, np.where(x >= 10, x, _f16(g(_f16(x)))))
 
 
-def _layer_window(hp: dict, il: int) -> tuple[int, float]:
-    """(attention window, rope base) of layer il."""
+def _layer_window(hp: dict, il: int) -> tuple[int, float, float]:
+    """(attention window, rope base, rope position scale) of layer il."""
     if hp["gemma"] and hp["n_swa"] > 0 and il % GEMMA_SWA_PATTERN < GEMMA_SWA_PATTERN - 1:
-        return hp["n_swa"], hp["rope_base_swa"]
-    return 0, hp["rope_base"]
+        return hp["n_swa"], hp["rope_base_swa"], 1.0
+    return 0, hp["rope_base"], hp["rope_scale"]
 
 
 # ---- optional emulation of the activation rounding of ggml's CPU matmuls: the
@@ -269,9 +278,9 @@ def _attn_block(m: dict, il: int, x: np.ndarray, pos: np.ndarray) -> np.ndarray:
     if p + "attn_q_norm.weight" in w:
         q = rms_norm(q, w[p + "attn_q_norm.weight"], hp["eps"])
         k = rms_norm(k, w[p + "attn_k_norm.weight"], hp["eps"])
-    window, base = _layer_window(hp, il)
-    q = rope(q, pos, hp["n_rot"], base, hp["neox"])
-    k = rope(k, pos, hp["n_rot"], base, hp["neox"])
+    window, base, scale = _layer_window(hp, il)
+    q = rope(q, pos * scale, hp["n_rot"], base, hp["neox"])
+    k = rope(k, pos * scale, hp["n_rot"], base, hp["neox"])
     out = _linear(m, p + "attn_output", attention(q, k, v, m["act_quant"], window))
     if p + "post_attention_norm.weight" in w:
         out = rms_norm(out, w[p + "post_attention_norm.weight"], hp["eps"])

@@ -84,7 +84,7 @@ static rf_status qkv_block(const struct step *st, struct rf_lane *L, const struc
                             (int64_t)n * hp->n_head_kv, hp->norm_eps));
     }
     const struct rf_rope_params rope = {
-        .n_rot = hp->n_rot, .freq_base = l->rope_base, .freq_scale = hp->rope_scale,
+        .n_rot = hp->n_rot, .freq_base = l->rope_base, .freq_scale = l->rope_scale,
         .neox = hp->rope_neox};
     be->rope(bc, L->q, n, hp->n_head, hp->head_dim, L->pos, &rope);
     be->rope(bc, L->k, n, hp->n_head_kv, hp->head_dim, L->pos, &rope);

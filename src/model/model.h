@@ -66,6 +66,7 @@ struct rf_layer {
     struct rf_tensor attn_post_norm, ffn_post_norm; /* (n_embd); post_norms only */
     int32_t window;             /* attention sees positions pos-window+1..pos; 0: all */
     float rope_base;            /* RoPE base of this layer (rope_base or rope_base_swa) */
+    float rope_scale;           /* its linear position scaling (sliding-window layers: 1) */
 };
 
 struct rf_model {

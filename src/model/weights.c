@@ -81,6 +81,7 @@ static rf_status bind_layer(const struct rf_model *m, int il, struct rf_layer *l
         hp->n_swa > 0 && hp->swa_pattern > 0 && il % hp->swa_pattern < hp->swa_pattern - 1;
     l->window = local ? hp->n_swa : 0;
     l->rope_base = local ? hp->rope_base_swa : hp->rope_base;
+    l->rope_scale = local ? 1.0f : hp->rope_scale; /* Gemma 3 scales global layers only */
     return RF_OK;
 }
 
