@@ -45,7 +45,8 @@ def one_request(url, prompt, max_tokens, temperature):
             "stream": True, "stream_options": {"include_usage": True}}
     ttft, last, gaps, tokens = None, None, [], 0
     with requests.post(url + "/v1/completions", json=body, stream=True, timeout=3600) as r:
-        r.raise_for_status()
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}: {r.text[:300]}")
         for line in r.iter_lines():
             if not line.startswith(b"data: ") or line == b"data: [DONE]":
                 continue

@@ -103,6 +103,8 @@ struct rf_backend_i {
     void (*free_tensor)(void *ctx, struct rf_tensor *t);
 
     /* ---- optional (NULL: not supported) ---- */
+    /* Whether the products and row gathers take weights of type t (NULL: all types). */
+    bool (*supports_type)(void *ctx, enum rf_type t);
     /* Step capture: the forward pass calls step_begin with a key naming the step's
      * shapes and buffers. *replayed == true: the ops recorded under that key were
      * queued again and the caller issues none; false: the caller issues the ops,

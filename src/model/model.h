@@ -51,6 +51,9 @@ struct rf_hparams {
     float rope_base_swa; /* RoPE base of the sliding-window layers */
 };
 
+/* Tensors first, up to RF_LAYER_FIRST_SCALAR: model/offload.c walks them as an array,
+ * so a tensor added for an architecture goes with them. */
+#define RF_LAYER_FIRST_SCALAR window
 struct rf_layer {
     struct rf_tensor attn_norm; /* (n_embd) */
     struct rf_tensor wq;        /* (n_embd -> n_head*head_dim): ne = {n_embd, n_head*head_dim} */

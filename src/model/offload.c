@@ -1,22 +1,27 @@
 /* Placing layers on the GPU: the backend is opened when the build has one and
  * layers are asked for, and the offloaded layers' weights (the last n_gpu_layers,
  * then the output head) are uploaded in their stored format. */
+#include <stddef.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include "core/status.h"
 #include "model/model.h"
 
-#define MAX_LAYER_TENSORS 16
+/* struct rf_layer starts with its tensors (model.h), so a layer is walked as an array
+ * of them: a tensor added for an architecture is offloaded without a list to update. */
+#define LAYER_TENSORS (offsetof(struct rf_layer, RF_LAYER_FIRST_SCALAR) / sizeof(struct rf_tensor))
+#define MAX_LAYER_TENSORS 32
+_Static_assert(offsetof(struct rf_layer, RF_LAYER_FIRST_SCALAR) % sizeof(struct rf_tensor) == 0 &&
+                   LAYER_TENSORS <= MAX_LAYER_TENSORS,
+               "struct rf_layer must start with its struct rf_tensor fields");
 
 static int layer_tensors(struct rf_layer *l, struct rf_tensor **out)
 {
-    struct rf_tensor *all[] = {&l->attn_norm, &l->wq, &l->wk, &l->wv, &l->wo,
-                               &l->bq, &l->bk, &l->bv, &l->q_norm, &l->k_norm,
-                               &l->ffn_norm, &l->w_gate, &l->w_up, &l->w_down};
+    struct rf_tensor *all = (struct rf_tensor *)(void *)l;
     int n = 0;
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        if (all[i]->data) out[n++] = all[i];
+    for (size_t i = 0; i < LAYER_TENSORS; i++)
+        if (all[i].data) out[n++] = &all[i];
     return n;
 }
 
@@ -72,6 +77,25 @@ static rf_status upload(struct rf_model *m)
     return RF_OK;
 }
 
+/* Layers whose weights the GPU cannot multiply stay on the CPU, and so do the layers
+ * before them (offload takes the last layers); the head needs its types too. */
+static int32_t offloadable_layers(struct rf_model *m, int32_t want)
+{
+    const struct rf_backend_i *be = m->gpu.iface;
+    if (!be->supports_type) return want;
+    struct rf_tensor *t[MAX_LAYER_TENSORS];
+    const int n_head = gpu_tensors(m, m->hp.n_layer, t);
+    for (int i = 0; i < n_head; i++)
+        if (!be->supports_type(m->gpu.ctx, t[i]->type)) return 0;
+    int32_t n = 0;
+    for (int il = m->hp.n_layer - 1; il >= 0 && n < want; il--, n++) {
+        const int k = gpu_tensors(m, il, t);
+        for (int i = 0; i < k; i++)
+            if (!be->supports_type(m->gpu.ctx, t[i]->type)) return n;
+    }
+    return n;
+}
+
 rf_status rf_model_offload(struct rf_model *m, const struct rf_model_params *p)
 {
     m->n_gpu_layers = 0;
@@ -87,7 +111,16 @@ rf_status rf_model_offload(struct rf_model *m, const struct rf_model_params *p)
         return RF_OK;
     }
     const int32_t n = p->n_gpu_layers;
-    m->n_gpu_layers = n < 0 || n > m->hp.n_layer ? m->hp.n_layer : n;
+    const int32_t want = n < 0 || n > m->hp.n_layer ? m->hp.n_layer : n;
+    m->n_gpu_layers = offloadable_layers(m, want);
+    if (m->n_gpu_layers < want && (p->n_gpu_layers > 0 || p->verbose || isatty(STDERR_FILENO)))
+        fprintf(stderr, "rocmforge: %d of %d layers on the GPU (it has no kernels for the rest's "
+                        "weight types)\n", m->n_gpu_layers, want);
+    if (m->n_gpu_layers == 0) {
+        m->gpu.iface->free(m->gpu.ctx);
+        m->gpu.iface = NULL;
+        return RF_OK;
+    }
     return upload(m);
 }
 

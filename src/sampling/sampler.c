@@ -414,7 +414,8 @@ rf_token rf_sampler_sample(struct rf_sampler *s, const float *logits)
 bool rf_sampler_device_params(struct rf_sampler *s, struct rf_sample_params *out)
 {
     const struct rf_sampler_params *p = &s->p;
-    if (penalties_on(p) || p->min_p > 0.0f) return false;
+    /* Greedy ignores the cutoffs; a draw needs the chain the device has (no min-p). */
+    if (penalties_on(p) || (p->temperature > 0.0f && p->min_p > 0.0f)) return false;
     out->temperature = p->temperature;
     out->top_k = p->top_k;
     out->top_p = p->top_p;

@@ -37,6 +37,7 @@ static rf_status op_rms_norm(void *ctx, const float *x, const struct rf_tensor *
                              int64_t n, int64_t rows, float eps)
 {
     struct rf_gpu_ctx *c = ctx;
+    rf_gpu_note_launch(); /* any op may write a product's input */
     RF_TRY(rf_gpu_take_error(c));
     if (w) RF_TRY(check_vec("rms_norm", w, n));
     return rf_gpu_rms_norm(c->stream, x, w ? w->data : NULL, y, n, rows, eps);
@@ -46,6 +47,7 @@ static void op_rope(void *ctx, float *x, int64_t n_tok, int n_head, int head_dim
                     const int32_t *pos, const struct rf_rope_params *p)
 {
     struct rf_gpu_ctx *c = ctx;
+    rf_gpu_note_launch(); /* any op may write a product's input */
     rf_gpu_note(c, rf_gpu_rope(c->stream, x, n_tok, n_head, head_dim, pos, p));
 }
 
@@ -53,6 +55,7 @@ static void op_kv_store(void *ctx, const float *k, const float *v, int64_t n_tok
                         const int32_t *slot, uint16_t *k_pool, uint16_t *v_pool)
 {
     struct rf_gpu_ctx *c = ctx;
+    rf_gpu_note_launch(); /* any op may write a product's input */
     rf_gpu_note(c, rf_gpu_kv_store(c->stream, k, v, n_tok, width, slot, k_pool, v_pool));
 }
 
@@ -79,6 +82,7 @@ static rf_status op_attention(void *ctx, const float *q, const uint16_t *k_pool,
                               const uint16_t *v_pool, float *out, const struct rf_attn_params *p)
 {
     struct rf_gpu_ctx *c = ctx;
+    rf_gpu_note_launch(); /* any op may write a product's input */
     RF_TRY(rf_gpu_take_error(c));
     RF_TRY(attn_work(c, p));
     return rf_gpu_attention(c->stream, q, k_pool, v_pool, out, p, c->attn_work,
@@ -88,18 +92,21 @@ static rf_status op_attention(void *ctx, const float *q, const uint16_t *k_pool,
 static void op_swiglu(void *ctx, const float *gate, const float *up, float *out, int64_t n)
 {
     struct rf_gpu_ctx *c = ctx;
+    rf_gpu_note_launch(); /* any op may write a product's input */
     rf_gpu_note(c, rf_gpu_swiglu(c->stream, gate, up, out, n));
 }
 
 static void op_geglu(void *ctx, const float *gate, const float *up, float *out, int64_t n)
 {
     struct rf_gpu_ctx *c = ctx;
+    rf_gpu_note_launch(); /* any op may write a product's input */
     rf_gpu_note(c, rf_gpu_geglu(c->stream, gate, up, out, n));
 }
 
 static void op_add(void *ctx, float *y, const float *x, int64_t n)
 {
     struct rf_gpu_ctx *c = ctx;
+    rf_gpu_note_launch(); /* any op may write a product's input */
     rf_gpu_note(c, rf_gpu_add(c->stream, y, x, n));
 }
 
@@ -107,6 +114,7 @@ static rf_status op_add_bias(void *ctx, float *y, const struct rf_tensor *b, int
                              int64_t rows)
 {
     struct rf_gpu_ctx *c = ctx;
+    rf_gpu_note_launch(); /* any op may write a product's input */
     RF_TRY(rf_gpu_take_error(c));
     RF_TRY(check_vec("add_bias", b, n));
     return rf_gpu_add_bias(c->stream, y, b->data, n, rows);
@@ -115,6 +123,7 @@ static rf_status op_add_bias(void *ctx, float *y, const struct rf_tensor *b, int
 static void op_scale(void *ctx, float *y, float s, int64_t n)
 {
     struct rf_gpu_ctx *c = ctx;
+    rf_gpu_note_launch(); /* any op may write a product's input */
     rf_gpu_note(c, rf_gpu_scale(c->stream, y, s, n));
 }
 
@@ -138,6 +147,12 @@ static void gpu_free(void *ctx)
     if (c->stream) cudaStreamDestroy(c->stream);
     if (c->upload) cudaStreamDestroy(c->upload);
     free(c);
+}
+
+static bool op_supports_type(void *ctx, enum rf_type t)
+{
+    (void)ctx;
+    return rf_gpu_type_supported(t);
 }
 
 static const struct rf_backend_i gpu_iface = {
@@ -165,6 +180,7 @@ static const struct rf_backend_i gpu_iface = {
     .step_end = rf_gpu_step_end,
     .step_forget = rf_gpu_step_forget,
     .sample = rf_gpu_sample_op,
+    .supports_type = op_supports_type,
 };
 
 static rf_status ctx_open(struct rf_gpu_ctx *c)

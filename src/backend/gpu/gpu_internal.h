@@ -25,9 +25,15 @@ extern "C" {
             return rf_fail(RF_STATUS_DEVICE, "gpu: %s: %s", #call, cudaGetErrorString(rf_gpu_e_)); \
     } while (0)
 
+/* Every launch and device copy counts (rf_gpu_note_launch); a product compares stamps
+ * to know that nothing ran since the last product quantized the same activations. */
+void rf_gpu_note_launch(void);
+unsigned long long rf_gpu_launch_stamp(void);
+
 /* After a kernel launch: a failed launch becomes RF_STATUS_DEVICE naming the kernel. */
 #define RF_GPU_LAUNCHED(name)                                                                      \
     do {                                                                                           \
+        rf_gpu_note_launch();                                                                      \
         cudaError_t rf_gpu_e_ = cudaGetLastError();                                                \
         if (rf_gpu_e_ != cudaSuccess)                                                              \
             return rf_fail(RF_STATUS_DEVICE, "gpu kernel %s: %s", (name),                          \
@@ -74,6 +80,9 @@ struct rf_gpu_ctx {
 
     /* Scratch, sized once so that captured steps never see it move. */
     void *xbuf;              /* RF_GPU_XBUF_BYTES */
+    const float *xq_src;     /* activations xbuf holds quantized (NULL: none) */
+    int64_t xq_n;            /* their element count */
+    unsigned long long xq_stamp; /* rf_gpu_launch_stamp() right after they were used */
     void *wbuf;              /* RF_GPU_WBUF_BYTES */
     void *sample_ws;         /* RF_GPU_SAMPLE_WS (value, index) pairs + the result */
     int32_t *sample_host;    /* pinned: the sampled id */
@@ -150,6 +159,10 @@ size_t rf_gpu_xq_bytes(int64_t n_tok, int64_t k);
  * quantized activations (rf_gpu_xq_bytes). */
 rf_status rf_gpu_mmv(void *stream, enum rf_type t, const void *w, int64_t rows, int64_t k,
                      size_t row_bytes, const float *x, int64_t n_tok, float *y, void *xbuf);
+/* As rf_gpu_mmv; x_ready: xbuf already holds x quantized (the previous product's). */
+rf_status rf_gpu_mmv_x(void *stream, enum rf_type t, const void *w, int64_t rows, int64_t k,
+                       size_t row_bytes, const float *x, int64_t n_tok, float *y, void *xbuf,
+                       bool x_ready);
 /* out (rows, k) f16 = w rows dequantized. */
 rf_status rf_gpu_dequant_f16(void *stream, enum rf_type t, const void *w, int64_t rows,
                              int64_t k, size_t row_bytes, uint16_t *out);

@@ -105,8 +105,11 @@ static rf_status gemm(struct rf_gpu_ctx *c, const void *a, const void *b, float 
 }
 #endif
 
-/* Above this many tokens the weights are dequantized for a GEMM. */
-#define MMV_MAX_BATCH 16
+/* Above this many tokens the weights are dequantized for a GEMM. Up to it the products
+ * take int8 activations with the CPU path's rounding (what llama.cpp's CPU and GPU
+ * quantized products do), so decode, short prompts and server batches agree with the
+ * CPU backend; the f16 GEMM is for long prompts, where it is several times faster. */
+#define MMV_MAX_BATCH 128
 
 static rf_status check_matmul(const struct rf_tensor *w, int64_t x_cols, int64_t n_tok)
 {
@@ -120,10 +123,27 @@ static rf_status check_matmul(const struct rf_tensor *w, int64_t x_cols, int64_t
     return RF_OK;
 }
 
+/* Several products of one input (q, k, v; gate, up) quantize it once: a product of a
+ * quantized type reuses xbuf when it holds the same activations and nothing has been
+ * launched or copied since (the stamps match). Recording a step makes the same
+ * decisions its replays repeat. */
 static rf_status matmul_mmv(struct rf_gpu_ctx *c, const struct rf_tensor *w, size_t row_bytes,
                             const float *x, float *y, int64_t n_tok)
 {
     const int64_t k = w->ne[0], rows = w->ne[1];
+    const bool quantized = w->type != RF_TYPE_F32 && w->type != RF_TYPE_F16 &&
+                           w->type != RF_TYPE_BF16;
+    if (quantized && n_tok <= RF_GPU_MMV_MAX_TOK) {
+        const bool ready = c->xq_src == x && c->xq_n == n_tok * k &&
+                           c->xq_stamp == rf_gpu_launch_stamp();
+        RF_TRY(rf_gpu_mmv_x(c->stream, w->type, w->data, rows, k, row_bytes, x, n_tok, y,
+                            c->xbuf, ready));
+        c->xq_src = x;
+        c->xq_n = n_tok * k;
+        c->xq_stamp = rf_gpu_launch_stamp();
+        return RF_OK;
+    }
+    c->xq_src = NULL;
     for (int64_t t0 = 0; t0 < n_tok; t0 += RF_GPU_MMV_MAX_TOK) {
         const int64_t nt = n_tok - t0 < RF_GPU_MMV_MAX_TOK ? n_tok - t0 : RF_GPU_MMV_MAX_TOK;
         RF_TRY(rf_gpu_mmv_any(c->stream, w->type, w->data, rows, k, row_bytes, x + t0 * k, nt,
@@ -138,6 +158,7 @@ static rf_status matmul_gemm(struct rf_gpu_ctx *c, const struct rf_tensor *w, si
     const int64_t k = w->ne[0], rows = w->ne[1];
     const int64_t tok_chunk = (int64_t)(RF_GPU_XBUF_BYTES / (2 * (size_t)k));
     const bool direct = w->type == RF_TYPE_F16;
+    c->xq_src = NULL; /* xbuf gets the f16 activations */
     const int64_t slab = direct ? rows : (int64_t)(RF_GPU_WBUF_BYTES / (2 * (size_t)k));
     if (tok_chunk < 1 || slab < 1)
         return rf_fail(RF_STATUS_UNSUPPORTED, "gpu matmul: rows of %lld are too long",
@@ -181,6 +202,7 @@ rf_status rf_gpu_get_rows_op(void *ctx, const struct rf_tensor *w, const int32_t
                              float *out)
 {
     struct rf_gpu_ctx *c = ctx;
+    rf_gpu_note_launch();
     RF_TRY(rf_gpu_take_error(c));
     if (!rf_gpu_type_supported(w->type))
         return rf_fail(RF_STATUS_UNSUPPORTED, "gpu get_rows: %s has type %s",

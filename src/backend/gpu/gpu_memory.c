@@ -42,6 +42,7 @@ void *rf_gpu_alloc(void *ctx, size_t bytes)
     struct rf_gpu_ctx *c = ctx;
     void *p;
     if (rf_gpu_malloc(&p, bytes, "buffer") != RF_OK) return NULL;
+    rf_gpu_note_launch();
     if (cudaMemsetAsync(p, 0, pad_bytes(bytes), c->stream) != cudaSuccess ||
         cudaStreamSynchronize(c->stream) != cudaSuccess) {
         cudaFree(p);
@@ -61,6 +62,7 @@ rf_status rf_gpu_copy_in(void *ctx, void *dst, const void *src, size_t bytes)
 {
     struct rf_gpu_ctx *c = ctx;
     if (bytes == 0) return RF_OK;
+    rf_gpu_note_launch();
     RF_GPU_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream));
     return RF_OK;
 }
@@ -78,6 +80,7 @@ rf_status rf_gpu_copy(void *ctx, void *dst, const void *src, size_t bytes)
 {
     struct rf_gpu_ctx *c = ctx;
     if (bytes == 0) return RF_OK;
+    rf_gpu_note_launch();
     RF_GPU_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->stream));
     return RF_OK;
 }

@@ -36,6 +36,7 @@ rf_status rf_gpu_step_begin(void *ctx, uint64_t key, bool *replayed)
     const int i = graph_find(c, key);
     if (i >= 0) {
         c->graphs[i].last_use = ++c->use_clock;
+        rf_gpu_note_launch();
         RF_GPU_TRY(cudaGraphLaunch(c->graphs[i].exec, c->stream));
         *replayed = true;
         return RF_OK;
@@ -79,6 +80,7 @@ rf_status rf_gpu_step_end(void *ctx)
     if (c->n_graphs == RF_GPU_MAX_GRAPHS) evict_lru(c);
     c->graphs[c->n_graphs++] = (struct rf_gpu_graph){
         .key = c->capture_key, .exec = exec, .last_use = ++c->use_clock};
+    rf_gpu_note_launch();
     RF_GPU_TRY(cudaGraphLaunch(exec, c->stream));
     return RF_OK;
 }

@@ -262,7 +262,10 @@ static __device__ __forceinline__ void decode_unit(int tt, const uint8_t *bp, fl
 
 /* ---- activations: int8 per 32 with one f32 scale (sums are taken on the fly) ---- */
 
-/* One group of 32 lanes per block of 32 activations. */
+/* One group of 32 lanes per block of 32 activations. The rounding is that of the CPU
+ * path's Q8_0/Q8_1 activations (and llama.cpp's): q = round-half-even(x * 127/amax),
+ * scale amax/127 rounded to f16, so that the legacy types' integer dots see the same
+ * operands on both backends. */
 __global__ void k_quantize_x(const float *__restrict__ x, int8_t *__restrict__ xq,
                              float *__restrict__ xd, int64_t nblocks)
 {
@@ -273,8 +276,8 @@ __global__ void k_quantize_x(const float *__restrict__ x, int8_t *__restrict__ x
     float amax = fabsf(v);
 #pragma unroll
     for (int m = 16; m > 0; m >>= 1) amax = fmaxf(amax, rf_shfl_xor(amax, m));
-    const float d = amax / 127.0f;
-    const int q = d > 0.0f ? __float2int_rn(v / d) : 0;
+    const float d = __half2float(__float2half_rn(amax / 127.0f));
+    const int q = amax > 0.0f ? __float2int_rn(v * (127.0f / amax)) : 0;
     if (b >= nblocks) return;
     xq[gid] = (int8_t)q;
     if (l == 0) xd[b] = d;
@@ -599,9 +602,28 @@ extern "C" size_t rf_gpu_xq_bytes(int64_t n_tok, int64_t k)
     return q + (size_t)(n_tok * k / 32) * sizeof(float);
 }
 
+unsigned long long rf_gpu_launch_count;
+
+extern "C" unsigned long long rf_gpu_launch_stamp(void)
+{
+    return __atomic_load_n(&rf_gpu_launch_count, __ATOMIC_RELAXED);
+}
+
+extern "C" void rf_gpu_note_launch(void)
+{
+    __atomic_fetch_add(&rf_gpu_launch_count, 1ull, __ATOMIC_RELAXED);
+}
+
 extern "C" rf_status rf_gpu_mmv(void *stream, enum rf_type t, const void *w, int64_t rows,
                                 int64_t k, size_t row_bytes, const float *x, int64_t n_tok,
                                 float *y, void *xbuf)
+{
+    return rf_gpu_mmv_x(stream, t, w, rows, k, row_bytes, x, n_tok, y, xbuf, false);
+}
+
+extern "C" rf_status rf_gpu_mmv_x(void *stream, enum rf_type t, const void *w, int64_t rows,
+                                  int64_t k, size_t row_bytes, const float *x, int64_t n_tok,
+                                  float *y, void *xbuf, bool x_ready)
 {
     const int tt = type_code(t);
     if (tt < 0) return rf_fail(RF_STATUS_UNSUPPORTED, "gpu mmv: type %s", rf_type_name(t));
@@ -617,8 +639,10 @@ extern "C" rf_status rf_gpu_mmv(void *stream, enum rf_type t, const void *w, int
         const int64_t n = n_tok * k;
         int8_t *xq = (int8_t *)xbuf;
         float *xsc = (float *)((uint8_t *)xbuf + (((size_t)n + 15) & ~(size_t)15));
-        k_quantize_x<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(x, xq, xsc, n / 32);
-        RF_GPU_LAUNCHED("quantize_x");
+        if (!x_ready) {
+            k_quantize_x<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(x, xq, xsc, n / 32);
+            RF_GPU_LAUNCHED("quantize_x");
+        }
         xv = xq;
         xs = xsc;
     }
