@@ -17,6 +17,7 @@
 
 #include "core/fp16.h"
 #include "rocmforge.h"
+#include "test_env.h"
 
 #define MAX_IDS 1024
 
@@ -214,9 +215,9 @@ static void run_golden(struct golden *g)
     snprintf(fx, sizeof fx, "%s/%s_greedy.txt", fixtures, g->name);
 
     struct rf_model *m = NULL;
-    struct rf_model_params mp = rf_model_default_params();
-    mp.n_threads = 2;
+    struct rf_model_params mp = rf_test_model_params(2);
     if (rf_model_load(path, &mp, &m) != RF_OK) fail_msg("load: %s", rf_last_error());
+    assert_int_equal(rf_test_check_placement(m), 0);
     struct rf_context *ctx = NULL;
     struct rf_context_params cp = rf_context_default_params();
     cp.n_ctx = 512;
@@ -309,9 +310,9 @@ static void test_gemma3_long(void **state)
 
     snprintf(path, sizeof path, "%s/gemma-3-270m-q4_k_m.gguf", models);
     struct rf_model *m = NULL;
-    struct rf_model_params mp = rf_model_default_params();
-    mp.n_threads = 2;
+    struct rf_model_params mp = rf_test_model_params(2);
     if (rf_model_load(path, &mp, &m) != RF_OK) fail_msg("load: %s", rf_last_error());
+    assert_int_equal(rf_test_check_placement(m), 0);
     struct rf_context *ctx = NULL;
     struct rf_context_params cp = rf_context_default_params();
     cp.n_ctx = 1024;
