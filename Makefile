@@ -1,6 +1,6 @@
 # Entry points. The build itself is CMake; setup is scripts/setup.sh.
 #   make run     set up, build, generate text with the default model
-#   make test    set up, build, run the whole test suite (ctest)
+#   make test    set up, build, run the whole test suite (ctest; the GPU tests, label gpu, run on a GPU machine: make test-gpu)
 # Variables: BUILD JOBS MODELS MODEL PROMPT N THREADS FUZZ_TIME CMAKE_ARGS (see below).
 
 BUILD     ?= build
@@ -42,7 +42,7 @@ build:
 test:
 	@$(SETUP) all
 	@$(MAKE) --no-print-directory build
-	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS) --timeout $(CTEST_TIMEOUT)
+	ctest --test-dir $(BUILD) -LE gpu --output-on-failure -j$(JOBS) --timeout $(CTEST_TIMEOUT)
 
 # The whole suite (unit tests, and the end-to-end tests running the sanitized binary)
 # under AddressSanitizer + UndefinedBehaviorSanitizer, asserts on;
