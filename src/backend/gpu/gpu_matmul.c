@@ -105,11 +105,12 @@ static rf_status gemm(struct rf_gpu_ctx *c, const void *a, const void *b, float 
 }
 #endif
 
-/* Above this many tokens the weights are dequantized for a GEMM. Up to it the products
- * take int8 activations with the CPU path's rounding (what llama.cpp's CPU and GPU
- * quantized products do), so decode, short prompts and server batches agree with the
- * CPU backend; the f16 GEMM is for long prompts, where it is several times faster. */
-#define MMV_MAX_BATCH 128
+/* Above this many tokens the weights are dequantized for a GEMM (f16 activations). Up
+ * to it the products take int8 activations with the CPU path's rounding. Measured on
+ * an H200 (bench/NOTES.md, GPU): taking the int8 kernels up to 128 tokens left the real
+ * model's distance to llama.cpp where it was (KL 3.2e-3 against 2.9e-3) and cost the
+ * server at 32 and 64 streams 30-45% of its throughput, so the GEMM starts at 17. */
+#define MMV_MAX_BATCH 16
 
 static rf_status check_matmul(const struct rf_tensor *w, int64_t x_cols, int64_t n_tok)
 {
