@@ -41,15 +41,7 @@ static const char chat_usage[] =
     "                           its turn or the context is full)\n"
     "  -t, --threads N          CPU threads (default: all online CPUs)\n"
     "  -c, --ctx-size N         context size in tokens (default: the model's, at most 4096)\n"
-    "      --temp T             temperature (default 0.8; 0: greedy)\n"
-    "      --top-k K            keep the K most likely tokens (default 40; 0: off)\n"
-    "      --top-p P            nucleus sampling (default 0.95; 1: off)\n"
-    "      --min-p P            drop tokens below P times the top probability (default 0.05)\n"
-    "      --repeat-penalty X   penalize repeated tokens (default 1.0: off)\n"
-    "      --repeat-last-n N    window of the penalties (default 64; 0: off; -1: context)\n"
-    "      --frequency-penalty X  (default 0)\n"
-    "      --presence-penalty X   (default 0)\n"
-    "      --seed N             sampling seed (default: random)\n"
+    CLI_SAMPLING_USAGE
     "      --chat-template NAME force a template: chatml, llama2, llama3, mistral, gemma,\n"
     "                           phi3, zephyr (default: detected from the model)\n"
     "      --system TEXT        system message, kept across /reset\n"
@@ -63,25 +55,14 @@ struct chat_opts {
     int32_t n_predict;
     int32_t n_threads;
     int32_t n_ctx;
-    int32_t repeat_last_n;
-    struct rf_sampler_params sp;
-    bool seed_given;
+    struct cli_sampling smp;
     bool verbose;
     const char *chat_template;
     const char *system;
 };
 
 enum {
-    OPT_TEMP = 256,
-    OPT_TOP_K,
-    OPT_TOP_P,
-    OPT_MIN_P,
-    OPT_REPEAT_PENALTY,
-    OPT_REPEAT_LAST_N,
-    OPT_FREQ,
-    OPT_PRESENCE,
-    OPT_SEED,
-    OPT_TEMPLATE,
+    OPT_TEMPLATE = 256,
     OPT_SYSTEM,
 };
 
@@ -90,15 +71,7 @@ static const struct option chat_longopts[] = {
     {"n-predict", required_argument, NULL, 'n'},
     {"threads", required_argument, NULL, 't'},
     {"ctx-size", required_argument, NULL, 'c'},
-    {"temp", required_argument, NULL, OPT_TEMP},
-    {"top-k", required_argument, NULL, OPT_TOP_K},
-    {"top-p", required_argument, NULL, OPT_TOP_P},
-    {"min-p", required_argument, NULL, OPT_MIN_P},
-    {"repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY},
-    {"repeat-last-n", required_argument, NULL, OPT_REPEAT_LAST_N},
-    {"frequency-penalty", required_argument, NULL, OPT_FREQ},
-    {"presence-penalty", required_argument, NULL, OPT_PRESENCE},
-    {"seed", required_argument, NULL, OPT_SEED},
+    CLI_SAMPLING_LONGOPTS,
     {"chat-template", required_argument, NULL, OPT_TEMPLATE},
     {"system", required_argument, NULL, OPT_SYSTEM},
     {"verbose", no_argument, NULL, 'v'},
@@ -109,26 +82,6 @@ static const struct option chat_longopts[] = {
 static int bad_value(const char *opt, const char *v)
 {
     return cli_usage_error("chat", "bad value '%s' for %s", v, opt);
-}
-
-/* Float options: 0, or -1 for a bad value. */
-static int float_opt(int c, const char *v, struct chat_opts *o)
-{
-    float x;
-    if (!cli_parse_float(v, &x)) return -1;
-    switch (c) {
-    case OPT_TEMP: o->sp.temperature = x; break;
-    case OPT_TOP_P: o->sp.top_p = x; break;
-    case OPT_MIN_P: o->sp.min_p = x; break;
-    case OPT_REPEAT_PENALTY:
-        if (x <= 0) return -1;
-        o->sp.repeat_penalty = x;
-        break;
-    case OPT_FREQ: o->sp.frequency_penalty = x; break;
-    case OPT_PRESENCE: o->sp.presence_penalty = x; break;
-    default: return -1;
-    }
-    return 0;
 }
 
 /* One option; returns -1 when parsing goes on, else the exit code. */
@@ -143,17 +96,11 @@ static int chat_option(int c, char **argv, struct chat_opts *o)
     case 'n': return cli_parse_i32(v, -1, INT32_MAX, &o->n_predict) ? -1 : bad_value(opt, v);
     case 't': return cli_parse_i32(v, 1, 4096, &o->n_threads) ? -1 : bad_value(opt, v);
     case 'c': return cli_parse_i32(v, 1, INT32_MAX, &o->n_ctx) ? -1 : bad_value(opt, v);
-    case OPT_TOP_K: return cli_parse_i32(v, 0, INT32_MAX, &o->sp.top_k) ? -1 : bad_value(opt, v);
-    case OPT_REPEAT_LAST_N:
-        return cli_parse_i32(v, -1, INT32_MAX, &o->repeat_last_n) ? -1 : bad_value(opt, v);
-    case OPT_SEED:
-        o->seed_given = true;
-        return cli_parse_u64(v, &o->sp.seed) ? -1 : bad_value(opt, v);
     case OPT_TEMPLATE: o->chat_template = v; return -1;
     case OPT_SYSTEM: o->system = v; return -1;
     case '?':
     case ':': return cli_bad_option("chat", c, argv);
-    default: return float_opt(c, v, o) == 0 ? -1 : bad_value(opt, v);
+    default: return cli_sampling_option(c, v, &o->smp) > 0 ? -1 : bad_value(opt, v);
     }
 }
 
@@ -161,8 +108,7 @@ static int parse_chat(int argc, char **argv, struct chat_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->n_predict = -1;
-    o->repeat_last_n = 64;
-    o->sp = rf_sampler_default_params();
+    cli_sampling_init(&o->smp);
     opterr = 0;
     optind = 1;
     int c;
@@ -659,11 +605,12 @@ static int chat_run(struct chat *c, struct chat_opts *o)
     cp.n_ctx = o->n_ctx;
     if (rf_context_init(c->m, &cp, &c->ctx) != RF_OK)
         return cli_fail("chat", "cannot create a context: %s", rf_last_error());
-    o->sp.penalty_last_n = o->repeat_last_n < 0 ? rf_context_n_ctx(c->ctx) : o->repeat_last_n;
-    if (!o->seed_given) o->sp.seed = random_seed();
-    c->smp = rf_sampler_new(&o->sp, rf_model_n_vocab(c->m));
+    const int32_t last_n = o->smp.repeat_last_n;
+    o->smp.sp.penalty_last_n = last_n < 0 ? rf_context_n_ctx(c->ctx) : last_n;
+    if (!o->smp.seed_given) o->smp.sp.seed = random_seed();
+    c->smp = rf_sampler_new(&o->smp.sp, rf_model_n_vocab(c->m));
     if (!c->smp) return cli_fail("chat", "bad sampling options: %s", rf_last_error());
-    if (o->verbose) fprintf(stderr, "[seed %llu]\n", (unsigned long long)o->sp.seed);
+    if (o->verbose) fprintf(stderr, "[seed %llu]\n", (unsigned long long)o->smp.sp.seed);
     chat_reset(c);
     struct sigaction sa = {.sa_handler = on_sigint}, old;
     sigemptyset(&sa.sa_mask); /* no SA_RESTART: Ctrl-C must end a blocking read */

@@ -67,4 +67,48 @@ int32_t cli_tokenize(const char *cmd, const struct rf_model *m, const char *text
 double cli_now(void); /* monotonic seconds */
 uint64_t cli_fnv1a64(const void *data, size_t n);
 
+
+/* ---- sampling options (sampling_opts.c), shared by run and chat ---- */
+enum {
+    CLI_OPT_TEMP = 0x1000,
+    CLI_OPT_TOP_K,
+    CLI_OPT_TOP_P,
+    CLI_OPT_MIN_P,
+    CLI_OPT_REPEAT_PENALTY,
+    CLI_OPT_REPEAT_LAST_N,
+    CLI_OPT_FREQ,
+    CLI_OPT_PRESENCE,
+    CLI_OPT_SEED,
+    CLI_OPT_SAMPLING_END,
+};
+#define CLI_SAMPLING_LONGOPTS                                                                      \
+    {"temp", required_argument, NULL, CLI_OPT_TEMP},                                               \
+        {"top-k", required_argument, NULL, CLI_OPT_TOP_K},                                         \
+        {"top-p", required_argument, NULL, CLI_OPT_TOP_P},                                         \
+        {"min-p", required_argument, NULL, CLI_OPT_MIN_P},                                         \
+        {"repeat-penalty", required_argument, NULL, CLI_OPT_REPEAT_PENALTY},                       \
+        {"repeat-last-n", required_argument, NULL, CLI_OPT_REPEAT_LAST_N},                         \
+        {"frequency-penalty", required_argument, NULL, CLI_OPT_FREQ},                              \
+        {"presence-penalty", required_argument, NULL, CLI_OPT_PRESENCE},                           \
+        {"seed", required_argument, NULL, CLI_OPT_SEED}
+#define CLI_SAMPLING_USAGE                                                                         \
+    "      --temp T             temperature (default 0.8; 0: greedy)\n"                           \
+    "      --top-k K            keep the K most likely tokens (default 40; 0: off)\n"             \
+    "      --top-p P            nucleus sampling (default 0.95; 1: off)\n"                        \
+    "      --min-p P            drop tokens below P times the top probability (default 0.05)\n"   \
+    "      --repeat-penalty X   penalize repeated tokens (default 1.0: off)\n"                    \
+    "      --repeat-last-n N    window of the penalties (default 64; 0: off; -1: context)\n"      \
+    "      --frequency-penalty X  (default 0)\n"                                                  \
+    "      --presence-penalty X   (default 0)\n"                                                  \
+    "      --seed N             sampling seed (default: random)\n"
+struct cli_sampling {
+    struct rf_sampler_params sp;
+    int32_t repeat_last_n; /* -1: the context size */
+    bool seed_given;
+};
+void cli_sampling_init(struct cli_sampling *s);
+/* 1: option c was a sampling option and its value v was taken; -1: it was one, with a
+ * bad value; 0: c is not a sampling option. */
+int cli_sampling_option(int c, const char *v, struct cli_sampling *s);
+
 #endif

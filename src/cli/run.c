@@ -23,15 +23,7 @@ static const char run_usage[] =
     "  -n, --n-predict N        tokens to generate (default 128; -1: until the context is full)\n"
     "  -t, --threads N          CPU threads (default: all online CPUs)\n"
     "  -c, --ctx-size N         context size in tokens (default: the model's, at most 4096)\n"
-    "      --temp T             temperature (default 0.8; 0: greedy)\n"
-    "      --top-k K            keep the K most likely tokens (default 40; 0: off)\n"
-    "      --top-p P            nucleus sampling (default 0.95; 1: off)\n"
-    "      --min-p P            drop tokens below P times the top probability (default 0.05)\n"
-    "      --repeat-penalty X   penalize repeated tokens (default 1.0: off)\n"
-    "      --repeat-last-n N    window of the penalties (default 64; 0: off; -1: context)\n"
-    "      --frequency-penalty X  (default 0)\n"
-    "      --presence-penalty X   (default 0)\n"
-    "      --seed N             sampling seed (default: random, printed at the end)\n"
+    CLI_SAMPLING_USAGE
     "      --ignore-eos         keep generating past end-of-generation tokens\n"
     "      --echo               print the prompt before the generated text\n"
     "      --chat               wrap the prompt as a user message in the model's chat template\n"
@@ -47,9 +39,7 @@ struct run_opts {
     int32_t n_predict;
     int32_t n_threads;
     int32_t n_ctx;
-    int32_t repeat_last_n;
-    struct rf_sampler_params sp;
-    bool seed_given;
+    struct cli_sampling smp;
     bool ignore_eos;
     bool echo;
     bool chat;
@@ -58,16 +48,7 @@ struct run_opts {
 };
 
 enum {
-    OPT_TEMP = 256,
-    OPT_TOP_K,
-    OPT_TOP_P,
-    OPT_MIN_P,
-    OPT_REPEAT_PENALTY,
-    OPT_REPEAT_LAST_N,
-    OPT_FREQ,
-    OPT_PRESENCE,
-    OPT_SEED,
-    OPT_IGNORE_EOS,
+    OPT_IGNORE_EOS = 256,
     OPT_ECHO,
     OPT_CHAT,
     OPT_TEMPLATE,
@@ -81,15 +62,7 @@ static const struct option run_longopts[] = {
     {"n-predict", required_argument, NULL, 'n'},
     {"threads", required_argument, NULL, 't'},
     {"ctx-size", required_argument, NULL, 'c'},
-    {"temp", required_argument, NULL, OPT_TEMP},
-    {"top-k", required_argument, NULL, OPT_TOP_K},
-    {"top-p", required_argument, NULL, OPT_TOP_P},
-    {"min-p", required_argument, NULL, OPT_MIN_P},
-    {"repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY},
-    {"repeat-last-n", required_argument, NULL, OPT_REPEAT_LAST_N},
-    {"frequency-penalty", required_argument, NULL, OPT_FREQ},
-    {"presence-penalty", required_argument, NULL, OPT_PRESENCE},
-    {"seed", required_argument, NULL, OPT_SEED},
+    CLI_SAMPLING_LONGOPTS,
     {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
     {"echo", no_argument, NULL, OPT_ECHO},
     {"chat", no_argument, NULL, OPT_CHAT},
@@ -102,26 +75,6 @@ static const struct option run_longopts[] = {
 static int bad_value(const char *opt, const char *v)
 {
     return cli_usage_error("run", "bad value '%s' for %s", v, opt);
-}
-
-/* Float options: returns 0, or the usage error's exit code. */
-static int float_opt(int c, const char *v, struct run_opts *o)
-{
-    float x;
-    if (!cli_parse_float(v, &x)) return -1;
-    switch (c) {
-    case OPT_TEMP: o->sp.temperature = x; break;
-    case OPT_TOP_P: o->sp.top_p = x; break;
-    case OPT_MIN_P: o->sp.min_p = x; break;
-    case OPT_REPEAT_PENALTY:
-        if (x <= 0) return -1;
-        o->sp.repeat_penalty = x;
-        break;
-    case OPT_FREQ: o->sp.frequency_penalty = x; break;
-    case OPT_PRESENCE: o->sp.presence_penalty = x; break;
-    default: return -1;
-    }
-    return 0;
 }
 
 /* One option; returns -1 when parsing goes on, else the exit code. */
@@ -137,12 +90,6 @@ static int run_option(int c, char **argv, struct run_opts *o)
     case 'n': return cli_parse_i32(v, -1, INT32_MAX, &o->n_predict) ? -1 : bad_value(opt, v);
     case 't': return cli_parse_i32(v, 1, 4096, &o->n_threads) ? -1 : bad_value(opt, v);
     case 'c': return cli_parse_i32(v, 1, INT32_MAX, &o->n_ctx) ? -1 : bad_value(opt, v);
-    case OPT_TOP_K: return cli_parse_i32(v, 0, INT32_MAX, &o->sp.top_k) ? -1 : bad_value(opt, v);
-    case OPT_REPEAT_LAST_N:
-        return cli_parse_i32(v, -1, INT32_MAX, &o->repeat_last_n) ? -1 : bad_value(opt, v);
-    case OPT_SEED:
-        o->seed_given = true;
-        return cli_parse_u64(v, &o->sp.seed) ? -1 : bad_value(opt, v);
     case OPT_IGNORE_EOS: o->ignore_eos = true; return -1;
     case OPT_ECHO: o->echo = true; return -1;
     case OPT_CHAT: o->chat = true; return -1;
@@ -156,7 +103,7 @@ static int run_option(int c, char **argv, struct run_opts *o)
         return -1;
     case '?':
     case ':': return cli_bad_option("run", c, argv);
-    default: return float_opt(c, v, o) == 0 ? -1 : bad_value(opt, v);
+    default: return cli_sampling_option(c, v, &o->smp) > 0 ? -1 : bad_value(opt, v);
     }
 }
 
@@ -164,8 +111,7 @@ static int parse_run(int argc, char **argv, struct run_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->n_predict = 128;
-    o->repeat_last_n = 64;
-    o->sp = rf_sampler_default_params();
+    cli_sampling_init(&o->smp);
     opterr = 0;
     optind = 1;
     int c;
@@ -285,8 +231,8 @@ static void print_stats(const struct run_opts *o, const struct gen_stats *st)
         fprintf(stderr, "logits hash: %016llx\n", (unsigned long long)st->logits_hash);
     else
         fprintf(stderr, "logits hash: n/a (sampled on the device)\n");
-    if (o->sp.temperature <= 0) fprintf(stderr, "sampling: greedy\n");
-    else fprintf(stderr, "seed: %llu\n", (unsigned long long)o->sp.seed);
+    if (o->smp.sp.temperature <= 0) fprintf(stderr, "sampling: greedy\n");
+    else fprintf(stderr, "seed: %llu\n", (unsigned long long)o->smp.sp.seed);
 }
 
 /* Model and context are loaded; tokenizes, checks the length, generates. */
@@ -313,9 +259,9 @@ static int run_loaded(struct run_opts *o, struct rf_model *m, struct rf_context 
                  st.n_prompt, n_ctx);
         goto done;
     }
-    o->sp.penalty_last_n = o->repeat_last_n < 0 ? n_ctx : o->repeat_last_n;
-    if (!o->seed_given) o->sp.seed = random_seed();
-    smp = rf_sampler_new(&o->sp, rf_model_n_vocab(m));
+    o->smp.sp.penalty_last_n = o->smp.repeat_last_n < 0 ? n_ctx : o->smp.repeat_last_n;
+    if (!o->smp.seed_given) o->smp.sp.seed = random_seed();
+    smp = rf_sampler_new(&o->smp.sp, rf_model_n_vocab(m));
     if (!smp) {
         cli_fail("run", "bad sampling options: %s", rf_last_error());
         goto done;

@@ -230,7 +230,7 @@ def test_bench():
     assert code == 0, err
     rows = [line for line in out.splitlines() if line.startswith("|")]
     assert rows[0].split("|")[1:-1] == [" model ", " size ", " backend ", " threads ", " test ",
-                                        " t/s ", " B/token ", " GB/s "]
+                                        " t/s ", " B/token ", " GB/s ", " of copy "]
     cells = {r.split("|")[5].strip(): [c.strip() for c in r.split("|")[1:-1]] for r in rows[2:]}
     assert set(cells) == {"pp32", "tg8"}
     for test in ("pp32", "tg8"):
@@ -238,6 +238,8 @@ def test_bench():
         assert float(mean) > 0 and float(sd) == 0  # one repetition
         assert cells[test][3] == "2"
         assert cells[test][0].startswith("llama ")
+        assert cells[test][2] == "CPU"  # RF_N_GPU_LAYERS unset: tests run on the CPU
+        assert cells[test][8] == ""  # share of the copy bandwidth: GPU runs only
     assert float(cells["tg8"][7]) > 0
 
 

@@ -195,7 +195,15 @@ def test_json_log_lines(strict):
     n_before = len(strict.log().splitlines())
     strict.post("/v1/completions", headers=AUTH, json={"prompt": "Hi", "max_tokens": 1})
     strict.get("/v1/nothing", headers=AUTH)
-    lines = [json.loads(x) for x in strict.log().splitlines()[n_before:] if x.startswith("{")]
+    # A request's line is written when it has ended, which for the POST can be after the
+    # client has its response: wait for both, in whichever order they came.
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(x) for x in strict.log().splitlines()[n_before:] if x.startswith("{")]
+        if len(lines) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    lines.sort(key=lambda x: x["method"] != "POST")
     assert [(x["method"], x["path"], x["status"]) for x in lines] == [
         ("POST", "/v1/completions", 200), ("GET", "/v1/nothing", 404)]
     assert lines[0]["completion_tokens"] == 1 and lines[0]["prompt_tokens"] > 0
