@@ -11,10 +11,10 @@
 /* cJSON string from raw bytes, invalid UTF-8 replaced. */
 static cJSON *text_json(const char *s, size_t n)
 {
-    struct srv_buf b = {0};
+    struct rf_strbuf b = {0};
     srv_utf8_sanitize(s, n, &b);
     cJSON *j = b.oom ? NULL : cJSON_CreateString(b.p ? b.p : "");
-    srv_buf_free(&b);
+    rf_strbuf_free(&b);
     return j;
 }
 
@@ -111,12 +111,12 @@ static cJSON *completion_logprobs(const struct srv_result *r)
         cJSON *d = cJSON_CreateObject();
         cJSON_AddItemToArray(top, d);
         for (int32_t k = 0; d && k < t->n_top; k++) {
-            struct srv_buf key = {0};
+            struct rf_strbuf key = {0};
             srv_utf8_sanitize(t->top[k].text, t->top[k].len, &key);
             /* equal texts of different ids: the likelier (earlier) one stays */
             if (!key.oom && !cJSON_GetObjectItemCaseSensitive(d, key.p ? key.p : ""))
                 cJSON_AddNumberToObject(d, key.p ? key.p : "", t->top[k].logprob);
-            srv_buf_free(&key);
+            rf_strbuf_free(&key);
         }
     }
     return lp;

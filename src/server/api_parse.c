@@ -169,21 +169,21 @@ static bool message_content(const cJSON *c, size_t i, char **out, struct srv_err
     if (cJSON_IsString(c))
         return (*out = dup_str(c->valuestring, strlen(c->valuestring), err)) != NULL;
     if (!cJSON_IsArray(c)) return BAD(param, "'%s' must be a string or an array of parts", param);
-    struct srv_buf b = {0};
+    struct rf_strbuf b = {0};
     const cJSON *part;
     cJSON_ArrayForEach(part, c)
     {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
         if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") || !cJSON_IsString(text)) {
-            srv_buf_free(&b);
+            rf_strbuf_free(&b);
             return BAD(param, "'%s' parts must be {\"type\": \"text\", \"text\": string}", param);
         }
-        srv_buf_str(&b, text->valuestring);
+        rf_strbuf_str(&b, text->valuestring);
     }
     *out = dup_str(b.p ? b.p : "", b.len, err);
     const bool ok = *out && !b.oom;
-    srv_buf_free(&b);
+    rf_strbuf_free(&b);
     return ok;
 }
 

@@ -192,7 +192,7 @@ void srv_out_free(struct srv_out *o)
     srv_stop_free(&o->stop);
     free(o->stop.lens);
     free(o->taken);
-    srv_buf_free(&o->text);
+    rf_strbuf_free(&o->text);
     srv_lp_clear(o->lps, o->n_lps);
     free(o->lps);
     free(o->error);
@@ -247,15 +247,15 @@ static void add_logprob(struct srv_out *o, const struct srv_tok *t)
     else o->raw_total += lp->len;
 }
 
-static void emit(struct srv_out *o, struct srv_buf *tmp)
+static void emit(struct srv_out *o, struct rf_strbuf *tmp)
 {
-    srv_buf_add(&o->text, tmp->p, tmp->len);
+    rf_strbuf_add(&o->text, tmp->p, tmp->len);
     o->text_total += tmp->len;
     tmp->len = 0;
 }
 
 /* One generated token: its text through the stop strings. True when a stop matched. */
-static bool take_token(struct srv_out *o, const struct srv_tok *t, struct srv_buf *tmp)
+static bool take_token(struct srv_out *o, const struct srv_tok *t, struct rf_strbuf *tmp)
 {
     o->n_tokens++;
     if (o->want_lps) add_logprob(o, t);
@@ -277,7 +277,7 @@ static const char *finish_name(enum rf_finish f)
 }
 
 /* The scheduler finished first: the held-back text goes out. */
-static void finish_from(struct srv_out *o, struct srv_gen *g, struct srv_buf *tmp)
+static void finish_from(struct srv_out *o, struct srv_gen *g, struct rf_strbuf *tmp)
 {
     const char *s;
     const size_t n = rf_detok_flush(o->dt, &s);
@@ -304,7 +304,7 @@ void srv_out_pump(struct srv_out *o, struct srv_gen *g, struct rf_sched *s)
     pthread_mutex_unlock(&g->mu);
     o->taken = q;
     o->cap_taken = cap;
-    struct srv_buf tmp = {0};
+    struct rf_strbuf tmp = {0};
     for (size_t i = 0; i < n && !o->done; i++) {
         if (take_token(o, &q[i], &tmp)) {
             o->finish = "stop";
@@ -319,5 +319,5 @@ void srv_out_pump(struct srv_out *o, struct srv_gen *g, struct rf_sched *s)
         o->done = true;
         srv_gen_cancel(g, s);
     }
-    srv_buf_free(&tmp);
+    rf_strbuf_free(&tmp);
 }

@@ -185,9 +185,9 @@ static void sse_event(struct srv_conn *c, char *json)
         c->sse.oom = true;
         return;
     }
-    srv_buf_str(&c->sse, "data: ");
-    srv_buf_str(&c->sse, json);
-    srv_buf_str(&c->sse, "\n\n");
+    rf_strbuf_str(&c->sse, "data: ");
+    rf_strbuf_str(&c->sse, json);
+    rf_strbuf_str(&c->sse, "\n\n");
     free(json);
 }
 
@@ -224,7 +224,7 @@ static void sse_progress(struct srv_conn *c)
     if (!c->out.done) return;
     if (c->req.include_usage && c->api != SRV_API_GENERATE && strcmp(c->out.finish, "error"))
         sse_event(c, chunk_json(c, &r, true));
-    srv_buf_str(&c->sse, "data: [DONE]\n\n");
+    rf_strbuf_str(&c->sse, "data: [DONE]\n\n");
     c->sse_done = true;
     set_final_state(c, state_of(c->out.finish));
 }
@@ -276,7 +276,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         srv_out_pump(&c->out, c->gen, c->srv->sched);
         const size_t before = c->sse.len;
         sse_progress(c);
-        if (w == SRV_WAIT_TIMEOUT && c->sse.len == before) srv_buf_str(&c->sse, ": keep-alive\n\n");
+        if (w == SRV_WAIT_TIMEOUT && c->sse.len == before) rf_strbuf_str(&c->sse, ": keep-alive\n\n");
     }
 }
 

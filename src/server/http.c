@@ -77,8 +77,8 @@ void srv_conn_unref(struct srv_conn *c)
     }
     srv_out_free(&c->out);
     srv_req_free(&c->req);
-    srv_buf_free(&c->body);
-    srv_buf_free(&c->sse);
+    rf_strbuf_free(&c->body);
+    rf_strbuf_free(&c->sse);
     free(c);
 }
 
@@ -226,15 +226,15 @@ static enum MHD_Result get_metrics(struct srv_conn *c)
 {
     struct rf_sched_stats st;
     rf_sched_get_stats(c->srv->sched, &st);
-    struct srv_buf b = {0};
+    struct rf_strbuf b = {0};
     srv_metrics_render(&c->srv->metrics, &st, &b);
     if (b.oom) {
-        srv_buf_free(&b);
+        rf_strbuf_free(&b);
         return srv_reply_json(c, 500, NULL);
     }
     const enum MHD_Result r =
         srv_reply_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.p ? b.p : "", b.len);
-    srv_buf_free(&b);
+    rf_strbuf_free(&b);
     return r;
 }
 
@@ -409,9 +409,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         /* a body over the limit is read and dropped, so that the client gets its 413 */
         if (c->too_large || c->body.len + *upload_size > s->p.max_body) {
             c->too_large = true;
-            srv_buf_free(&c->body);
+            rf_strbuf_free(&c->body);
         } else {
-            srv_buf_add(&c->body, upload, *upload_size);
+            rf_strbuf_add(&c->body, upload, *upload_size);
         }
         *upload_size = 0;
         return MHD_YES;

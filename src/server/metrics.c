@@ -42,28 +42,28 @@ void srv_metrics_http(struct srv_metrics *m, int status)
 }
 
 static void hist_render(const struct srv_hist *h, const char *name, const char *help,
-                        struct srv_buf *out)
+                        struct rf_strbuf *out)
 {
-    srv_buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    rf_strbuf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (int b = 0; b < SRV_HIST_BUCKETS; b++) {
         cum += h->counts[b];
-        srv_buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[b],
+        rf_strbuf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[b],
                        (unsigned long long)cum);
     }
     cum += h->counts[SRV_HIST_BUCKETS];
-    srv_buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
-    srv_buf_printf(out, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name,
+    rf_strbuf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    rf_strbuf_printf(out, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name,
                    (unsigned long long)h->count);
 }
 
-static void metric(struct srv_buf *out, const char *name, const char *type, const char *help,
+static void metric(struct rf_strbuf *out, const char *name, const char *type, const char *help,
                    double v)
 {
-    srv_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+    rf_strbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
-static void sched_render(const struct rf_sched_stats *st, struct srv_buf *out)
+static void sched_render(const struct rf_sched_stats *st, struct rf_strbuf *out)
 {
     metric(out, "rocmforge_requests_started_total", "counter", "Requests the scheduler started.",
            (double)st->requests_started);
@@ -95,7 +95,7 @@ static void sched_render(const struct rf_sched_stats *st, struct srv_buf *out)
            st->blocks_total - st->blocks_used - st->blocks_cached);
 }
 
-void srv_metrics_render(struct srv_metrics *m, const struct rf_sched_stats *st, struct srv_buf *out)
+void srv_metrics_render(struct srv_metrics *m, const struct rf_sched_stats *st, struct rf_strbuf *out)
 {
     sched_render(st, out);
     struct {
@@ -113,11 +113,11 @@ void srv_metrics_render(struct srv_metrics *m, const struct rf_sched_stats *st, 
                 "From submission to the first generated token.", out);
     hist_render(&c.itl, "rocmforge_time_per_output_token_seconds",
                 "Between consecutive tokens of one request.", out);
-    srv_buf_str(out, "# HELP rocmforge_http_responses_total HTTP responses by status class.\n"
+    rf_strbuf_str(out, "# HELP rocmforge_http_responses_total HTTP responses by status class.\n"
                      "# TYPE rocmforge_http_responses_total counter\n");
     static const char *const cls[6] = {"1xx", "2xx", "3xx", "4xx", "5xx", "other"};
     for (int i = 0; i < 6; i++)
-        srv_buf_printf(out, "rocmforge_http_responses_total{class=\"%s\"} %llu\n", cls[i],
+        rf_strbuf_printf(out, "rocmforge_http_responses_total{class=\"%s\"} %llu\n", cls[i],
                        (unsigned long long)c.http[i]);
     metric(out, "rocmforge_client_disconnects_total", "counter",
            "Clients gone before their request finished.", (double)c.disconnects);

@@ -39,7 +39,7 @@ struct srv_conn {
     char method[16];
     char path[256];
     char remote[64];
-    struct srv_buf body;
+    struct rf_strbuf body;
     bool too_large;
     int status;
     /* generation */
@@ -51,7 +51,7 @@ struct srv_conn {
     char id[48];
     bool sent_role;
     bool sse_done;
-    struct srv_buf sse; /* bytes of the stream not yet handed to MHD */
+    struct rf_strbuf sse; /* bytes of the stream not yet handed to MHD */
     size_t sse_pos;
 };
 

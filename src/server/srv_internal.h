@@ -12,21 +12,13 @@
 #include "rocmforge.h"
 #include "runtime/scheduler.h"
 
+#include "core/strbuf.h"
+
 struct cJSON;
 
-/* ---- growing byte buffer (text.c); oom latches ---- */
-struct srv_buf {
-    char *p; /* NUL-terminated when len > 0 */
-    size_t len, cap;
-    bool oom;
-};
-void srv_buf_add(struct srv_buf *b, const char *s, size_t n);
-void srv_buf_str(struct srv_buf *b, const char *s);
-void srv_buf_printf(struct srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void srv_buf_free(struct srv_buf *b);
 
 /* Copies s to out with every maximal invalid UTF-8 subpart replaced by U+FFFD. */
-void srv_utf8_sanitize(const char *s, size_t n, struct srv_buf *out);
+void srv_utf8_sanitize(const char *s, size_t n, struct rf_strbuf *out);
 bool srv_utf8_valid(const char *s, size_t n);
 /* Compares in time independent of where the strings differ. */
 bool srv_secret_equal(const char *a, size_t na, const char *b, size_t nb);
@@ -38,14 +30,14 @@ struct srv_stop {
     char **stops;
     size_t *lens;
     int32_t n;
-    struct srv_buf pending; /* text not yet emitted */
+    struct rf_strbuf pending; /* text not yet emitted */
     bool hit;
 };
 /* Appends text; appends to out what can be emitted now. Returns true when a stop
  * string matched (then out holds the text before it, and later feeds do nothing). */
-bool srv_stop_feed(struct srv_stop *st, const char *text, size_t n, struct srv_buf *out);
+bool srv_stop_feed(struct srv_stop *st, const char *text, size_t n, struct rf_strbuf *out);
 /* End of generation: what is still held back is emitted. */
-void srv_stop_flush(struct srv_stop *st, struct srv_buf *out);
+void srv_stop_flush(struct srv_stop *st, struct rf_strbuf *out);
 void srv_stop_free(struct srv_stop *st); /* frees pending only */
 
 /* ---- requests (api_parse.c) ---- */
@@ -156,7 +148,7 @@ void srv_metrics_http(struct srv_metrics *m, int status);
 /* Prometheus text exposition: the server's histograms and counters with the
  * scheduler's statistics. */
 void srv_metrics_render(struct srv_metrics *m, const struct rf_sched_stats *st,
-                        struct srv_buf *out);
+                        struct rf_strbuf *out);
 
 /* ---- one request between the scheduler thread and its HTTP thread (gen.c) ---- */
 struct srv_tok {
@@ -214,7 +206,7 @@ struct srv_out {
     struct srv_stop stop;
     struct srv_tok *taken; /* swapped with the generation's queue */
     size_t cap_taken;
-    struct srv_buf text; /* emitted text not yet sent */
+    struct rf_strbuf text; /* emitted text not yet sent */
     size_t text_total;   /* bytes emitted in all */
     size_t raw_total;    /* bytes of raw token pieces so far (text_offset) */
     struct srv_lp *lps;  /* logprobs not yet sent */

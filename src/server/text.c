@@ -14,57 +14,6 @@ double srv_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void srv_buf_add(struct srv_buf *b, const char *s, size_t n)
-{
-    if (b->oom || n == 0) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void srv_buf_str(struct srv_buf *b, const char *s) { srv_buf_add(b, s, strlen(s)); }
-
-void srv_buf_printf(struct srv_buf *b, const char *fmt, ...)
-{
-    char small[512];
-    va_list ap;
-    va_start(ap, fmt);
-    const int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof small) {
-        srv_buf_add(b, small, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big) {
-        b->oom = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    srv_buf_add(b, big, (size_t)n);
-    free(big);
-}
-
-void srv_buf_free(struct srv_buf *b)
-{
-    free(b->p);
-    *b = (struct srv_buf){0};
-}
-
 /* Lead byte c: the character's length and the range of its second byte (RFC 3629:
  * no overlongs, no surrogates, at most U+10FFFF); 0 for a byte that cannot lead. */
 static size_t utf8_lead(unsigned c, unsigned *lo, unsigned *hi)
@@ -104,7 +53,7 @@ static size_t utf8_scan(const unsigned char *s, size_t n, bool *whole)
     return k;
 }
 
-void srv_utf8_sanitize(const char *s, size_t n, struct srv_buf *out)
+void srv_utf8_sanitize(const char *s, size_t n, struct rf_strbuf *out)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, start = 0;
@@ -112,13 +61,13 @@ void srv_utf8_sanitize(const char *s, size_t n, struct srv_buf *out)
         bool whole;
         const size_t k = utf8_scan(u + i, n - i, &whole);
         if (!whole) {
-            srv_buf_add(out, s + start, i - start);
-            srv_buf_add(out, "\xef\xbf\xbd", 3);
+            rf_strbuf_add(out, s + start, i - start);
+            rf_strbuf_add(out, "\xef\xbf\xbd", 3);
             start = i + k;
         }
         i += k;
     }
-    srv_buf_add(out, s + start, n - start);
+    rf_strbuf_add(out, s + start, n - start);
 }
 
 bool srv_utf8_valid(const char *s, size_t n)
@@ -174,38 +123,38 @@ static long first_match(const struct srv_stop *st, const char *p, size_t n)
     return best;
 }
 
-bool srv_stop_feed(struct srv_stop *st, const char *text, size_t n, struct srv_buf *out)
+bool srv_stop_feed(struct srv_stop *st, const char *text, size_t n, struct rf_strbuf *out)
 {
     if (st->hit) return true;
     if (st->n == 0) {
-        srv_buf_add(out, text, n);
+        rf_strbuf_add(out, text, n);
         return false;
     }
-    struct srv_buf *pb = &st->pending;
-    srv_buf_add(pb, text, n);
+    struct rf_strbuf *pb = &st->pending;
+    rf_strbuf_add(pb, text, n);
     if (pb->oom) {
         out->oom = true;
         return false;
     }
     const long m = first_match(st, pb->p ? pb->p : "", pb->len);
     if (m >= 0) {
-        srv_buf_add(out, pb->p, (size_t)m);
+        rf_strbuf_add(out, pb->p, (size_t)m);
         pb->len = 0;
         st->hit = true;
         return true;
     }
     const size_t keep = partial_tail(st, pb->p ? pb->p : "", pb->len);
     const size_t emit = pb->len - keep;
-    srv_buf_add(out, pb->p, emit);
+    rf_strbuf_add(out, pb->p, emit);
     if (emit) memmove(pb->p, pb->p + emit, keep);
     pb->len = keep;
     return false;
 }
 
-void srv_stop_flush(struct srv_stop *st, struct srv_buf *out)
+void srv_stop_flush(struct srv_stop *st, struct rf_strbuf *out)
 {
-    if (!st->hit && st->pending.len) srv_buf_add(out, st->pending.p, st->pending.len);
+    if (!st->hit && st->pending.len) rf_strbuf_add(out, st->pending.p, st->pending.len);
     st->pending.len = 0;
 }
 
-void srv_stop_free(struct srv_stop *st) { srv_buf_free(&st->pending); }
+void srv_stop_free(struct srv_stop *st) { rf_strbuf_free(&st->pending); }

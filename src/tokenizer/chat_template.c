@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/strbuf.h"
 #include "model/model.h"
 #include "rocmforge.h"
 
@@ -64,33 +65,7 @@ struct chat_env {
     char *default_system; /* ChatML: injected when the first message is not system */
 };
 
-/* A growing output string; oom latches. */
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
 
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom || n == 0) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 
 /* ---- Python's str.strip(): the code points for which str.isspace() is true ---- */
 
@@ -142,11 +117,11 @@ static void py_strip(const char *s, size_t *begin, size_t *end)
     *end = e;
 }
 
-static void sb_stripped(struct sbuf *b, const char *s)
+static void sb_stripped(struct rf_strbuf *b, const char *s)
 {
     size_t lo = 0, hi = strlen(s);
     py_strip(s, &lo, &hi);
-    sb_add(b, s + lo, hi - lo);
+    rf_strbuf_add(b, s + lo, hi - lo);
 }
 
 /* ---- one renderer per family ---- */
@@ -161,27 +136,27 @@ static bool role_is(const struct rf_chat_message *m, const char *role)
     return strcmp(m->role, role) == 0;
 }
 
-static void render_chatml(struct sbuf *o, const struct chat_env *env,
+static void render_chatml(struct rf_strbuf *o, const struct chat_env *env,
                           const struct rf_chat_message *msgs, size_t n, bool add_ass)
 {
     for (size_t i = 0; i < n; i++) {
         if (i == 0 && env->default_system && !role_is(&msgs[0], "system")) {
-            sb_str(o, "<|im_start|>system\n");
-            sb_str(o, env->default_system);
-            sb_str(o, "<|im_end|>\n");
+            rf_strbuf_str(o, "<|im_start|>system\n");
+            rf_strbuf_str(o, env->default_system);
+            rf_strbuf_str(o, "<|im_end|>\n");
         }
-        sb_str(o, "<|im_start|>");
-        sb_str(o, msgs[i].role);
-        sb_str(o, "\n");
-        sb_str(o, content_of(&msgs[i]));
-        sb_str(o, "<|im_end|>\n");
+        rf_strbuf_str(o, "<|im_start|>");
+        rf_strbuf_str(o, msgs[i].role);
+        rf_strbuf_str(o, "\n");
+        rf_strbuf_str(o, content_of(&msgs[i]));
+        rf_strbuf_str(o, "<|im_end|>\n");
     }
-    if (add_ass) sb_str(o, "<|im_start|>assistant\n");
+    if (add_ass) rf_strbuf_str(o, "<|im_start|>assistant\n");
 }
 
 /* Llama 2: the system message goes inside the first turn's [INST]; every user turn
  * but the first of the text opens with BOS; the template ignores add_generation_prompt. */
-static void render_llama2(struct sbuf *o, const struct chat_env *env,
+static void render_llama2(struct rf_strbuf *o, const struct chat_env *env,
                           const struct rf_chat_message *msgs, size_t n)
 {
     const char *sys = NULL;
@@ -190,44 +165,44 @@ static void render_llama2(struct sbuf *o, const struct chat_env *env,
         sys = content_of(&msgs[0]);
         first = 1;
     }
-    struct sbuf turn = {0};
+    struct rf_strbuf turn = {0};
     for (size_t i = first; i < n; i++) {
         turn.len = 0;
         if (i == first && sys) {
-            sb_str(&turn, "<<SYS>>\n");
-            sb_str(&turn, sys);
-            sb_str(&turn, "\n<</SYS>>\n\n");
+            rf_strbuf_str(&turn, "<<SYS>>\n");
+            rf_strbuf_str(&turn, sys);
+            rf_strbuf_str(&turn, "\n<</SYS>>\n\n");
         }
-        sb_str(&turn, content_of(&msgs[i]));
+        rf_strbuf_str(&turn, content_of(&msgs[i]));
         if (turn.oom) break;
         const char *text = turn.len ? turn.p : "";
         if (role_is(&msgs[i], "user")) {
-            if (o->len > 0) sb_str(o, env->bos);
-            sb_str(o, "[INST] ");
+            if (o->len > 0) rf_strbuf_str(o, env->bos);
+            rf_strbuf_str(o, "[INST] ");
             sb_stripped(o, text);
-            sb_str(o, " [/INST]");
+            rf_strbuf_str(o, " [/INST]");
         } else if (role_is(&msgs[i], "assistant")) {
-            sb_str(o, " ");
+            rf_strbuf_str(o, " ");
             sb_stripped(o, text);
-            sb_str(o, " ");
-            sb_str(o, env->eos);
+            rf_strbuf_str(o, " ");
+            rf_strbuf_str(o, env->eos);
         }
     }
     o->oom |= turn.oom;
     free(turn.p);
 }
 
-static void render_llama3(struct sbuf *o, const struct rf_chat_message *msgs, size_t n,
+static void render_llama3(struct rf_strbuf *o, const struct rf_chat_message *msgs, size_t n,
                           bool add_ass)
 {
     for (size_t i = 0; i < n; i++) {
-        sb_str(o, "<|start_header_id|>");
-        sb_str(o, msgs[i].role);
-        sb_str(o, "<|end_header_id|>\n\n");
+        rf_strbuf_str(o, "<|start_header_id|>");
+        rf_strbuf_str(o, msgs[i].role);
+        rf_strbuf_str(o, "<|end_header_id|>\n\n");
         sb_stripped(o, content_of(&msgs[i]));
-        sb_str(o, "<|eot_id|>");
+        rf_strbuf_str(o, "<|eot_id|>");
     }
-    if (add_ass) sb_str(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    if (add_ass) rf_strbuf_str(o, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 /* Gemma 3's handling of a leading system message: its text is the prefix of the
@@ -240,14 +215,14 @@ static size_t system_prefix(const struct rf_chat_message *msgs, size_t n, const 
     return 1;
 }
 
-static void sb_prefix(struct sbuf *o, const char *prefix)
+static void sb_prefix(struct rf_strbuf *o, const char *prefix)
 {
     if (!prefix) return;
-    sb_str(o, prefix);
-    sb_str(o, "\n\n");
+    rf_strbuf_str(o, prefix);
+    rf_strbuf_str(o, "\n\n");
 }
 
-static void render_mistral(struct sbuf *o, const struct chat_env *env,
+static void render_mistral(struct rf_strbuf *o, const struct chat_env *env,
                            const struct rf_chat_message *msgs, size_t n)
 {
     const char *prefix;
@@ -255,36 +230,36 @@ static void render_mistral(struct sbuf *o, const struct chat_env *env,
     for (size_t i = first; i < n; i++) {
         const char *p = i == first ? prefix : NULL;
         if (role_is(&msgs[i], "user")) {
-            sb_str(o, "[INST] ");
+            rf_strbuf_str(o, "[INST] ");
             sb_prefix(o, p);
-            sb_str(o, content_of(&msgs[i]));
-            sb_str(o, " [/INST]");
+            rf_strbuf_str(o, content_of(&msgs[i]));
+            rf_strbuf_str(o, " [/INST]");
         } else if (role_is(&msgs[i], "assistant")) {
             sb_prefix(o, p);
-            sb_str(o, content_of(&msgs[i]));
-            sb_str(o, env->eos);
+            rf_strbuf_str(o, content_of(&msgs[i]));
+            rf_strbuf_str(o, env->eos);
         }
     }
 }
 
-static void render_gemma(struct sbuf *o, const struct rf_chat_message *msgs, size_t n, bool add_ass)
+static void render_gemma(struct rf_strbuf *o, const struct rf_chat_message *msgs, size_t n, bool add_ass)
 {
     const char *prefix;
     const size_t first = system_prefix(msgs, n, &prefix);
     for (size_t i = first; i < n; i++) {
-        sb_str(o, "<start_of_turn>");
-        sb_str(o, role_is(&msgs[i], "assistant") ? "model" : msgs[i].role);
-        sb_str(o, "\n");
+        rf_strbuf_str(o, "<start_of_turn>");
+        rf_strbuf_str(o, role_is(&msgs[i], "assistant") ? "model" : msgs[i].role);
+        rf_strbuf_str(o, "\n");
         sb_prefix(o, i == first ? prefix : NULL);
         sb_stripped(o, content_of(&msgs[i]));
-        sb_str(o, "<end_of_turn>\n");
+        rf_strbuf_str(o, "<end_of_turn>\n");
     }
-    if (add_ass) sb_str(o, "<start_of_turn>model\n");
+    if (add_ass) rf_strbuf_str(o, "<start_of_turn>model\n");
 }
 
 /* Phi-3: an empty system message is dropped; without a generation prompt the text
  * ends with eos_token. */
-static void render_phi3(struct sbuf *o, const struct chat_env *env,
+static void render_phi3(struct rf_strbuf *o, const struct chat_env *env,
                         const struct rf_chat_message *msgs, size_t n, bool add_ass)
 {
     for (size_t i = 0; i < n; i++) {
@@ -292,72 +267,72 @@ static void render_phi3(struct sbuf *o, const struct chat_env *env,
         const bool sys = role_is(&msgs[i], "system");
         if (!(sys && c[0]) && !role_is(&msgs[i], "user") && !role_is(&msgs[i], "assistant"))
             continue;
-        sb_str(o, "<|");
-        sb_str(o, msgs[i].role);
-        sb_str(o, "|>\n");
-        sb_str(o, c);
-        sb_str(o, "<|end|>\n");
+        rf_strbuf_str(o, "<|");
+        rf_strbuf_str(o, msgs[i].role);
+        rf_strbuf_str(o, "|>\n");
+        rf_strbuf_str(o, c);
+        rf_strbuf_str(o, "<|end|>\n");
     }
-    sb_str(o, add_ass ? "<|assistant|>\n" : env->eos);
+    rf_strbuf_str(o, add_ass ? "<|assistant|>\n" : env->eos);
 }
 
 /* Zephyr: the generation prompt is emitted inside the message loop, so an empty
  * conversation renders nothing. */
-static void render_zephyr(struct sbuf *o, const struct chat_env *env,
+static void render_zephyr(struct rf_strbuf *o, const struct chat_env *env,
                           const struct rf_chat_message *msgs, size_t n, bool add_ass)
 {
     for (size_t i = 0; i < n; i++) {
         if (role_is(&msgs[i], "user") || role_is(&msgs[i], "system") ||
             role_is(&msgs[i], "assistant")) {
-            sb_str(o, "<|");
-            sb_str(o, msgs[i].role);
-            sb_str(o, "|>\n");
-            sb_str(o, content_of(&msgs[i]));
-            sb_str(o, env->eos);
-            sb_str(o, "\n");
+            rf_strbuf_str(o, "<|");
+            rf_strbuf_str(o, msgs[i].role);
+            rf_strbuf_str(o, "|>\n");
+            rf_strbuf_str(o, content_of(&msgs[i]));
+            rf_strbuf_str(o, env->eos);
+            rf_strbuf_str(o, "\n");
         }
-        if (i + 1 == n && add_ass) sb_str(o, "<|assistant|>\n");
+        if (i + 1 == n && add_ass) rf_strbuf_str(o, "<|assistant|>\n");
     }
 }
 
-static void chatml_turn(struct sbuf *o, const struct rf_chat_message *m)
+static void chatml_turn(struct rf_strbuf *o, const struct rf_chat_message *m)
 {
-    sb_str(o, "<|im_start|>");
-    sb_str(o, m->role);
-    sb_str(o, "\n");
-    sb_str(o, content_of(m));
-    sb_str(o, "<|im_end|>\n");
+    rf_strbuf_str(o, "<|im_start|>");
+    rf_strbuf_str(o, m->role);
+    rf_strbuf_str(o, "\n");
+    rf_strbuf_str(o, content_of(m));
+    rf_strbuf_str(o, "<|im_end|>\n");
 }
 
 /* Qwen2.5: the system turn (the first message's, else the default) comes first, even
  * for an empty conversation; tool results are a user turn of <tool_response> blocks,
  * consecutive ones sharing the turn; roles other than system, user, assistant and tool
  * are left out. */
-static void render_qwen25(struct sbuf *o, const struct chat_env *env,
+static void render_qwen25(struct rf_strbuf *o, const struct chat_env *env,
                           const struct rf_chat_message *msgs, size_t n, bool add_ass)
 {
     const bool sys = n > 0 && role_is(&msgs[0], "system");
-    sb_str(o, "<|im_start|>system\n");
-    sb_str(o, sys                   ? content_of(&msgs[0])
+    rf_strbuf_str(o, "<|im_start|>system\n");
+    rf_strbuf_str(o, sys                   ? content_of(&msgs[0])
               : env->default_system ? env->default_system
                                     : QWEN25_SYSTEM);
-    sb_str(o, "<|im_end|>\n");
+    rf_strbuf_str(o, "<|im_end|>\n");
     for (size_t i = 0; i < n; i++) {
         const struct rf_chat_message *m = &msgs[i];
         if (role_is(m, "user") || role_is(m, "assistant") || (role_is(m, "system") && i > 0)) {
             chatml_turn(o, m);
         } else if (role_is(m, "tool")) {
-            if (i == 0 || !role_is(&msgs[i - 1], "tool")) sb_str(o, "<|im_start|>user");
-            sb_str(o, "\n<tool_response>\n");
-            sb_str(o, content_of(m));
-            sb_str(o, "\n</tool_response>");
-            if (i + 1 == n || !role_is(&msgs[i + 1], "tool")) sb_str(o, "<|im_end|>\n");
+            if (i == 0 || !role_is(&msgs[i - 1], "tool")) rf_strbuf_str(o, "<|im_start|>user");
+            rf_strbuf_str(o, "\n<tool_response>\n");
+            rf_strbuf_str(o, content_of(m));
+            rf_strbuf_str(o, "\n</tool_response>");
+            if (i + 1 == n || !role_is(&msgs[i + 1], "tool")) rf_strbuf_str(o, "<|im_end|>\n");
         }
     }
-    if (add_ass) sb_str(o, "<|im_start|>assistant\n");
+    if (add_ass) rf_strbuf_str(o, "<|im_start|>assistant\n");
 }
 
-static void render(struct sbuf *o, const struct chat_env *env, const struct rf_chat_message *msgs,
+static void render(struct rf_strbuf *o, const struct chat_env *env, const struct rf_chat_message *msgs,
                    size_t n, bool add_ass)
 {
     switch (env->family) {
@@ -490,7 +465,7 @@ int32_t rf_chat_render(const char *tmpl, const char *name, const char *bos, cons
                        char *out, int32_t cap)
 {
     struct chat_env env = {.bos = bos ? bos : "", .eos = eos ? eos : ""};
-    struct sbuf o = {0};
+    struct rf_strbuf o = {0};
     bool oom = false;
     int32_t ret = -1;
     if (check_args(msgs, n_msgs, out, cap) != RF_OK) goto done;

@@ -18,7 +18,7 @@
 
 struct feed {
     struct srv_stop st;
-    struct srv_buf out;
+    struct rf_strbuf out;
     size_t lens[4];
 };
 
@@ -50,7 +50,7 @@ static void test_stop_held_back_then_released(void **state)
     srv_stop_flush(&f.st, &f.out); /* the end: what was held goes out */
     assert_string_equal(out_of(&f), "Hello <END! a\n");
     srv_stop_free(&f.st);
-    srv_buf_free(&f.out);
+    rf_strbuf_free(&f.out);
 }
 
 static void test_stop_spanning_chunks(void **state)
@@ -67,7 +67,7 @@ static void test_stop_spanning_chunks(void **state)
     srv_stop_flush(&f.st, &f.out);
     assert_string_equal(out_of(&f), "hello ");
     srv_stop_free(&f.st);
-    srv_buf_free(&f.out);
+    rf_strbuf_free(&f.out);
 }
 
 static void test_stop_utf8_boundary(void **state)
@@ -82,7 +82,7 @@ static void test_stop_utf8_boundary(void **state)
     assert_true(srv_stop_feed(&f.st, "t\xc3\xa9!", 4, &f.out));
     assert_string_equal(out_of(&f), "l'");
     srv_stop_free(&f.st);
-    srv_buf_free(&f.out);
+    rf_strbuf_free(&f.out);
 }
 
 static void test_no_stops_pass_through(void **state)
@@ -92,19 +92,19 @@ static void test_no_stops_pass_through(void **state)
     feed_init(&f, NULL, 0);
     assert_false(srv_stop_feed(&f.st, "abc", 3, &f.out));
     assert_string_equal(out_of(&f), "abc");
-    srv_buf_free(&f.out);
+    rf_strbuf_free(&f.out);
 }
 
 /* ---- UTF-8 and keys ---- */
 
 static void sanitized(const char *in, size_t n, const char *want)
 {
-    struct srv_buf b = {0};
+    struct rf_strbuf b = {0};
     srv_utf8_sanitize(in, n, &b);
     assert_int_equal(b.len, strlen(want));
     assert_memory_equal(b.p ? b.p : "", want, b.len);
     assert_true(srv_utf8_valid(b.p ? b.p : "", b.len));
-    srv_buf_free(&b);
+    rf_strbuf_free(&b);
 }
 
 static void test_utf8_sanitize(void **state)
@@ -281,7 +281,7 @@ static void test_metrics_text(void **state)
     srv_metrics_observe(&m, false, 500);
     srv_metrics_http(&m, 503);
     struct rf_sched_stats st = {.blocks_total = 10, .blocks_used = 4, .blocks_cached = 3};
-    struct srv_buf b = {0};
+    struct rf_strbuf b = {0};
     srv_metrics_render(&m, &st, &b);
     assert_non_null(strstr(b.p, "\nrocmforge_kv_blocks_used 4\n"));
     assert_non_null(strstr(b.p, "\nrocmforge_kv_blocks_cached 3\n"));
@@ -293,7 +293,7 @@ static void test_metrics_text(void **state)
     assert_non_null(strstr(b.p, "rocmforge_time_per_output_token_seconds_bucket{le=\"120\"} 1\n"));
     assert_non_null(strstr(b.p, "rocmforge_time_per_output_token_seconds_bucket{le=\"+Inf\"} 2\n"));
     assert_non_null(strstr(b.p, "rocmforge_http_responses_total{class=\"5xx\"} 1\n"));
-    srv_buf_free(&b);
+    rf_strbuf_free(&b);
     srv_metrics_destroy(&m);
 }
 
