@@ -21,13 +21,13 @@ SETUP := bash scripts/setup.sh
 MAKEFLAGS += --no-print-directory
 export ROCMFORGE_MODELS := $(MODELS)
 
-.PHONY: all run build test test-sanitize fuzz-ci fuzz bench-cpu models setup clean distclean format tidy help gpu-build test-gpu
+.PHONY: all run build test test-sanitize fuzz-ci fuzz bench-cpu models setup clean distclean format tidy help gpu-build test-gpu hip-check
 
 all: build
 
 help:
 	@sed -n '1,/^$$/s/^# \{0,1\}//p' Makefile
-	@echo "targets: run build test test-sanitize fuzz-ci fuzz bench-cpu models setup clean distclean format tidy gpu-build test-gpu"
+	@echo "targets: run build test test-sanitize fuzz-ci fuzz bench-cpu models setup clean distclean format tidy gpu-build test-gpu hip-check"
 
 run:
 	@$(SETUP) deps models
@@ -75,6 +75,11 @@ models:
 	@$(SETUP) models
 
 # GPU: build here (nvcc) into build-gpu/, a folder that runs on the GPU machine ...
+# The GPU sources compiled as HIP for gfx1030 and gfx90a, warnings as errors (CI).
+hip-check:
+	@$(SETUP) hip
+	bash scripts/hip_check.sh
+
 gpu-build:
 	bash scripts/gpu_build.sh
 

@@ -4,6 +4,7 @@
 #   scripts/setup.sh [STEP ...]      STEP: deps venv models all (default: all)
 #                                          tools (clang-format, clang-tidy; not in all)
 #                                          bench (.venv-bench with llama-cpp-python; not in all)
+#                                          hip (Debian's hipcc for the HIP compile check; not in all)
 #                                          models-NAME (one model, also those on request:
 #                                          scripts/fetch_models.py --list names them)
 #
@@ -26,6 +27,7 @@ APT_PACKAGES=(
     unzip
 )
 TOOLS_PACKAGES=(clang-format clang-tidy)
+HIP_PACKAGES=(hipcc) # Debian's ROCm 5.2 HIP compiler, for the HIP compile check
 LLAMA_CPP_PYTHON=llama-cpp-python==0.3.36
 
 # System python: the venvs must not depend on whatever python3 is first on PATH.
@@ -93,6 +95,8 @@ step_deps() { apt_install "${APT_PACKAGES[@]}"; }
 
 step_tools() { apt_install "${TOOLS_PACKAGES[@]}"; }
 
+step_hip() { apt_install "${HIP_PACKAGES[@]}"; }
+
 step_venv() {
     local req=$ROOT/tests/requirements.txt
     local key
@@ -127,10 +131,10 @@ main() {
     for s in "$@"; do
         case $s in
         all) run_step deps; run_step venv; run_step models ;;
-        deps | venv | models | tools | bench) run_step "$s" ;;
+        deps | venv | models | tools | bench | hip) run_step "$s" ;;
         models-?*) run_step models "${s#models-}" ;;
         -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; return ;;
-        *) die "unknown step '$s' (steps: deps venv models all tools bench models-NAME)" ;;
+        *) die "unknown step '$s' (steps: deps venv models all tools bench hip models-NAME)" ;;
         esac
     done
 }
