@@ -184,13 +184,19 @@ static rf_status place_token(const struct rf_scratch *s, const struct rf_kv_cach
     if (sq < 0 || sq >= b->n_seq)
         return rf_fail(RF_STATUS_INVALID_ARG, "decode: token %d names sequence %d of %d", t, sq,
                        b->n_seq);
-    const int64_t bi = pos >= 0 ? pos / kv->block_size : -1;
-    const int32_t block = pos >= 0 && bi < b->max_blocks
-                              ? b->block_tables[(int64_t)sq * b->max_blocks + bi]
-                              : -1;
-    if (block < 0 || block >= kv->n_blocks)
+    if (pos < 0 || pos / kv->block_size >= b->max_blocks)
         return rf_fail(RF_STATUS_INVALID_ARG,
-                       "decode: position %d of sequence %d (token %d) has no KV block", pos, sq, t);
+                       "decode: position %d of sequence %d (token %d) is past its %d blocks", pos,
+                       sq, t, b->max_blocks);
+    /* Attention reads every block up to the token's: all must be in the pool (the GPU's
+     * kernels do not check). */
+    const int32_t *table = b->block_tables + (int64_t)sq * b->max_blocks;
+    for (int32_t i = 0; i <= pos / kv->block_size; i++)
+        if (table[i] < 0 || table[i] >= kv->n_blocks)
+            return rf_fail(RF_STATUS_INVALID_ARG,
+                           "decode: position %d of sequence %d (token %d) has no KV block",
+                           i * kv->block_size, sq, t);
+    const int32_t block = table[pos / kv->block_size];
     s->h_ids[t] = tok;
     s->h_pos[t] = pos;
     s->h_seq[t] = sq;
