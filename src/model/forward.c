@@ -327,6 +327,18 @@ static bool step_key(const struct step *st, int32_t n_rows, uint64_t *key)
     return true;
 }
 
+/* Recorded steps hold the KV pools' addresses: a scratch used with another cache than
+ * before drops its recordings. */
+static rf_status bind_kv(const struct step *st)
+{
+    struct rf_scratch *s = st->s;
+    if (s->kv_bound == st->kv) return RF_OK;
+    const struct rf_backend *be = s->lane[1].be;
+    if (s->kv_bound && be && be->iface->step_forget) be->iface->step_forget(be->ctx, s->tag);
+    s->kv_bound = st->kv;
+    return RF_OK;
+}
+
 /* Everything from the embeddings to the logits in the output lane's memory (or, on
  * a host lane, in out). */
 static rf_status run_step(struct step *st, int32_t n_rows, float *out, struct rf_lane **outl)
@@ -349,17 +361,23 @@ static rf_status run_step(struct step *st, int32_t n_rows, float *out, struct rf
     struct rf_lane *L = lane_of(s, m->hp.n_layer);
     st->capture = step_key(st, n_rows, &key);
     if (st->capture) {
+        RF_TRY(bind_kv(st));
         RF_TRY(switch_lane(st, cur, L)); /* the embeddings, before the recorded part */
         cur = L;
         st->max_pos = s->max_blocks * st->kv->block_size - 1; /* fixed in the recording */
         RF_TRY(L->be->iface->step_begin(L->be->ctx, key, &replayed));
     }
     if (!replayed) {
-        RF_TRY(run_layers(st, &cur));
-        RF_TRY(switch_lane(st, cur, L));
-        RF_TRY(norm_rows(st, L, s->h_rows, n_rows));
-        if (st->capture) RF_TRY(head_rows(st, L, 0, n_rows, L->logits));
-        if (st->capture) RF_TRY(L->be->iface->step_end(L->be->ctx));
+        rf_status rs = run_layers(st, &cur);
+        if (rs == RF_OK) rs = switch_lane(st, cur, L);
+        if (rs == RF_OK) rs = norm_rows(st, L, s->h_rows, n_rows);
+        if (rs == RF_OK && st->capture) rs = head_rows(st, L, 0, n_rows, L->logits);
+        if (st->capture) {
+            /* Also after a failure: the recording must end before anything else runs. */
+            const rf_status es = L->be->iface->step_end(L->be->ctx);
+            if (rs == RF_OK) rs = es;
+        }
+        RF_TRY(rs);
     }
     *outl = L;
     if (st->capture) return RF_OK; /* logits are in L->logits */

@@ -24,6 +24,7 @@ struct rf_scratch {
     const struct rf_model *m;
     int32_t n_batch, n_seq, max_blocks;
     uint32_t tag;          /* names this scratch in step-capture keys */
+    const struct rf_kv_cache *kv_bound; /* the cache its recorded steps write */
     struct rf_lane lane[2];
     /* Host copies of the step's metadata, filled before the copies to each lane. */
     int32_t *h_ids, *h_pos, *h_seq, *h_slot, *h_tables;
