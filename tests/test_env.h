@@ -27,4 +27,21 @@ static inline int rf_test_check_placement(const struct rf_model *m)
     return -1;
 }
 
+/* The model at path, placed as the environment asks; NULL (with the reason printed)
+ * when it does not load or does not land where asked. */
+static inline struct rf_model *rf_test_load_model(const char *path, int32_t n_threads)
+{
+    const struct rf_model_params p = rf_test_model_params(n_threads);
+    struct rf_model *m = NULL;
+    if (rf_model_load(path, &p, &m) != RF_OK) {
+        printf("load: %s\n", rf_last_error());
+        return NULL;
+    }
+    if (rf_test_check_placement(m) != 0) {
+        rf_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 #endif

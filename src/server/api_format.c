@@ -135,13 +135,25 @@ static cJSON *envelope(const struct srv_result *r, const char *object)
     return root;
 }
 
-char *srv_chat_json(const struct srv_result *r)
+/* The one choice of a response under root, or NULL for the usage-only last chunk of a
+ * stream (stream_options.include_usage), which gets the usage instead. */
+static cJSON *one_choice(cJSON *root, const struct srv_result *r, bool usage_only)
 {
-    cJSON *root = envelope(r, "chat.completion");
     cJSON *choices = cJSON_AddArrayToObject(root, "choices");
+    if (usage_only) {
+        cJSON_AddItemToObject(root, "usage", usage_json(r));
+        return NULL;
+    }
     cJSON *c = cJSON_CreateObject();
     cJSON_AddItemToArray(choices, c);
     cJSON_AddNumberToObject(c, "index", 0);
+    return c;
+}
+
+char *srv_chat_json(const struct srv_result *r)
+{
+    cJSON *root = envelope(r, "chat.completion");
+    cJSON *c = one_choice(root, r, false);
     cJSON *msg = cJSON_AddObjectToObject(c, "message");
     if (msg) {
         cJSON_AddStringToObject(msg, "role", "assistant");
@@ -158,14 +170,8 @@ char *srv_chat_json(const struct srv_result *r)
 char *srv_chat_chunk_json(const struct srv_result *r, bool role, bool usage_only)
 {
     cJSON *root = envelope(r, "chat.completion.chunk");
-    cJSON *choices = cJSON_AddArrayToObject(root, "choices");
-    if (usage_only) {
-        cJSON_AddItemToObject(root, "usage", usage_json(r));
-        return print_free(root);
-    }
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddItemToArray(choices, c);
-    cJSON_AddNumberToObject(c, "index", 0);
+    cJSON *c = one_choice(root, r, usage_only);
+    if (!c) return print_free(root);
     cJSON *delta = cJSON_AddObjectToObject(c, "delta");
     if (delta && role) cJSON_AddStringToObject(delta, "role", "assistant");
     if (delta && (role || r->text_len))
@@ -180,10 +186,7 @@ char *srv_chat_chunk_json(const struct srv_result *r, bool role, bool usage_only
 char *srv_completion_json(const struct srv_result *r)
 {
     cJSON *root = envelope(r, "text_completion");
-    cJSON *choices = cJSON_AddArrayToObject(root, "choices");
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddItemToArray(choices, c);
-    cJSON_AddNumberToObject(c, "index", 0);
+    cJSON *c = one_choice(root, r, false);
     cJSON_AddItemToObject(c, "text", text_json(r->text, r->text_len));
     cJSON_AddItemToObject(c, "logprobs", completion_logprobs(r));
     add_null_or_str(c, "finish_reason", r->finish);
@@ -194,14 +197,8 @@ char *srv_completion_json(const struct srv_result *r)
 char *srv_completion_chunk_json(const struct srv_result *r, bool usage_only)
 {
     cJSON *root = envelope(r, "text_completion");
-    cJSON *choices = cJSON_AddArrayToObject(root, "choices");
-    if (usage_only) {
-        cJSON_AddItemToObject(root, "usage", usage_json(r));
-        return print_free(root);
-    }
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddItemToArray(choices, c);
-    cJSON_AddNumberToObject(c, "index", 0);
+    cJSON *c = one_choice(root, r, usage_only);
+    if (!c) return print_free(root);
     cJSON_AddItemToObject(c, "text", text_json(r->text, r->text_len));
     cJSON_AddItemToObject(c, "logprobs", r->n_lps ? completion_logprobs(r) : cJSON_CreateNull());
     add_null_or_str(c, "finish_reason", r->finish);

@@ -214,10 +214,8 @@ static void run_golden(struct golden *g)
     snprintf(path, sizeof path, "%s/%s", models, g->model);
     snprintf(fx, sizeof fx, "%s/%s_greedy.txt", fixtures, g->name);
 
-    struct rf_model *m = NULL;
-    struct rf_model_params mp = rf_test_model_params(2);
-    if (rf_model_load(path, &mp, &m) != RF_OK) fail_msg("load: %s", rf_last_error());
-    assert_int_equal(rf_test_check_placement(m), 0);
+    struct rf_model *m = rf_test_load_model(path, 2);
+    assert_non_null(m);
     struct rf_context *ctx = NULL;
     struct rf_context_params cp = rf_context_default_params();
     cp.n_ctx = 512;
@@ -309,10 +307,8 @@ static void test_gemma3_long(void **state)
     assert_true(n > 600);
 
     snprintf(path, sizeof path, "%s/gemma-3-270m-q4_k_m.gguf", models);
-    struct rf_model *m = NULL;
-    struct rf_model_params mp = rf_test_model_params(2);
-    if (rf_model_load(path, &mp, &m) != RF_OK) fail_msg("load: %s", rf_last_error());
-    assert_int_equal(rf_test_check_placement(m), 0);
+    struct rf_model *m = rf_test_load_model(path, 2);
+    assert_non_null(m);
     struct rf_context *ctx = NULL;
     struct rf_context_params cp = rf_context_default_params();
     cp.n_ctx = 1024;
