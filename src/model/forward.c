@@ -442,6 +442,13 @@ static rf_status host_sample(const float *logits, int32_t n_vocab,
     return RF_OK;
 }
 
+bool rf_model_samples_on_device(const struct rf_model *m)
+{
+    const struct rf_backend *be = rf_model_layer_backend(m, m->hp.n_layer);
+    /* Soft-capped logits are capped on the host (softcap_logits). */
+    return !be->host_memory && be->iface->sample && m->hp.final_softcap <= 0.0f;
+}
+
 rf_status rf_forward_batch_sample(const struct rf_model *m, struct rf_scratch *s,
                                   struct rf_kv_cache *kv, const struct rf_batch *b,
                                   const struct rf_sample_params *sp, uint64_t rng_state,
@@ -449,10 +456,7 @@ rf_status rf_forward_batch_sample(const struct rf_model *m, struct rf_scratch *s
 {
     struct rf_batch one = *b;
     one.want_logits = NULL; /* the last token only */
-    const struct rf_lane *L = rf_model_layer_backend(m, m->hp.n_layer) == &m->backend
-                                  ? &s->lane[0]
-                                  : &s->lane[1];
-    if (L->be->host_memory || !L->be->iface->sample || m->hp.final_softcap > 0.0f) {
+    if (!rf_model_samples_on_device(m)) {
         float *row = malloc((size_t)m->hp.n_vocab * sizeof(float));
         if (!row) return rf_fail(RF_STATUS_NOMEM, "sample: out of memory");
         rf_status st = rf_forward_batch(m, s, kv, &one, row);

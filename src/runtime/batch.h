@@ -34,8 +34,11 @@ int32_t rf_scratch_n_batch(const struct rf_scratch *s);
  * (host memory, n_out x n_vocab). The batch must fit the scratch. */
 rf_status rf_forward_batch(const struct rf_model *m, struct rf_scratch *s, struct rf_kv_cache *kv,
                            const struct rf_batch *b, float *logits);
+/* Whether the output head's backend draws tokens itself (rf_forward_batch_sample then
+ * copies only the id to the host). */
+bool rf_model_samples_on_device(const struct rf_model *m);
 /* As rf_forward_batch, then samples the last token's logits on the backend when it
- * can (only the id crosses to the host); sp as in backend.h. */
+ * can (only the id crosses to the host), else on the host; sp as in backend.h. */
 rf_status rf_forward_batch_sample(const struct rf_model *m, struct rf_scratch *s,
                                   struct rf_kv_cache *kv, const struct rf_batch *b,
                                   const struct rf_sample_params *sp, uint64_t rng_state,

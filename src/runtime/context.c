@@ -149,18 +149,12 @@ rf_status rf_decode(struct rf_context *c, const rf_token *tokens, int32_t n, boo
     return RF_OK;
 }
 
-static bool device_samples(const struct rf_context *c)
-{
-    const struct rf_backend *be = rf_model_layer_backend(c->model, c->model->hp.n_layer);
-    return !be->host_memory && be->iface->sample;
-}
-
 rf_status rf_decode_sample(struct rf_context *c, const rf_token *tokens, int32_t n,
                            struct rf_sampler *smp, rf_token *out)
 {
     struct rf_sample_params sp;
     if (!smp || !out) return rf_fail(RF_STATUS_INVALID_ARG, "decode: NULL sampler or output");
-    if (!c || !device_samples(c) || !rf_sampler_device_params(smp, &sp)) {
+    if (!c || !rf_model_samples_on_device(c->model) || !rf_sampler_device_params(smp, &sp)) {
         RF_TRY(rf_decode(c, tokens, n, false));
         *out = rf_sampler_sample(smp, rf_get_logits(c, -1));
         return *out < 0 ? RF_STATUS_INVALID_ARG : RF_OK;

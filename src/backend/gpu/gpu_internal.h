@@ -25,15 +25,15 @@ extern "C" {
             return rf_fail(RF_STATUS_DEVICE, "gpu: %s: %s", #call, cudaGetErrorString(rf_gpu_e_)); \
     } while (0)
 
-/* Every launch and device copy counts (rf_gpu_note_launch); a product compares stamps
- * to know that nothing ran since the last product quantized the same activations. */
+/* Every op but the products, every device copy and every replay counts
+ * (rf_gpu_note_launch, at their entry points); a product compares stamps to know that
+ * nothing ran since the last product quantized the same activations. */
 void rf_gpu_note_launch(void);
 unsigned long long rf_gpu_launch_stamp(void);
 
 /* After a kernel launch: a failed launch becomes RF_STATUS_DEVICE naming the kernel. */
 #define RF_GPU_LAUNCHED(name)                                                                      \
     do {                                                                                           \
-        rf_gpu_note_launch();                                                                      \
         cudaError_t rf_gpu_e_ = cudaGetLastError();                                                \
         if (rf_gpu_e_ != cudaSuccess)                                                              \
             return rf_fail(RF_STATUS_DEVICE, "gpu kernel %s: %s", (name),                          \
