@@ -99,12 +99,12 @@ static int32_t offloadable_layers(struct rf_model *m, int32_t want)
 rf_status rf_model_offload(struct rf_model *m, const struct rf_model_params *p)
 {
     m->n_gpu_layers = 0;
-    if (p->n_gpu_layers == 0 || !rf_backend_gpu_built()) return RF_OK;
+    if (p->n_gpu_layers == 0) return RF_OK;
     rf_status s = rf_backend_gpu_init(p->main_gpu, &m->gpu);
     if (s != RF_OK) {
-        /* A GPU build on a machine without a usable GPU runs on the CPU, and says so to
-         * a person (a terminal, -v, or layers asked for by number); scripts reading
-         * stderr get no extra line. */
+        /* Without a usable GPU (or without GPU support in the build) the model runs on
+         * the CPU, and says so to a person (a terminal, -v, or layers asked for by
+         * number); scripts reading stderr get no extra line. */
         if (p->n_gpu_layers > 0 || p->verbose || isatty(STDERR_FILENO))
             fprintf(stderr, "rocmforge: %s; running on the CPU\n", rf_last_error());
         m->gpu.iface = NULL;

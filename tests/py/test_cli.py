@@ -243,6 +243,15 @@ def test_bench():
     assert float(cells["tg8"][7]) > 0
 
 
+def test_bench_gpu_layers_without_gpu():
+    """Layers asked for on a machine (or build) without a usable GPU: a notice, then the
+    CPU."""
+    code, out, err = rf("bench", "-m", MODEL, "-p", 8, "-n", 2, "-r", 1, "-t", 2, "-ngl", 4)
+    assert code == 0, err
+    assert "running on the CPU" in err
+    assert "| CPU |" in out
+
+
 # ---- examples/simple ----
 
 def test_simple_matches_run():
