@@ -144,7 +144,5 @@ rf_status rf_backend_cpu_init(int n_threads, struct rf_backend *out);
 /* The GPU backend on device `device` (a build without GPU support, or a machine
  * without a usable GPU, returns RF_STATUS_UNSUPPORTED with the reason). */
 rf_status rf_backend_gpu_init(int device, struct rf_backend *out);
-/* Whether this build has GPU support compiled in. */
-bool rf_backend_gpu_built(void);
 
 #endif

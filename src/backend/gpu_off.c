@@ -11,7 +11,6 @@ rf_status rf_backend_gpu_init(int device, struct rf_backend *out)
     return rf_fail(RF_STATUS_UNSUPPORTED, "gpu: this build has no GPU support");
 }
 
-bool rf_backend_gpu_built(void) { return false; }
 #else
 typedef int rf_gpu_off_unused; /* ISO C wants a declaration in every file */
 #endif

@@ -225,8 +225,6 @@ rf_status rf_backend_gpu_init(int device, struct rf_backend *out)
     return RF_OK;
 }
 
-bool rf_backend_gpu_built(void) { return true; }
-
 /* ---- knobs ---- */
 
 void rf_backend_gpu_set_matmul_path(struct rf_backend *b, enum rf_gpu_matmul_path p)
