@@ -5,6 +5,7 @@
  * (split-sequence decode, tiled prefill) on scattered block tables.
  *
  *   test_backend_ops                 the checks; exit 0 pass, 1 fail, 77 no usable GPU
+ *   test_backend_ops mmq             the int8 tensor-core product checks only
  *   test_backend_ops perf [group]    GB/s per kernel against the device-to-device copy
  *                                    (group: ew, attn, matmul, decode; default all)
  *
@@ -698,6 +699,169 @@ static void test_matmul_all(struct env *e)
     }
 }
 
+/* ---- int8 tensor-core products (MMQ) ---- */
+
+/* mmq.cu, for tests and benchmarks: -1 lets rf_gpu_mmq choose its tile, 0.. forces one;
+ * returns the number of tiles. */
+int rf_gpu_mmq_force_tile(int tile);
+
+/* Against the CPU backend. Legacy types: the activations are rounded as the CPU path's
+ * Q8_0/Q8_1 and the block dots are exact integers on both, so only the f32 sums' order
+ * differs (Q4_1/Q5_1: and the CPU's block sums, rounded to f16). K-quants: the CPU takes
+ * Q8_K activations (one f32 scale per 256), another rounding: the generic product
+ * threshold, and a loose one under 64 outputs, where one output that nearly cancels
+ * decides the ratio (the exact check below holds those to 1e-8). */
+#define THR_MMQ_EXACT 1e-9
+#define THR_MMQ_F16_SUMS 5e-5
+#define THR_MMQ_FEW 5e-2
+
+static double mmq_thr(enum rf_type t, int64_t n_out)
+{
+    if (t == RF_TYPE_Q4_1 || t == RF_TYPE_Q5_1) return THR_MMQ_F16_SUMS;
+    if (rf_type_traits(t)->block_size == 32) return THR_MMQ_EXACT;
+    return n_out < 64 ? THR_MMQ_FEW : THR_MM_QUANT;
+}
+
+/* The product as the int8 kernels define it, in double, on a sample of outputs (up to
+ * 32 rows x 16 tokens, the first and last of each included): activations quantized by
+ * the CPU's Q8_0 quantizer (the GPU quantizer's rounding), weights dequantized by the
+ * reference. Only f32 rounding separates the GPU from it. */
+#define THR_MMQ_SAME_ROUNDING 1e-8
+
+static void check_mmq_exact(struct env *e, const char *shape, enum rf_type t, const void *w,
+                            int64_t rows, int64_t k, const float *x, int64_t n, const float *dy)
+{
+    const int64_t nr = rows < 32 ? rows : 32, nt = n < 16 ? n : 16;
+    float *got = xmalloc((size_t)(n * rows) * 4), *wr = xmalloc((size_t)k * 4);
+    double *xr = xmalloc((size_t)(nt * k) * sizeof(double));
+    struct rf_block_q8_0 *qb = xmalloc((size_t)(k / 32) * sizeof *qb);
+    gpu_read(e, got, dy, (size_t)(n * rows) * 4);
+    for (int64_t j = 0; j < nt; j++) {
+        const int64_t tk = nt > 1 ? j * (n - 1) / (nt - 1) : 0;
+        rf_type_traits(RF_TYPE_Q8_0)->from_float(x + tk * k, qb, k);
+        for (int64_t i = 0; i < k; i++)
+            xr[j * k + i] = (double)rf_fp16_to_fp32(qb[i / 32].d) * qb[i / 32].qs[i % 32];
+    }
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < nr; i++) {
+        const int64_t r = nr > 1 ? i * (rows - 1) / (nr - 1) : 0;
+        rf_type_traits_ref(t)->to_float((const uint8_t *)w + (size_t)r * rf_row_size(t, k), wr, k);
+        for (int64_t j = 0; j < nt; j++) {
+            const int64_t tk = nt > 1 ? j * (n - 1) / (nt - 1) : 0;
+            double ref = 0;
+            for (int64_t c = 0; c < k; c++) ref += (double)wr[c] * xr[j * k + c];
+            const double d = (double)got[tk * rows + r] - ref;
+            num += isfinite(d) ? d * d : INFINITY;
+            den += ref * ref;
+        }
+    }
+    const double nmse = den > 0 ? num / den : num;
+    const bool ok = nmse <= THR_MMQ_SAME_ROUNDING;
+    e->checks++;
+    e->failures += !ok;
+    printf("%s %-10s %-58s nmse %.2e (max %.0e)\n", ok ? "ok  " : "FAIL", "mmq_exact", shape, nmse,
+           THR_MMQ_SAME_ROUNDING);
+    free(got), free(wr), free(xr), free(qb);
+}
+
+/* rows x k weights of type t on n tokens for each of toks, through the MMQ path (tile:
+ * forced, or -1 for the automatic choice), against the CPU backend. */
+static void test_mmq_shape(struct env *e, enum rf_type t, int64_t rows, int64_t k,
+                           const int64_t *toks, int n_toks, int tile)
+{
+    size_t bytes;
+    void *w = make_weights(t, rows, k, &bytes);
+    struct rf_tensor tc = {
+        .name = "w", .type = t, .ne = {k, rows, 1, 1}, .data = w, .nbytes = bytes};
+    struct rf_tensor tg = tc;
+    if (!status_ok(e, "load_tensor", rf_type_name(t), e->gpu.iface->load_tensor(e->gpu.ctx, &tg))) {
+        free(w);
+        return;
+    }
+    rf_backend_gpu_set_matmul_path(&e->gpu, RF_GPU_MATMUL_MMQ);
+    rf_gpu_mmq_force_tile(tile);
+    for (int i = 0; i < n_toks; i++) {
+        const int64_t n = toks[i];
+        float *x = rand_floats(n * k, 1.0f), *ref = xmalloc((size_t)(n * rows) * 4);
+        float *dx = gpu_dup(e, x, (size_t)(n * k) * 4), *dy = gpu_poisoned(e, n * rows);
+        MUST(e->cpu.iface->matmul(e->cpu.ctx, &tc, x, k, ref, n));
+        const char *shape = fmt("%s %lld x %lld, %lld tok%s", rf_type_name(t), (long long)rows,
+                                (long long)k, (long long)n,
+                                tile >= 0 ? fmt(", tile %d", tile) : "");
+        if (status_ok(e, "mmq", shape, e->gpu.iface->matmul(e->gpu.ctx, &tg, dx, k, dy, n))) {
+            check_floats(e, "mmq", shape, ref, dy, n * rows, mmq_thr(t, n * rows));
+            check_mmq_exact(e, shape, t, w, rows, k, x, n, dy);
+        }
+        gpu_free(e, dx), gpu_free(e, dy);
+        free(x), free(ref);
+    }
+    rf_gpu_mmq_force_tile(-1);
+    rf_backend_gpu_set_matmul_path(&e->gpu, RF_GPU_MATMUL_AUTO);
+    e->gpu.iface->free_tensor(e->gpu.ctx, &tg);
+    free(w);
+}
+
+/* rf_gpu_mmq with add: y starts as random values and must come back as them plus the
+ * product. */
+static void test_mmq_add(struct env *e, enum rf_type t, int64_t rows, int64_t k, int64_t n)
+{
+    size_t bytes;
+    void *w = make_weights(t, rows, k, &bytes);
+    struct rf_tensor tc = {
+        .name = "w", .type = t, .ne = {k, rows, 1, 1}, .data = w, .nbytes = bytes};
+    struct rf_tensor tg = tc;
+    MUST(e->gpu.iface->load_tensor(e->gpu.ctx, &tg));
+    float *x = rand_floats(n * k, 1.0f), *y0 = rand_floats(n * rows, 3.0f);
+    float *ref = xmalloc((size_t)(n * rows) * 4);
+    MUST(e->cpu.iface->matmul(e->cpu.ctx, &tc, x, k, ref, n));
+    for (int64_t i = 0; i < n * rows; i++) ref[i] += y0[i];
+    float *dx = gpu_dup(e, x, (size_t)(n * k) * 4), *dy = gpu_dup(e, y0, (size_t)(n * rows) * 4);
+    void *xbuf = gpu_alloc(e, rf_gpu_xq_bytes(n, k));
+    const char *shape = fmt("%s %lld x %lld, %lld tok, add", rf_type_name(t), (long long)rows,
+                            (long long)k, (long long)n);
+    rf_status s = rf_gpu_quantize_x(e->gc->stream, dx, n, k, xbuf);
+    if (s == RF_OK)
+        s = rf_gpu_mmq(e->gc->stream, t, tg.data, rows, k, rf_row_size(t, k), xbuf, n, dy, true);
+    if (status_ok(e, "mmq_add", shape, s))
+        check_floats(e, "mmq_add", shape, ref, dy, n * rows, mmq_thr(t, n * rows));
+    gpu_free(e, dx), gpu_free(e, dy), gpu_free(e, xbuf);
+    e->gpu.iface->free_tensor(e->gpu.ctx, &tg);
+    free(w), free(x), free(y0), free(ref);
+}
+
+static void test_mmq_all(struct env *e)
+{
+    static const int64_t toks[] = {1, 9, 17, 33, 64, 67, 130, 300};
+    static const int64_t few[] = {9, 64, 130}; /* the largest shape: bounded CPU time */
+    static const int64_t rows[] = {1, 77, 1000, 4096};
+    int n_types = 0;
+    for (size_t i = 0; i < sizeof mm_types / sizeof mm_types[0]; i++) {
+        const enum rf_type t = mm_types[i];
+        if (!rf_gpu_mmq_supports(t)) continue;
+        n_types++;
+        const bool kq = rf_type_traits(t)->block_size >= 256;
+        /* 11008 (Llama's FFN width) is not a multiple of 256: a partial last stage */
+        const int64_t ks[] = {256, 4096, kq ? 2816 * 4 : 11008};
+        for (int r = 0; r < 4; r++)
+            for (int j = 0; j < 3; j++) {
+                if (quick && (rows[r] > 1000 || ks[j] > 4096)) continue;
+                const bool big = rows[r] * ks[j] > 4096 * 4096;
+                test_mmq_shape(e, t, rows[r], ks[j], big ? few : toks, big ? 3 : (quick ? 4 : 8),
+                               -1);
+            }
+        /* every tile on a ragged shape (rows and tokens not multiples of any tile) */
+        static const int64_t tile_toks[] = {5, 67, 130};
+        for (int tile = 0; tile < rf_gpu_mmq_force_tile(-1); tile++)
+            test_mmq_shape(e, t, 333, kq ? 512 : 32 * 13, tile_toks, 3, tile);
+        test_mmq_add(e, t, 77, kq ? 512 : 32 * 13, 33);
+    }
+    e->checks++;
+    if (n_types < 7) e->failures++;
+    printf("%s mmq takes %d of the weight types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K "
+           "at least)\n",
+           n_types < 7 ? "FAIL" : "ok  ", n_types);
+}
+
 /* ---- the checks ---- */
 
 static void run_checks(struct env *e)
@@ -725,6 +889,7 @@ static void run_checks(struct env *e)
     test_kv_store(e, 64, 128 * 8, 4096);
     test_attention_all(e);
     test_matmul_all(e);
+    test_mmq_all(e);
 }
 
 /* ---- perf ---- */
@@ -1055,6 +1220,7 @@ int main(int argc, char **argv)
     MUST(rf_backend_cpu_init(0, &e.cpu));
     e.gc = e.gpu.ctx;
     if (perf) run_perf(&e, argc > 2 ? argv[2] : "");
+    else if (argc > 1 && strcmp(argv[1], "mmq") == 0) test_mmq_all(&e);
     else run_checks(&e);
     e.gpu.iface->free(e.gpu.ctx);
     e.cpu.iface->free(e.cpu.ctx);

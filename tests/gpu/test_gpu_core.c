@@ -283,12 +283,96 @@ static void perf_type(struct rf_backend *g, enum rf_type type, int64_t rows, int
     free(host), free(hx);
 }
 
+/* mmq.cu, for tests and benchmarks: -1 lets rf_gpu_mmq choose its tile, 0.. forces one;
+ * returns the number of tiles. */
+int rf_gpu_mmq_force_tile(int tile);
+
+/* Seconds per product of n tokens through the path now set (weights rotated over w[]). */
+static double time_matmul(struct rf_backend *g, struct rf_tensor *w, const float *x, int64_t k,
+                          float *y, int64_t n, float *host)
+{
+    const struct rf_backend_i *be = g->iface;
+    const int reps = n <= 32 ? 40 : 12;
+    rf_status s = RF_OK;
+    for (int i = 0; i < 6 && s == RF_OK; i++) s = be->matmul(g->ctx, &w[i % COPIES], x, k, y, n);
+    if (s == RF_OK) s = be->copy_out(g->ctx, host, y, 4);
+    const double t0 = now_s();
+    for (int i = 0; i < reps && s == RF_OK; i++) s = be->matmul(g->ctx, &w[i % COPIES], x, k, y, n);
+    if (s == RF_OK) s = be->copy_out(g->ctx, host, y, 4);
+    if (s != RF_OK) {
+        printf("perf: %s\n", rf_last_error());
+        return NAN;
+    }
+    return (now_s() - t0) / reps;
+}
+
+/* The batched products by path: int8 tensor cores (the tile rf_gpu_mmq picks, then each
+ * tile forced), dequantize + GEMM, matrix-vector passes of 8 tokens; microseconds per
+ * product, host-timed (the activation quantizer's launch included). */
+static void perf_paths(struct rf_backend *g, enum rf_type type, int64_t rows, int64_t k)
+{
+    const struct rf_backend_i *be = g->iface;
+    const size_t bytes = rf_row_size(type, k) * (size_t)rows;
+    uint8_t *host = malloc(bytes);
+    for (size_t i = 0; i < bytes; i++) host[i] = (uint8_t)(unit() * 256);
+    struct rf_tensor w[COPIES];
+    int loaded = 0;
+    for (; loaded < COPIES; loaded++) {
+        w[loaded] = (struct rf_tensor){.name = "w", .type = type, .ne = {k, rows, 1, 1},
+                                       .data = host, .nbytes = bytes};
+        if (be->load_tensor(g->ctx, &w[loaded]) != RF_OK) break;
+    }
+    const int64_t toks[] = {9, 16, 32, 64, 128, 256, 512}, max_tok = 512;
+    float *x = be->alloc(g->ctx, (size_t)(max_tok * k) * 4);
+    float *y = be->alloc(g->ctx, (size_t)(max_tok * rows) * 4);
+    float *hx = malloc((size_t)(max_tok * k) * 4);
+    for (int64_t i = 0; i < max_tok * k; i++) hx[i] = normal();
+    if (loaded < COPIES || !x || !y || be->copy_in(g->ctx, x, hx, (size_t)(max_tok * k) * 4) != RF_OK) {
+        printf("perf: %s\n", rf_last_error());
+        goto done;
+    }
+    const int n_tiles = rf_gpu_mmq_force_tile(-1);
+    printf("| type | rows x k | tok | mmq us | tiles 0..%d us | gemm us | mmv us | best |\n"
+           "| --- | --- | ---: | ---: | --- | ---: | ---: | --- |\n",
+           n_tiles - 1);
+    for (size_t ti = 0; ti < sizeof toks / sizeof *toks; ti++) {
+        const int64_t n = toks[ti];
+        rf_backend_gpu_set_matmul_path(g, RF_GPU_MATMUL_MMQ);
+        const double mmq = time_matmul(g, w, x, k, y, n, hx);
+        char tiles[128] = "";
+        for (int t = 0; t < n_tiles; t++) {
+            rf_gpu_mmq_force_tile(t);
+            const double tt = time_matmul(g, w, x, k, y, n, hx);
+            snprintf(tiles + strlen(tiles), sizeof tiles - strlen(tiles), "%s%.1f", t ? " / " : "",
+                     tt * 1e6);
+        }
+        rf_gpu_mmq_force_tile(-1);
+        rf_backend_gpu_set_matmul_path(g, RF_GPU_MATMUL_GEMM);
+        const double gemm = time_matmul(g, w, x, k, y, n, hx);
+        rf_backend_gpu_set_matmul_path(g, RF_GPU_MATMUL_MMV);
+        const double mmv = time_matmul(g, w, x, k, y, n, hx);
+        const char *best = mmq <= gemm && mmq <= mmv ? "mmq" : gemm <= mmv ? "gemm" : "mmv";
+        printf("| %s | %lld x %lld | %3lld | %8.1f | %s | %8.1f | %8.1f | %s |\n",
+               rf_type_name(type), (long long)rows, (long long)k, (long long)n, mmq * 1e6, tiles,
+               gemm * 1e6, mmv * 1e6, best);
+    }
+done:
+    rf_backend_gpu_set_matmul_path(g, RF_GPU_MATMUL_AUTO);
+    for (int c = 0; c < loaded; c++) be->free_tensor(g->ctx, &w[c]);
+    if (x) be->release(g->ctx, x);
+    if (y) be->release(g->ctx, y);
+    free(host), free(hx);
+}
+
 static void run_perf(struct rf_backend *g, const char *only)
 {
-    if (only) { /* one type, 11008 x 4096 (for profilers) */
+    if (only) { /* one type: 11008 x 4096 by batch, then the paths of both FFN shapes */
         for (int t = 0; t < RF_TYPE_COUNT; t++)
-            if (rf_type_traits(t) && strcasecmp(rf_type_name(t), only) == 0)
+            if (rf_type_traits(t) && strcasecmp(rf_type_name(t), only) == 0) {
                 perf_type(g, (enum rf_type)t, 11008, 4096, 1e12);
+                perf_paths(g, (enum rf_type)t, 11008, 4096);
+                perf_paths(g, (enum rf_type)t, 4096, 11008);
+            }
         return;
     }
     double bw = 0;
@@ -300,6 +384,11 @@ static void run_perf(struct rf_backend *g, const char *only)
     for (size_t i = 0; i < sizeof types / sizeof *types; i++) perf_type(g, types[i], 11008, 4096, bw);
     perf_type(g, RF_TYPE_Q4_0, 4096, 11008, bw);
     perf_type(g, RF_TYPE_Q4_0, 4096, 4096, bw);
+    const enum rf_type batched[] = {RF_TYPE_Q4_0, RF_TYPE_Q8_0};
+    for (size_t i = 0; i < sizeof batched / sizeof *batched; i++) {
+        perf_paths(g, batched[i], 11008, 4096);
+        perf_paths(g, batched[i], 4096, 11008);
+    }
 }
 
 int main(int argc, char **argv)

@@ -1,0 +1,759 @@
+/* Batched products on int8 tensor cores: y (n_tok, rows) = x . w^T with the weights
+ * read in their GGUF blocks (each weight byte once per token tile) and the activations
+ * as rf_gpu_quantize_x leaves them (int8 per element, one f32 scale per 32).
+ *
+ * A block of threads owns a tile of BM weight rows x BN tokens and walks k in stages of
+ * 256 elements (8 legacy blocks or one K-quant super-block): the stage's raw weight
+ * bytes, int8 activations and their scales are copied to shared memory (cp.async,
+ * STAGES deep), then each warp decodes its A fragments straight from the raw blocks and
+ * multiplies them with the activation fragments by mma.sync m16n8k32 (m16n8k16 twice
+ * for the types whose scales change every 16 elements).
+ *
+ * Decoding: the weight quants become signed bytes q' = q * 2^s with the offset folded in
+ * where the format has one (Q4_0: the nibble n sits in the top half, xor 0x80, giving
+ * 16 (n - 8); Q5_0 8 (n - 16); Q6_K 4 (q - 32); Q3_K 32 (q - 4)), and the block scale is
+ * divided by 2^s (exact). Types with a min (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) keep q
+ * unsigned and add min * (the activation block's scale times its integer sum), the sums
+ * taken here from the int8 values.
+ *
+ * Folding: each 32-element (16) block's int32 dot |S| <= 32 * 128 * 127 < 2^22 comes out
+ * of the mma with 0x4B400000 as its accumulator, so its bits are the float 1.5 * 2^23 +
+ * S, and S = that - 1.5 * 2^23 exactly (no int -> float conversion); then
+ * acc += a_w * (d_x * S) [+ b_w * d_x * sum_x], in the same order every run. */
+#include "backend/gpu/gpu_internal.h"
+#include "quant/blocks.h"
+
+/* ---- the types ---- */
+enum { MQ_Q4_0, MQ_Q4_1, MQ_Q5_0, MQ_Q5_1, MQ_Q8_0, MQ_Q2_K, MQ_Q3_K, MQ_Q4_K, MQ_Q5_K, MQ_Q6_K, MQ_COUNT };
+
+static int mq_code(enum rf_type t)
+{
+    switch (t) {
+    case RF_TYPE_Q4_0: return MQ_Q4_0;
+    case RF_TYPE_Q4_1: return MQ_Q4_1;
+    case RF_TYPE_Q5_0: return MQ_Q5_0;
+    case RF_TYPE_Q5_1: return MQ_Q5_1;
+    case RF_TYPE_Q8_0: return MQ_Q8_0;
+    case RF_TYPE_Q2_K: return MQ_Q2_K;
+    case RF_TYPE_Q3_K: return MQ_Q3_K;
+    case RF_TYPE_Q4_K: return MQ_Q4_K;
+    case RF_TYPE_Q5_K: return MQ_Q5_K;
+    case RF_TYPE_Q6_K: return MQ_Q6_K;
+    default: return -1;
+    }
+}
+
+/* Elements and bytes per block. */
+static __host__ __device__ __forceinline__ int mq_qk(int tt) { return tt <= MQ_Q8_0 ? 32 : RF_QK_K; }
+
+static __host__ __device__ __forceinline__ int mq_bytes(int tt)
+{
+    switch (tt) {
+    case MQ_Q4_0: return (int)sizeof(struct rf_block_q4_0);
+    case MQ_Q4_1: return (int)sizeof(struct rf_block_q4_1);
+    case MQ_Q5_0: return (int)sizeof(struct rf_block_q5_0);
+    case MQ_Q5_1: return (int)sizeof(struct rf_block_q5_1);
+    case MQ_Q8_0: return (int)sizeof(struct rf_block_q8_0);
+    case MQ_Q2_K: return (int)sizeof(struct rf_block_q2_K);
+    case MQ_Q3_K: return (int)sizeof(struct rf_block_q3_K);
+    case MQ_Q4_K: return (int)sizeof(struct rf_block_q4_K);
+    case MQ_Q5_K: return (int)sizeof(struct rf_block_q5_K);
+    default: return (int)sizeof(struct rf_block_q6_K);
+    }
+}
+
+/* Blocks per 256-element stage. */
+static __host__ __device__ __forceinline__ int mq_bps(int tt) { return RF_QK_K / mq_qk(tt); }
+/* Scales per 16 elements (two k16 products per 32). */
+static __host__ __device__ __forceinline__ bool mq_half(int tt)
+{
+    return tt == MQ_Q2_K || tt == MQ_Q3_K || tt == MQ_Q6_K;
+}
+/* A min term (needs the activation block sums). */
+static __host__ __device__ __forceinline__ bool mq_min(int tt)
+{
+    return tt == MQ_Q4_1 || tt == MQ_Q5_1 || tt == MQ_Q2_K || tt == MQ_Q4_K || tt == MQ_Q5_K;
+}
+
+/* Shared-memory layout of one stage: BM weight slots of mq_slot bytes (the stage's
+ * bytes of a row, copied from its 16-byte aligned start; an odd number of 16-byte
+ * units, so that the 8 rows of a fragment fall in different banks), BN activation rows
+ * of MQ_XSTR bytes, then 8 x BN scales ([chunk][token]). After the stages: the
+ * activation sums of the min types, 16 x BN floats. */
+#define MQ_XSTR 272
+static __host__ __device__ __forceinline__ int mq_vmax(int tt) { return (mq_bps(tt) * mq_bytes(tt) + 29) / 16; }
+static __host__ __device__ __forceinline__ int mq_slot(int tt) { return (mq_vmax(tt) | 1) * 16; }
+static __host__ __device__ __forceinline__ int mq_stage_bytes(int tt, int bm, int bn)
+{
+    return bm * mq_slot(tt) + bn * MQ_XSTR + 8 * bn * (int)sizeof(float);
+}
+static __host__ __device__ __forceinline__ int mq_smem(int tt, int bm, int bn, int stages)
+{
+    return stages * mq_stage_bytes(tt, bm, bn) + 16 * bn * (int)sizeof(float);
+}
+
+/* ---- tiles: BM rows x BN tokens, WM x WN warps, KS groups of them splitting each
+ * stage's chunks, STAGES deep ---- */
+struct mq_cfg {
+    int bm, bn, wm, wn, ks, stages;
+};
+#define MQ_NCFG 6
+static const struct mq_cfg mq_cfgs[MQ_NCFG] = {
+    {32, 16, 2, 1, 4, 4},    /* warp tile 16 x 16, 8 warps */
+    {64, 32, 4, 1, 2, 3},    /* 16 x 32, 8 warps */
+    {64, 64, 2, 2, 2, 3},    /* 32 x 32, 8 warps */
+    {128, 128, 2, 4, 1, 2},  /* 64 x 32, 8 warps */
+    {16, 16, 1, 1, 8, 4},    /* 16 x 16, 8 warps, one chunk each */
+    {32, 32, 2, 1, 4, 4},    /* 16 x 32, 8 warps */
+};
+
+/* ---- copies to shared memory (cp.async on sm_80+, plain loads elsewhere) ---- */
+
+/* 16 bytes from src, or zeros when !valid (src is not read then). */
+static __device__ __forceinline__ void cp16(void *dst, const void *src, bool valid)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
+                 "r"(valid ? 16 : 0));
+#else
+    *(int4 *)dst = valid ? *(const int4 *)src : make_int4(0, 0, 0, 0);
+#endif
+}
+
+static __device__ __forceinline__ void cp4(void *dst, const void *src, bool valid)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src),
+                 "r"(valid ? 4 : 0));
+#else
+    *(float *)dst = valid ? *(const float *)src : 0.0f;
+#endif
+}
+
+static __device__ __forceinline__ void cp_commit(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+
+/* Waits until at most n groups of this thread's copies are in flight. */
+static __device__ __forceinline__ void cp_wait(int n)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if (n <= 0) asm volatile("cp.async.wait_group 0;\n" ::);
+    else if (n == 1) asm volatile("cp.async.wait_group 1;\n" ::);
+    else asm volatile("cp.async.wait_group 2;\n" ::);
+#else
+    (void)n;
+#endif
+}
+
+/* ---- the int8 products ---- */
+
+#define MQ_MAGIC 0x4B400000 /* the float 1.5 * 2^23 */
+
+#if !(defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
+/* Lane l of this thread's 32-lane group (HIP's shuffles index the whole wave). */
+static __device__ __forceinline__ int mq_lane(int l)
+{
+    return (int)((threadIdx.x & (RF_WARP_SIZE - 1)) & ~31u) + l;
+}
+#endif
+
+/* d[0..3] = c + A (16 x 32) . B (32 x 8) with the fragment layout of
+ * mma.m16n8k32.s8: a = {row g k 4t.., row g+8 k 4t.., row g k 16+4t.., row g+8 k 16+4t..},
+ * b = {token g k 4t.., token g k 16+4t..}, d = {(g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)}
+ * for lane 4g + t. */
+static __device__ __forceinline__ void mma_k32(int *d, const uint32_t *a, const uint32_t *b, int c)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%10,%10,%10,%10};\n"
+        : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(c));
+#else
+    const int lane = threadIdx.x & 31, t = lane & 3;
+    d[0] = d[1] = d[2] = d[3] = c;
+    for (int n = 0; n < 8; n++) {
+        const int b0 = rf_shfl((int)b[0], mq_lane(4 * n + t)), b1 = rf_shfl((int)b[1], mq_lane(4 * n + t));
+        int p = rf_dp4a((int)a[0], b0, rf_dp4a((int)a[2], b1, 0));
+        int q = rf_dp4a((int)a[1], b0, rf_dp4a((int)a[3], b1, 0));
+        p += rf_shfl_xor(p, 1);
+        p += rf_shfl_xor(p, 2);
+        q += rf_shfl_xor(q, 1);
+        q += rf_shfl_xor(q, 2);
+        if (n == 2 * t) d[0] += p, d[2] += q;
+        if (n == 2 * t + 1) d[1] += p, d[3] += q;
+    }
+#endif
+}
+
+/* As mma_k32 for k = 16: a = {row g k 4t.., row g+8 k 4t..}, b = token g k 4t... */
+static __device__ __forceinline__ void mma_k16(int *d, uint32_t a0, uint32_t a1, uint32_t b, int c)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+        "{%7,%7,%7,%7};\n"
+        : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+        : "r"(a0), "r"(a1), "r"(b), "r"(c));
+#else
+    const int lane = threadIdx.x & 31, t = lane & 3;
+    d[0] = d[1] = d[2] = d[3] = c;
+    for (int n = 0; n < 8; n++) {
+        const int bn = rf_shfl((int)b, mq_lane(4 * n + t));
+        int p = rf_dp4a((int)a0, bn, 0), q = rf_dp4a((int)a1, bn, 0);
+        p += rf_shfl_xor(p, 1);
+        p += rf_shfl_xor(p, 2);
+        q += rf_shfl_xor(q, 1);
+        q += rf_shfl_xor(q, 2);
+        if (n == 2 * t) d[0] += p, d[2] += q;
+        if (n == 2 * t + 1) d[1] += p, d[3] += q;
+    }
+#endif
+}
+
+static __device__ __forceinline__ float unbias(int d) { return __int_as_float(d) - 12582912.0f; }
+
+/* ---- weight fragments from the raw blocks in shared memory ---- */
+
+/* Every block field is 2-byte aligned. */
+static __device__ __forceinline__ uint32_t lds2(const uint8_t *p) { return *(const uint16_t *)p; }
+static __device__ __forceinline__ uint32_t ldsw(const uint8_t *p) { return lds2(p) | (lds2(p + 2) << 16); }
+static __device__ __forceinline__ float hf(uint32_t h) { return __half2float(__ushort_as_half((unsigned short)h)); }
+/* Bits 0..3 of x to bit 0 of bytes 0..3. */
+static __device__ __forceinline__ uint32_t spread4(uint32_t x) { return ((x & 15u) * 0x00204081u) & 0x01010101u; }
+
+/* Elements 4t..4t+3 (lo) and 16+4t..16+4t+3 (hi) of one 32-element chunk of a row as
+ * signed bytes, and the chunk's value = a * q + b (a0, b0 for the first 16 elements,
+ * a1, b1 for the last 16; equal for the types with one scale per 32). */
+struct wfrag {
+    uint32_t lo, hi;
+    float a0, a1, b0, b1;
+};
+
+static __device__ __forceinline__ void k4_sc_min(const uint8_t *s, int j, int *sc, int *m)
+{
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+static __device__ __forceinline__ int k3_sc(const uint8_t *p, int k)
+{
+    const int lo = k < 8 ? p[k] & 15 : p[k - 8] >> 4;
+    const int hi = (p[8 + (k & 3)] >> (2 * (k >> 2))) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
+/* Chunk c (0..7) of the stage whose bytes start at base (legacy types: block c; K-quants:
+ * chunk c of the one super-block). t: the lane's index in its group of 4. */
+static __device__ __forceinline__ void wdecode(int tt, const uint8_t *base, int c, int t, struct wfrag *o)
+{
+    const int t4 = 4 * t;
+    o->b0 = o->b1 = 0.0f;
+    switch (tt) {
+    case MQ_Q4_0: {
+        const uint8_t *b = base + c * 18;
+        const uint32_t v = ldsw(b + 2 + t4);
+        o->lo = ((v << 4) & 0xF0F0F0F0u) ^ 0x80808080u; /* 16 (n - 8) */
+        o->hi = (v & 0xF0F0F0F0u) ^ 0x80808080u;
+        o->a0 = o->a1 = hf(lds2(b)) * 0.0625f;
+        break;
+    }
+    case MQ_Q4_1: {
+        const uint8_t *b = base + c * 20;
+        const uint32_t v = ldsw(b + 4 + t4);
+        o->lo = v & 0x0F0F0F0Fu;
+        o->hi = (v >> 4) & 0x0F0F0F0Fu;
+        o->a0 = o->a1 = hf(lds2(b));
+        o->b0 = o->b1 = hf(lds2(b + 2));
+        break;
+    }
+    case MQ_Q5_0: {
+        const uint8_t *b = base + c * 22;
+        const uint32_t qh = ldsw(b + 2), v = ldsw(b + 6 + t4);
+        /* 8 (n - 16): the nibble to bits 3..6, the inverted fifth bit to bit 7 */
+        o->lo = ((v << 3) & 0x78787878u) | ((spread4(qh >> t4) << 7) ^ 0x80808080u);
+        o->hi = ((v >> 1) & 0x78787878u) | ((spread4(qh >> (16 + t4)) << 7) ^ 0x80808080u);
+        o->a0 = o->a1 = hf(lds2(b)) * 0.125f;
+        break;
+    }
+    case MQ_Q5_1: {
+        const uint8_t *b = base + c * 24;
+        const uint32_t qh = ldsw(b + 4), v = ldsw(b + 8 + t4);
+        o->lo = (v & 0x0F0F0F0Fu) | (spread4(qh >> t4) << 4);
+        o->hi = ((v >> 4) & 0x0F0F0F0Fu) | (spread4(qh >> (16 + t4)) << 4);
+        o->a0 = o->a1 = hf(lds2(b));
+        o->b0 = o->b1 = hf(lds2(b + 2));
+        break;
+    }
+    case MQ_Q8_0: {
+        const uint8_t *b = base + c * 34;
+        o->lo = ldsw(b + 2 + t4);
+        o->hi = ldsw(b + 18 + t4);
+        o->a0 = o->a1 = hf(lds2(b));
+        break;
+    }
+    case MQ_Q2_K: {
+        const int h = c >> 2, s = c & 3;
+        const uint8_t *q = base + 16 + h * 32;
+        o->lo = (ldsw(q + t4) >> (2 * s)) & 0x03030303u;
+        o->hi = (ldsw(q + 16 + t4) >> (2 * s)) & 0x03030303u;
+        const float d = hf(lds2(base + 80)), dmin = hf(lds2(base + 82));
+        const int s0 = base[2 * c], s1 = base[2 * c + 1];
+        o->a0 = d * (float)(s0 & 15);
+        o->b0 = -dmin * (float)(s0 >> 4);
+        o->a1 = d * (float)(s1 & 15);
+        o->b1 = -dmin * (float)(s1 >> 4);
+        break;
+    }
+    case MQ_Q3_K: {
+        const int h = c >> 2, s = c & 3;
+        const uint8_t *q = base + 32 + h * 32;
+        /* 32 (q - 4): the two low bits to bits 5..6, the inverted high bit to bit 7 */
+        const uint32_t l0 = (ldsw(q + t4) >> (2 * s)) & 0x03030303u, l1 = (ldsw(q + 16 + t4) >> (2 * s)) & 0x03030303u;
+        const uint32_t m0 = (ldsw(base + t4) >> c) & 0x01010101u, m1 = (ldsw(base + 16 + t4) >> c) & 0x01010101u;
+        o->lo = ((l0 << 5) | (m0 << 7)) ^ 0x80808080u;
+        o->hi = ((l1 << 5) | (m1 << 7)) ^ 0x80808080u;
+        const float d = hf(lds2(base + 108)) * 0.03125f;
+        o->a0 = d * (float)k3_sc(base + 96, 2 * c);
+        o->a1 = d * (float)k3_sc(base + 96, 2 * c + 1);
+        break;
+    }
+    case MQ_Q4_K:
+    case MQ_Q5_K: {
+        const int sh = 4 * (c & 1);
+        const uint8_t *q = base + (tt == MQ_Q4_K ? 16 : 48) + (c >> 1) * 32;
+        o->lo = (ldsw(q + t4) >> sh) & 0x0F0F0F0Fu;
+        o->hi = (ldsw(q + 16 + t4) >> sh) & 0x0F0F0F0Fu;
+        if (tt == MQ_Q5_K) {
+            o->lo |= ((ldsw(base + 16 + t4) >> c) & 0x01010101u) << 4;
+            o->hi |= ((ldsw(base + 32 + t4) >> c) & 0x01010101u) << 4;
+        }
+        int sc, mn;
+        k4_sc_min(base + 4, c, &sc, &mn);
+        o->a0 = o->a1 = hf(lds2(base)) * (float)sc;
+        o->b0 = o->b1 = -hf(lds2(base + 2)) * (float)mn;
+        break;
+    }
+    default: { /* MQ_Q6_K: 4 (q - 32) */
+        const int h = c >> 2, s = c & 3;
+        const uint8_t *ql = base + h * 64 + 32 * (s & 1), *qh = base + 128 + h * 32;
+        const int sl = 4 * (s >> 1), sh = 2 * s;
+        const uint32_t l0 = (ldsw(ql + t4) >> sl) & 0x0F0F0F0Fu, l1 = (ldsw(ql + 16 + t4) >> sl) & 0x0F0F0F0Fu;
+        const uint32_t h0 = (ldsw(qh + t4) >> sh) & 0x03030303u, h1 = (ldsw(qh + 16 + t4) >> sh) & 0x03030303u;
+        o->lo = ((l0 << 2) | (h0 << 6)) ^ 0x80808080u;
+        o->hi = ((l1 << 2) | (h1 << 6)) ^ 0x80808080u;
+        const float d = hf(lds2(base + 208)) * 0.25f;
+        o->a0 = d * (float)(int8_t)base[192 + 2 * c];
+        o->a1 = d * (float)(int8_t)base[192 + 2 * c + 1];
+        break;
+    }
+    }
+}
+
+/* ---- the kernel ---- */
+
+/* Where stage ks of weight row `row` starts in global memory. */
+static __device__ __forceinline__ const uint8_t *w_start(int tt, const uint8_t *w, int64_t row,
+                                                         size_t row_bytes, int ks)
+{
+    return w + row * row_bytes + (size_t)ks * mq_bps(tt) * mq_bytes(tt);
+}
+
+/* Issues the copies of stage ks into st. A last stage of fewer blocks (legacy types,
+ * k not a multiple of 256) is padded with zero weights, activations and scales, so
+ * every stage is 8 whole chunks. */
+static __device__ __forceinline__ void mq_load(int tt, int BM, int BN, int nth, uint8_t *st,
+                                               const uint8_t *w, int64_t rows, size_t row_bytes,
+                                               int64_t nblk, const int8_t *xq, const float *xd,
+                                               int64_t n_tok, int64_t k, int64_t m0, int64_t n0,
+                                               int ks)
+{
+    const int bps = mq_bps(tt), bsz = mq_bytes(tt), qk = mq_qk(tt), vmax = mq_vmax(tt);
+    const int slot = mq_slot(tt);
+    const int64_t b0 = (int64_t)ks * bps;
+    const int nb = nblk - b0 < bps ? (int)(nblk - b0) : bps;
+    for (int i = threadIdx.x; i < BM * vmax; i += nth) {
+        const int r = i / vmax, v = i % vmax;
+        const int64_t row = m0 + r < rows ? m0 + r : rows - 1;
+        const uint8_t *s = w_start(tt, w, row, row_bytes, ks);
+        const int off = (int)((uintptr_t)s & 15);
+        const uint8_t *a = (const uint8_t *)((uintptr_t)s & ~(uintptr_t)15);
+        const bool in = v < (off + nb * bsz + 15) / 16;
+        cp16(st + r * slot + 16 * v, in ? a + 16 * v : a, in);
+    }
+    uint8_t *sx = st + BM * slot;
+    const int nv = nb * qk / 16; /* 16-byte pieces of each token's stage */
+    const int64_t e0 = b0 * qk;
+    for (int i = threadIdx.x; i < BN * 16; i += nth) {
+        const int t = i >> 4, v = i & 15;
+        const int64_t tok = n0 + t < n_tok ? n0 + t : n_tok - 1;
+        const int8_t *src = xq + tok * k + e0;
+        cp16(sx + t * MQ_XSTR + 16 * v, v < nv ? src + 16 * v : src, v < nv);
+    }
+    float *ss = (float *)(sx + BN * MQ_XSTR);
+    const int nc = nb * qk / 32;
+    for (int i = threadIdx.x; i < BN * 8; i += nth) {
+        const int t = i % BN, c = i / BN;
+        const int64_t tok = n0 + t < n_tok ? n0 + t : n_tok - 1;
+        const float *src = xd + tok * (k / 32) + e0 / 32;
+        cp4(ss + c * BN + t, c < nc ? src + c : src, c < nc);
+    }
+}
+
+/* Activation sums of stage st times their scales: per 32 (or per 16 where the weights'
+ * scales are) into sums[j * BN + token]. */
+static __device__ __forceinline__ void mq_sums(int tt, int BM, int BN, int nth, const uint8_t *st,
+                                               float *sums)
+{
+    const uint8_t *sx = st + BM * mq_slot(tt);
+    const float *ss = (const float *)(sx + BN * MQ_XSTR);
+    const int per = mq_half(tt) ? 2 : 1, n = 8 * per;
+    for (int i = threadIdx.x; i < BN * n; i += nth) {
+        const int t = i % BN, j = i / BN;
+        const int4 *p = (const int4 *)(sx + t * MQ_XSTR + j * (32 / per));
+        int s = 0;
+        for (int v = 0; v < 2 / per; v++) {
+            const int4 q = p[v];
+            s = rf_dp4a(q.x, 0x01010101, s);
+            s = rf_dp4a(q.y, 0x01010101, s);
+            s = rf_dp4a(q.z, 0x01010101, s);
+            s = rf_dp4a(q.w, 0x01010101, s);
+        }
+        sums[j * BN + t] = ss[(j / per) * BN + t] * (float)s;
+    }
+}
+
+#define MQ_MT_MAX 4
+#define MQ_NT_MAX 4
+
+/* One chunk (32 elements) of the stage for this warp's MT x NT fragments. */
+static __device__ __forceinline__ void mq_chunk(int tt, int BN, int MT, int NT, int c, int nc, int t,
+                                                const uint8_t *const (*wr)[2], const uint8_t *xr,
+                                                const float *ss, const float *sums, int tok0,
+                                                float (*acc)[MQ_NT_MAX][4])
+{
+    const bool half = mq_half(tt), mins = mq_min(tt);
+    const int g = (threadIdx.x & 31) >> 2;
+    uint32_t b[MQ_NT_MAX][2];
+    float2 dx[MQ_NT_MAX], sm[MQ_NT_MAX][2];
+#pragma unroll
+    for (int j = 0; j < MQ_NT_MAX; j++) {
+        if (j >= NT) continue;
+        const uint8_t *x = xr + (j * 8 + g) * MQ_XSTR + 32 * c;
+        b[j][0] = *(const uint32_t *)(x + 4 * t);
+        b[j][1] = *(const uint32_t *)(x + 16 + 4 * t);
+        const int tk = tok0 + j * 8 + 2 * t;
+        dx[j] = *(const float2 *)(ss + c * BN + tk);
+        if (mins) {
+            if (half) {
+                sm[j][0] = *(const float2 *)(sums + (2 * c) * BN + tk);
+                sm[j][1] = *(const float2 *)(sums + (2 * c + 1) * BN + tk);
+            } else {
+                sm[j][0] = sm[j][1] = *(const float2 *)(sums + c * BN + tk);
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < MQ_MT_MAX; i++) {
+        if (i >= MT) continue;
+        struct wfrag f0, f1; /* rows g, g + 8 */
+        wdecode(tt, wr[i][0], c, t, &f0);
+        wdecode(tt, wr[i][1], c, t, &f1);
+        if (c >= nc) { /* past the row's last block: its activations are zeros, and so
+                          are the scales (the bytes there are the next row's) */
+            f0.a0 = f0.a1 = f0.b0 = f0.b1 = 0.0f;
+            f1.a0 = f1.a1 = f1.b0 = f1.b1 = 0.0f;
+        }
+#pragma unroll
+        for (int j = 0; j < MQ_NT_MAX; j++) {
+            if (j >= NT) continue;
+            float *a = acc[i][j];
+            if (!half) {
+                const uint32_t af[4] = {f0.lo, f1.lo, f0.hi, f1.hi};
+                int d[4];
+                mma_k32(d, af, b[j], MQ_MAGIC);
+                a[0] += f0.a0 * (dx[j].x * unbias(d[0]));
+                a[1] += f0.a0 * (dx[j].y * unbias(d[1]));
+                a[2] += f1.a0 * (dx[j].x * unbias(d[2]));
+                a[3] += f1.a0 * (dx[j].y * unbias(d[3]));
+                if (mins) {
+                    a[0] += f0.b0 * sm[j][0].x;
+                    a[1] += f0.b0 * sm[j][0].y;
+                    a[2] += f1.b0 * sm[j][0].x;
+                    a[3] += f1.b0 * sm[j][0].y;
+                }
+            } else {
+                int d0[4], d1[4];
+                mma_k16(d0, f0.lo, f1.lo, b[j][0], MQ_MAGIC);
+                mma_k16(d1, f0.hi, f1.hi, b[j][1], MQ_MAGIC);
+                a[0] += f0.a0 * (dx[j].x * unbias(d0[0]));
+                a[1] += f0.a0 * (dx[j].y * unbias(d0[1]));
+                a[2] += f1.a0 * (dx[j].x * unbias(d0[2]));
+                a[3] += f1.a0 * (dx[j].y * unbias(d0[3]));
+                a[0] += f0.a1 * (dx[j].x * unbias(d1[0]));
+                a[1] += f0.a1 * (dx[j].y * unbias(d1[1]));
+                a[2] += f1.a1 * (dx[j].x * unbias(d1[2]));
+                a[3] += f1.a1 * (dx[j].y * unbias(d1[3]));
+                if (mins) {
+                    a[0] += f0.b0 * sm[j][0].x + f0.b1 * sm[j][1].x;
+                    a[1] += f0.b0 * sm[j][0].y + f0.b1 * sm[j][1].y;
+                    a[2] += f1.b0 * sm[j][0].x + f1.b1 * sm[j][1].x;
+                    a[3] += f1.b0 * sm[j][0].y + f1.b1 * sm[j][1].y;
+                }
+            }
+        }
+    }
+}
+
+/* WM x WN warps tile BM x BN; KS such groups split each stage's 8 chunks (warp group
+ * kw takes chunks kw * 8/KS ..), their sums added in a fixed order at the end. */
+static __device__ __forceinline__ void mq_body(int tt, int BM, int BN, int WM, int WN, int KS,
+                                               int STAGES, const uint8_t *__restrict__ w,
+                                               int64_t rows, int64_t k, size_t row_bytes,
+                                               const int8_t *__restrict__ xq,
+                                               const float *__restrict__ xd, int64_t n_tok,
+                                               float *__restrict__ y, int add)
+{
+    extern __shared__ __align__(16) uint8_t mq_dyn[];
+    uint8_t *const smem = mq_dyn;
+    const int nth = WM * WN * KS * 32, MT = BM / WM / 16, NT = BN / WN / 8, CPW = 8 / KS;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const int wm = warp % WM, wn = (warp / WM) % WN, kw = warp / (WM * WN);
+    const int64_t n0 = (int64_t)blockIdx.x * BN, m0 = (int64_t)blockIdx.y * BM;
+    const int bps = mq_bps(tt), qk = mq_qk(tt), slot = mq_slot(tt);
+    const int64_t nblk = k / qk;
+    const int nst = (int)((nblk + bps - 1) / bps);
+    const int stage_bytes = mq_stage_bytes(tt, BM, BN);
+    float *sums = (float *)(smem + STAGES * stage_bytes);
+
+    float acc[MQ_MT_MAX][MQ_NT_MAX][4];
+#pragma unroll
+    for (int i = 0; i < MQ_MT_MAX; i++)
+#pragma unroll
+        for (int j = 0; j < MQ_NT_MAX; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < nst)
+            mq_load(tt, BM, BN, nth, smem + s * stage_bytes, w, rows, row_bytes, nblk, xq, xd,
+                    n_tok, k, m0, n0, s);
+        cp_commit();
+    }
+    for (int ks = 0; ks < nst; ks++) {
+        cp_wait(STAGES - 2);
+        __syncthreads(); /* stage ks is in; every thread is done with stage ks - 1 */
+        {
+            const int nx = ks + STAGES - 1;
+            if (nx < nst)
+                mq_load(tt, BM, BN, nth, smem + (nx % STAGES) * stage_bytes, w, rows, row_bytes,
+                        nblk, xq, xd, n_tok, k, m0, n0, nx);
+            cp_commit();
+        }
+        const uint8_t *st = smem + (ks % STAGES) * stage_bytes;
+        if (mq_min(tt)) {
+            mq_sums(tt, BM, BN, nth, st, sums);
+            __syncthreads();
+        }
+        /* where this warp's rows g and g + 8 of each m-tile start in the stage */
+        const uint8_t *wr[MQ_MT_MAX][2];
+#pragma unroll
+        for (int i = 0; i < MQ_MT_MAX; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                if (i >= MT) continue;
+                const int r = wm * (BM / WM) + i * 16 + g + 8 * h;
+                const int64_t row = m0 + r < rows ? m0 + r : rows - 1;
+                const int off = (int)((uintptr_t)w_start(tt, w, row, row_bytes, ks) & 15);
+                wr[i][h] = st + r * slot + off;
+            }
+        const uint8_t *sx = st + BM * slot;
+        const float *ss = (const float *)(sx + BN * MQ_XSTR);
+        const int tok0 = wn * (BN / WN);
+        const int64_t left = (nblk - (int64_t)ks * bps) * qk / 32;
+        const int nc = left < 8 ? (int)left : 8; /* chunks of the row in this stage */
+#pragma unroll
+        for (int cc = 0; cc < 8; cc++) {
+            if (cc >= CPW) continue;
+            mq_chunk(tt, BN, MT, NT, kw * CPW + cc, nc, t, wr, sx + tok0 * MQ_XSTR, ss, sums, tok0,
+                     acc);
+        }
+    }
+    cp_wait(0);
+    if (KS > 1) { /* the other groups' sums, in order, through the stage memory */
+        float *red = (float *)smem;
+        const int per_warp = MT * NT * 4 * 32, wt = wm + WM * wn;
+        __syncthreads();
+        if (kw > 0) {
+            float *o = red + ((kw - 1) * WM * WN + wt) * per_warp + lane;
+#pragma unroll
+            for (int i = 0; i < MQ_MT_MAX; i++)
+#pragma unroll
+                for (int j = 0; j < MQ_NT_MAX; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (i < MT && j < NT) o[((i * NT + j) * 4 + e) * 32] = acc[i][j][e];
+        }
+        __syncthreads();
+        if (kw > 0) return;
+        for (int q = 1; q < KS; q++) {
+            const float *o = red + ((q - 1) * WM * WN + wt) * per_warp + lane;
+#pragma unroll
+            for (int i = 0; i < MQ_MT_MAX; i++)
+#pragma unroll
+                for (int j = 0; j < MQ_NT_MAX; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (i < MT && j < NT) acc[i][j][e] += o[((i * NT + j) * 4 + e) * 32];
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < MQ_MT_MAX; i++) {
+        if (i >= MT) continue;
+#pragma unroll
+        for (int j = 0; j < MQ_NT_MAX; j++) {
+            if (j >= NT) continue;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int64_t r = m0 + wm * (BM / WM) + i * 16 + g + 8 * (e >> 1);
+                const int64_t tk = n0 + wn * (BN / WN) + j * 8 + 2 * t + (e & 1);
+                if (r < rows && tk < n_tok) {
+                    float *o = y + tk * rows + r;
+                    *o = add ? *o + acc[i][j][e] : acc[i][j][e];
+                }
+            }
+        }
+    }
+}
+
+#define MQ_ARGS                                                                                    \
+    const uint8_t *__restrict__ w, int64_t rows, int64_t k, size_t row_bytes,                      \
+        const int8_t *__restrict__ xq, const float *__restrict__ xd, int64_t n_tok,                \
+        float *__restrict__ y, int add
+#define MQ_KERNEL(name, tt, ci, BM, BN, WM, WN, KS, ST)                                            \
+    __global__ void __launch_bounds__(WM * WN * KS * 32) k_mmq_##name##_##ci(MQ_ARGS)             \
+    {                                                                                              \
+        mq_body(tt, BM, BN, WM, WN, KS, ST, w, rows, k, row_bytes, xq, xd, n_tok, y, add);        \
+    }
+/* The same numbers as mq_cfgs. */
+#define MQ_KERNELS(name, tt)                                                                       \
+    MQ_KERNEL(name, tt, 0, 32, 16, 2, 1, 4, 4)                                                     \
+    MQ_KERNEL(name, tt, 1, 64, 32, 4, 1, 2, 3)                                                     \
+    MQ_KERNEL(name, tt, 2, 64, 64, 2, 2, 2, 3)                                                     \
+    MQ_KERNEL(name, tt, 3, 128, 128, 2, 4, 1, 2)                                                   \
+    MQ_KERNEL(name, tt, 4, 16, 16, 1, 1, 8, 4)                                                     \
+    MQ_KERNEL(name, tt, 5, 32, 32, 2, 1, 4, 4)
+
+MQ_KERNELS(q4_0, MQ_Q4_0)
+MQ_KERNELS(q4_1, MQ_Q4_1)
+MQ_KERNELS(q5_0, MQ_Q5_0)
+MQ_KERNELS(q5_1, MQ_Q5_1)
+MQ_KERNELS(q8_0, MQ_Q8_0)
+MQ_KERNELS(q2_K, MQ_Q2_K)
+MQ_KERNELS(q3_K, MQ_Q3_K)
+MQ_KERNELS(q4_K, MQ_Q4_K)
+MQ_KERNELS(q5_K, MQ_Q5_K)
+MQ_KERNELS(q6_K, MQ_Q6_K)
+
+typedef void (*mq_fn)(MQ_ARGS);
+#define MQ_ROW(name)                                                                               \
+    {k_mmq_##name##_0, k_mmq_##name##_1, k_mmq_##name##_2, k_mmq_##name##_3, k_mmq_##name##_4,     \
+     k_mmq_##name##_5}
+static const mq_fn mq_table[MQ_COUNT][MQ_NCFG] = {
+    MQ_ROW(q4_0), MQ_ROW(q4_1), MQ_ROW(q5_0), MQ_ROW(q5_1), MQ_ROW(q8_0),
+    MQ_ROW(q2_K), MQ_ROW(q3_K), MQ_ROW(q4_K), MQ_ROW(q5_K), MQ_ROW(q6_K)};
+
+/* ---- host side ---- */
+
+/* Benchmarks and tests: -1 lets rf_gpu_mmq choose the tile, 0..MQ_NCFG-1 forces one. */
+static int mq_forced = -1;
+
+extern "C" int rf_gpu_mmq_force_tile(int cfg)
+{
+    mq_forced = cfg >= 0 && cfg < MQ_NCFG ? cfg : -1;
+    return MQ_NCFG;
+}
+
+static int mq_n_sm(void)
+{
+    static int n_sm = 0;
+    if (n_sm == 0) {
+        int dev = 0, n = 0;
+        if (cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && n > 0)
+            n_sm = n;
+        else
+            n_sm = 108;
+    }
+    return n_sm;
+}
+
+static int64_t mq_blocks(int cfg, int64_t rows, int64_t n_tok)
+{
+    const struct mq_cfg *c = &mq_cfgs[cfg];
+    return ((rows + c->bm - 1) / c->bm) * ((n_tok + c->bn - 1) / c->bn);
+}
+
+/* The tile for a shape: the smallest token tile that holds the batch, and for large
+ * batches the big tile once it still gives every multiprocessor a block. */
+static int mq_pick(int64_t rows, int64_t n_tok)
+{
+    if (mq_forced >= 0) return mq_forced;
+    if (n_tok <= 16) return 0;
+    if (n_tok <= 32) return 1;
+    if (n_tok <= 64) return 2;
+    return mq_blocks(3, rows, n_tok) >= mq_n_sm() ? 3 : 2;
+}
+
+extern "C" bool rf_gpu_mmq_supports(enum rf_type t) { return mq_code(t) >= 0; }
+
+extern "C" bool rf_gpu_mmq_wanted(enum rf_type t, int64_t n_tok)
+{
+#if defined(RF_HIP)
+    (void)t, (void)n_tok;
+    return false; /* the portable fragments are a correctness path, not a fast one */
+#else
+    return rf_gpu_mmq_supports(t) && n_tok > RF_GPU_MMV_MAX_TOK;
+#endif
+}
+
+extern "C" rf_status rf_gpu_mmq(void *stream, enum rf_type t, const void *w, int64_t rows,
+                                int64_t k, size_t row_bytes, const void *xbuf, int64_t n_tok,
+                                float *y, bool add)
+{
+    const int tt = mq_code(t);
+    if (tt < 0) return rf_fail(RF_STATUS_UNSUPPORTED, "gpu mmq: type %s", rf_type_name(t));
+    if (rows < 1 || n_tok < 1 || k < mq_qk(tt) || k % mq_qk(tt) != 0)
+        return rf_fail(RF_STATUS_INVALID_ARG, "gpu mmq: bad shape (%lld tokens, %lld x %lld %s)",
+                       (long long)n_tok, (long long)rows, (long long)k, rf_type_name(t));
+    const int ci = mq_pick(rows, n_tok);
+    const struct mq_cfg *c = &mq_cfgs[ci];
+    const int64_t gy = (rows + c->bm - 1) / c->bm, gx = (n_tok + c->bn - 1) / c->bn;
+    if (gy > 65535 || gx > 0x7fffffff)
+        return rf_fail(RF_STATUS_INVALID_ARG, "gpu mmq: %lld rows, %lld tokens: too many",
+                       (long long)rows, (long long)n_tok);
+    const int smem = mq_smem(tt, c->bm, c->bn, c->stages);
+    static bool raised[MQ_COUNT][MQ_NCFG];
+    if (!raised[tt][ci]) {
+        RF_GPU_TRY(cudaFuncSetAttribute((const void *)mq_table[tt][ci],
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        raised[tt][ci] = true;
+    }
+    const int8_t *xq = (const int8_t *)xbuf;
+    const float *xd =
+        (const float *)((const uint8_t *)xbuf + (((size_t)(n_tok * k) + 15) & ~(size_t)15));
+    const dim3 grid((unsigned)gx, (unsigned)gy);
+    mq_table[tt][ci]<<<grid, c->wm * c->wn * c->ks * 32, smem, (cudaStream_t)stream>>>(
+        (const uint8_t *)w, rows, k, row_bytes, xq, xd, n_tok, y, add ? 1 : 0);
+    RF_GPU_LAUNCHED("mmq");
+    return RF_OK;
+}
