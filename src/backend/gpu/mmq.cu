@@ -4,10 +4,13 @@
  *
  * A block of threads owns a tile of BM weight rows x BN tokens and walks k in stages of
  * 256 elements (8 legacy blocks or one K-quant super-block): the stage's raw weight
- * bytes, int8 activations and their scales are copied to shared memory (cp.async,
- * STAGES deep), then each warp decodes its A fragments straight from the raw blocks and
- * multiplies them with the activation fragments by mma.sync m16n8k32 (m16n8k16 twice
- * for the types whose scales change every 16 elements).
+ * bytes, int8 activations and their scales are copied to shared memory (cp.async, a
+ * ring of 2..12 stages), then each warp decodes its A fragments straight from the raw
+ * blocks and multiplies them with the activation fragments by mma.sync m16n8k32
+ * (m16n8k16 twice for the types whose scales change every 16 elements). The warps of a
+ * block split the 8 chunks of a stage in KS groups whose sums are added at the end in a
+ * fixed order. Where mma.sync is missing (HIP, pre-sm_80) the same fragments are
+ * multiplied by shuffles and dp4a: a correctness path, not a fast one.
  *
  * Decoding: the weight quants become signed bytes q' = q * 2^s with the offset folded in
  * where the format has one (Q4_0: the nibble n sits in the top half, xor 0x80, giving
@@ -93,18 +96,22 @@ static __host__ __device__ __forceinline__ int mq_smem(int tt, int bm, int bn, i
 }
 
 /* ---- tiles: BM rows x BN tokens, WM x WN warps, KS groups of them splitting each
- * stage's chunks, STAGES deep ---- */
+ * stage's chunks; the stages in flight are chosen per launch (mq_stages) ---- */
 struct mq_cfg {
-    int bm, bn, wm, wn, ks, stages;
+    int bm, bn, wm, wn, ks;
+    int max_stages; /* measured best (H200): deeper rings made the small tiles slower
+                       (Q4_0 11008 x 4096, 16 tokens: 32 us with 10 stages, 28 with 4)
+                       and the 64 x 64 tile faster (128 tokens: 92 us against 108) */
 };
 #define MQ_NCFG 6
+#define MQ_MAX_STAGES 12
 static const struct mq_cfg mq_cfgs[MQ_NCFG] = {
-    {32, 16, 2, 1, 4, 4},    /* warp tile 16 x 16, 8 warps */
-    {64, 32, 4, 1, 2, 3},    /* 16 x 32, 8 warps */
-    {64, 64, 2, 2, 2, 3},    /* 32 x 32, 8 warps */
-    {128, 128, 2, 4, 1, 2},  /* 64 x 32, 8 warps */
-    {16, 16, 1, 1, 8, 4},    /* 16 x 16, 8 warps, one chunk each */
-    {32, 32, 2, 1, 4, 4},    /* 16 x 32, 8 warps */
+    {32, 16, 2, 1, 4, 4},               /* warp tile 16 x 16, 8 warps */
+    {64, 32, 4, 1, 2, 3},               /* 16 x 32, 8 warps */
+    {64, 64, 2, 2, 2, MQ_MAX_STAGES},   /* 32 x 32, 8 warps */
+    {128, 128, 2, 4, 1, 2},             /* 64 x 32, 8 warps */
+    {16, 16, 1, 1, 8, 4},               /* 16 x 16, 8 warps, one chunk each */
+    {32, 32, 2, 1, 4, 4},               /* 16 x 32, 8 warps */
 };
 
 /* ---- copies to shared memory (cp.async on sm_80+, plain loads elsewhere) ---- */
@@ -139,13 +146,19 @@ static __device__ __forceinline__ void cp_commit(void)
 #endif
 }
 
-/* Waits until at most n groups of this thread's copies are in flight. */
+/* Waits until at most n (0..MQ_MAX_STAGES - 2) groups of this thread's copies are in
+ * flight (the instruction takes the count as an immediate). */
 static __device__ __forceinline__ void cp_wait(int n)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    if (n <= 0) asm volatile("cp.async.wait_group 0;\n" ::);
-    else if (n == 1) asm volatile("cp.async.wait_group 1;\n" ::);
-    else asm volatile("cp.async.wait_group 2;\n" ::);
+#define MQ_WAIT(i)                                                                                 \
+    case i: asm volatile("cp.async.wait_group " #i ";\n" ::); break;
+    switch (n) {
+        MQ_WAIT(1) MQ_WAIT(2) MQ_WAIT(3) MQ_WAIT(4) MQ_WAIT(5) MQ_WAIT(6) MQ_WAIT(7) MQ_WAIT(8)
+        MQ_WAIT(9) MQ_WAIT(10)
+    default: asm volatile("cp.async.wait_group 0;\n" ::); break;
+    }
+#undef MQ_WAIT
 #else
     (void)n;
 #endif
@@ -517,7 +530,7 @@ static __device__ __forceinline__ void mq_chunk(int tt, int BN, int MT, int NT, 
 /* WM x WN warps tile BM x BN; KS such groups split each stage's 8 chunks (warp group
  * kw takes chunks kw * 8/KS ..), their sums added in a fixed order at the end. */
 static __device__ __forceinline__ void mq_body(int tt, int BM, int BN, int WM, int WN, int KS,
-                                               int STAGES, const uint8_t *__restrict__ w,
+                                               int nstage, const uint8_t *__restrict__ w,
                                                int64_t rows, int64_t k, size_t row_bytes,
                                                const int8_t *__restrict__ xq,
                                                const float *__restrict__ xd, int64_t n_tok,
@@ -533,7 +546,7 @@ static __device__ __forceinline__ void mq_body(int tt, int BM, int BN, int WM, i
     const int64_t nblk = k / qk;
     const int nst = (int)((nblk + bps - 1) / bps);
     const int stage_bytes = mq_stage_bytes(tt, BM, BN);
-    float *sums = (float *)(smem + STAGES * stage_bytes);
+    float *sums = (float *)(smem + nstage * stage_bytes);
 
     float acc[MQ_MT_MAX][MQ_NT_MAX][4];
 #pragma unroll
@@ -543,23 +556,26 @@ static __device__ __forceinline__ void mq_body(int tt, int BM, int BN, int WM, i
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
-    for (int s = 0; s < STAGES - 1; s++) {
+    for (int s = 0; s < nstage - 1; s++) {
         if (s < nst)
             mq_load(tt, BM, BN, nth, smem + s * stage_bytes, w, rows, row_bytes, nblk, xq, xd,
                     n_tok, k, m0, n0, s);
         cp_commit();
     }
+    int cur = 0, nxt = nstage - 1; /* ring slots of stages ks and ks + nstage - 1 */
     for (int ks = 0; ks < nst; ks++) {
-        cp_wait(STAGES - 2);
+        cp_wait(nstage - 2);
         __syncthreads(); /* stage ks is in; every thread is done with stage ks - 1 */
         {
-            const int nx = ks + STAGES - 1;
+            const int nx = ks + nstage - 1;
             if (nx < nst)
-                mq_load(tt, BM, BN, nth, smem + (nx % STAGES) * stage_bytes, w, rows, row_bytes,
-                        nblk, xq, xd, n_tok, k, m0, n0, nx);
+                mq_load(tt, BM, BN, nth, smem + nxt * stage_bytes, w, rows, row_bytes, nblk, xq,
+                        xd, n_tok, k, m0, n0, nx);
             cp_commit();
         }
-        const uint8_t *st = smem + (ks % STAGES) * stage_bytes;
+        const uint8_t *st = smem + cur * stage_bytes;
+        cur = cur + 1 == nstage ? 0 : cur + 1;
+        nxt = nxt + 1 == nstage ? 0 : nxt + 1;
         if (mq_min(tt)) {
             mq_sums(tt, BM, BN, nth, st, sums);
             __syncthreads();
@@ -638,20 +654,20 @@ static __device__ __forceinline__ void mq_body(int tt, int BM, int BN, int WM, i
 #define MQ_ARGS                                                                                    \
     const uint8_t *__restrict__ w, int64_t rows, int64_t k, size_t row_bytes,                      \
         const int8_t *__restrict__ xq, const float *__restrict__ xd, int64_t n_tok,                \
-        float *__restrict__ y, int add
-#define MQ_KERNEL(name, tt, ci, BM, BN, WM, WN, KS, ST)                                            \
+        float *__restrict__ y, int add, int nstage
+#define MQ_KERNEL(name, tt, ci, BM, BN, WM, WN, KS)                                                \
     __global__ void __launch_bounds__(WM * WN * KS * 32) k_mmq_##name##_##ci(MQ_ARGS)             \
     {                                                                                              \
-        mq_body(tt, BM, BN, WM, WN, KS, ST, w, rows, k, row_bytes, xq, xd, n_tok, y, add);        \
+        mq_body(tt, BM, BN, WM, WN, KS, nstage, w, rows, k, row_bytes, xq, xd, n_tok, y, add);    \
     }
 /* The same numbers as mq_cfgs. */
 #define MQ_KERNELS(name, tt)                                                                       \
-    MQ_KERNEL(name, tt, 0, 32, 16, 2, 1, 4, 4)                                                     \
-    MQ_KERNEL(name, tt, 1, 64, 32, 4, 1, 2, 3)                                                     \
-    MQ_KERNEL(name, tt, 2, 64, 64, 2, 2, 2, 3)                                                     \
-    MQ_KERNEL(name, tt, 3, 128, 128, 2, 4, 1, 2)                                                   \
-    MQ_KERNEL(name, tt, 4, 16, 16, 1, 1, 8, 4)                                                     \
-    MQ_KERNEL(name, tt, 5, 32, 32, 2, 1, 4, 4)
+    MQ_KERNEL(name, tt, 0, 32, 16, 2, 1, 4)                                                        \
+    MQ_KERNEL(name, tt, 1, 64, 32, 4, 1, 2)                                                        \
+    MQ_KERNEL(name, tt, 2, 64, 64, 2, 2, 2)                                                        \
+    MQ_KERNEL(name, tt, 3, 128, 128, 2, 4, 1)                                                      \
+    MQ_KERNEL(name, tt, 4, 16, 16, 1, 1, 8)                                                        \
+    MQ_KERNEL(name, tt, 5, 32, 32, 2, 1, 4)
 
 MQ_KERNELS(q4_0, MQ_Q4_0)
 MQ_KERNELS(q4_1, MQ_Q4_1)
@@ -683,18 +699,29 @@ extern "C" int rf_gpu_mmq_force_tile(int cfg)
     return MQ_NCFG;
 }
 
-static int mq_n_sm(void)
+/* The device's multiprocessors and shared memory (per multiprocessor, and the most one
+ * block may take). */
+static struct {
+    int n_sm, smem_sm, smem_block;
+} mq_dev;
+
+static void mq_device(void)
 {
-    static int n_sm = 0;
-    if (n_sm == 0) {
-        int dev = 0, n = 0;
-        if (cudaGetDevice(&dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && n > 0)
-            n_sm = n;
-        else
-            n_sm = 108;
-    }
-    return n_sm;
+    if (mq_dev.n_sm) return;
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
+    const int n_sm =
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && n > 0 ? n : 108;
+#if defined(RF_HIP)
+    mq_dev.smem_sm = mq_dev.smem_block = 64 << 10;
+#else
+    mq_dev.smem_sm = cudaDeviceGetAttribute(&n, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) ==
+                                 cudaSuccess && n > 0 ? n : 100 << 10;
+    mq_dev.smem_block = cudaDeviceGetAttribute(&n, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) ==
+                                    cudaSuccess && n > 0 ? n : 48 << 10;
+#endif
+    (void)cudaGetLastError();
+    mq_dev.n_sm = n_sm;
 }
 
 static int64_t mq_blocks(int cfg, int64_t rows, int64_t n_tok)
@@ -703,26 +730,71 @@ static int64_t mq_blocks(int cfg, int64_t rows, int64_t n_tok)
     return ((rows + c->bm - 1) / c->bm) * ((n_tok + c->bn - 1) / c->bn);
 }
 
-/* The tile for a shape: the smallest token tile that holds the batch, and for large
- * batches the big tile once it still gives every multiprocessor a block. */
+/* Blocks of a kernel one multiprocessor runs at once by its registers and threads (0:
+ * not asked yet), and whether its shared-memory limit was raised. */
+static int mq_occ[MQ_COUNT][MQ_NCFG];
+static bool mq_raised[MQ_COUNT][MQ_NCFG];
+
+/* Stages in the ring of a launch of `blocks` blocks: as deep as the tile's measured best
+ * and the shared memory of the blocks that share a multiprocessor allow (no deeper than
+ * the row's stages + 1). */
+static int mq_stages(int tt, int ci, int64_t blocks, int64_t n_stage)
+{
+    const struct mq_cfg *c = &mq_cfgs[ci];
+    if (!mq_occ[tt][ci]) {
+        int n = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, (const void *)mq_table[tt][ci],
+                                                          c->wm * c->wn * c->ks * 32, 0) != cudaSuccess ||
+            n < 1) {
+            (void)cudaGetLastError();
+            n = 1;
+        }
+        mq_occ[tt][ci] = n;
+    }
+    int64_t per_sm = (blocks + mq_dev.n_sm - 1) / mq_dev.n_sm;
+    if (per_sm > mq_occ[tt][ci]) per_sm = mq_occ[tt][ci];
+    if (per_sm < 1) per_sm = 1;
+    int64_t budget = mq_dev.smem_sm / per_sm - 1024; /* the runtime keeps 1 KB per block */
+    if (budget > mq_dev.smem_block) budget = mq_dev.smem_block;
+    int64_t n = (budget - mq_smem(tt, c->bm, c->bn, 0)) / mq_stage_bytes(tt, c->bm, c->bn);
+    if (n > c->max_stages) n = c->max_stages;
+    if (n > n_stage + 1) n = n_stage + 1;
+    return n < 2 ? 2 : (int)n;
+}
+
+/* The tile for a shape, from the times of every tile on an H200 (Q4_0, Q8_0, Q4_K, Q6_K;
+ * 11008 x 4096 and 4096 x 11008): the 16-token tile up to 16 tokens; 32 tokens in one
+ * tile where that still gives every multiprocessor a block (else the 32 x 32 tile); the
+ * 64 x 32 tile up to 64, the 64 x 64 tile up to 256, above that 128 x 128. */
 static int mq_pick(int64_t rows, int64_t n_tok)
 {
     if (mq_forced >= 0) return mq_forced;
     if (n_tok <= 16) return 0;
-    if (n_tok <= 32) return 1;
-    if (n_tok <= 64) return 2;
-    return mq_blocks(3, rows, n_tok) >= mq_n_sm() ? 3 : 2;
+    if (n_tok <= 32) return mq_blocks(1, rows, n_tok) >= mq_dev.n_sm ? 1 : 5;
+    if (n_tok <= 64) return 1;
+    if (n_tok <= 256) return 2;
+    return 3;
 }
 
 extern "C" bool rf_gpu_mmq_supports(enum rf_type t) { return mq_code(t) >= 0; }
 
+/* Where the int8 tiles were measured faster (H200, host-timed products of 11008 x 4096 and
+ * 4096 x 11008, activation quantizer included): from 9 tokens on against two
+ * matrix-vector passes (Q4_0, 16 tokens: 28 against 94 us), and against dequantize +
+ * cuBLAS up to 128 tokens for Q4_0, Q8_0 and Q6_K (Q4_0 at 128: 92 against 116 us) but
+ * only to about 96 for Q4_K (64: 86 against 136 us; 128: 156 against 141). From 256 on
+ * cuBLAS's f16 tensor cores are faster (Q4_0 at 512: 273 against 153 us). The other
+ * K-quants follow Q4_K. */
 extern "C" bool rf_gpu_mmq_wanted(enum rf_type t, int64_t n_tok)
 {
 #if defined(RF_HIP)
     (void)t, (void)n_tok;
     return false; /* the portable fragments are a correctness path, not a fast one */
 #else
-    return rf_gpu_mmq_supports(t) && n_tok > RF_GPU_MMV_MAX_TOK;
+    const int tt = mq_code(t);
+    if (tt < 0 || n_tok <= RF_GPU_MMV_MAX_TOK) return false;
+    const bool legacy = tt <= MQ_Q8_0 || tt == MQ_Q6_K;
+    return n_tok <= (legacy ? 128 : 96);
 #endif
 }
 
@@ -735,25 +807,34 @@ extern "C" rf_status rf_gpu_mmq(void *stream, enum rf_type t, const void *w, int
     if (rows < 1 || n_tok < 1 || k < mq_qk(tt) || k % mq_qk(tt) != 0)
         return rf_fail(RF_STATUS_INVALID_ARG, "gpu mmq: bad shape (%lld tokens, %lld x %lld %s)",
                        (long long)n_tok, (long long)rows, (long long)k, rf_type_name(t));
-    const int ci = mq_pick(rows, n_tok);
+    mq_device();
+    int ci = mq_pick(rows, n_tok);
+    if (mq_smem(tt, mq_cfgs[ci].bm, mq_cfgs[ci].bn, 2) > mq_dev.smem_block) {
+        if (mq_forced >= 0)
+            return rf_fail(RF_STATUS_UNSUPPORTED, "gpu mmq: tile %d of %s needs more shared memory "
+                           "than a block may take", ci, rf_type_name(t));
+        ci = 4; /* the smallest tile */
+    }
     const struct mq_cfg *c = &mq_cfgs[ci];
     const int64_t gy = (rows + c->bm - 1) / c->bm, gx = (n_tok + c->bn - 1) / c->bn;
     if (gy > 65535 || gx > 0x7fffffff)
         return rf_fail(RF_STATUS_INVALID_ARG, "gpu mmq: %lld rows, %lld tokens: too many",
                        (long long)rows, (long long)n_tok);
-    const int smem = mq_smem(tt, c->bm, c->bn, c->stages);
-    static bool raised[MQ_COUNT][MQ_NCFG];
-    if (!raised[tt][ci]) {
+    if (!mq_raised[tt][ci]) {
         RF_GPU_TRY(cudaFuncSetAttribute((const void *)mq_table[tt][ci],
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        raised[tt][ci] = true;
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        mq_dev.smem_block));
+        mq_raised[tt][ci] = true;
     }
+    const int64_t n_stage = (k / mq_qk(tt) + mq_bps(tt) - 1) / mq_bps(tt);
+    const int nstage = mq_stages(tt, ci, gx * gy, n_stage);
+    const int smem = mq_smem(tt, c->bm, c->bn, nstage);
     const int8_t *xq = (const int8_t *)xbuf;
     const float *xd =
         (const float *)((const uint8_t *)xbuf + (((size_t)(n_tok * k) + 15) & ~(size_t)15));
     const dim3 grid((unsigned)gx, (unsigned)gy);
     mq_table[tt][ci]<<<grid, c->wm * c->wn * c->ks * 32, smem, (cudaStream_t)stream>>>(
-        (const uint8_t *)w, rows, k, row_bytes, xq, xd, n_tok, y, add ? 1 : 0);
+        (const uint8_t *)w, rows, k, row_bytes, xq, xd, n_tok, y, add ? 1 : 0, nstage);
     RF_GPU_LAUNCHED("mmq");
     return RF_OK;
 }
