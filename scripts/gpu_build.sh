@@ -7,11 +7,11 @@
 #                    lib/ with every shared library ldd shows that is neither glibc's
 #                    nor CUDA's (found through rpath $ORIGIN/lib, $ORIGIN/../lib, ...)
 # Then, on the GPU machine (run tool, carry ["build-gpu"]): make test-gpu
-# Variables: JOBS (default 2), CMAKE_ARGS.
+# Variables: JOBS (default 2), CMAKE_ARGS, GPU_OBJ and GPU_OUT (the two folders).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OBJ=build-gpu-obj
-OUT=build-gpu
+OBJ=${GPU_OBJ:-build-gpu-obj}
+OUT=${GPU_OUT:-build-gpu}
 JOBS=${JOBS:-2}
 RPATH='$ORIGIN/lib;$ORIGIN/../lib;$ORIGIN/../../lib;/usr/local/cuda/lib64'
 
@@ -19,12 +19,17 @@ cmake -S . -B "$OBJ" -DRF_CUDA=ON -DRF_WERROR=ON -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_BUILD_RPATH="$RPATH" ${CMAKE_ARGS:-} >/dev/null
 
 # The executables the GPU tests run, plus the CLI and the kernel benchmark: only
-# these are built (their target names are their file names).
-mapfile -t exes < <(ctest --test-dir "$OBJ" -L gpu --show-only=json-v1 | python3 -c '
-import json, sys
-for t in json.load(sys.stdin)["tests"]:
-    c = t.get("command") or []
-    if c: print(c[0])')
+# these are built (their target names are their file names). Read from the CTest
+# files, which name an executable before it is built.
+gpu_tests() {
+    find "$OBJ" -name CTestTestfile.cmake -exec cat {} + | python3 -c '
+import re, sys
+text = sys.stdin.read()
+exe = dict(re.findall(r"add_test\(\[=\[(.+?)\]=\] \"([^\"]+)\"", text))
+for name, props in re.findall(r"set_tests_properties\(\[=\[(.+?)\]=\] PROPERTIES(.*)", text):
+    if re.search(r"LABELS \"([^\"]*;)?gpu[;\"]", props) and name in exe: print(exe[name])'
+}
+mapfile -t exes < <(gpu_tests)
 exes+=("$PWD/$OBJ/rocmforge" "$PWD/$OBJ/bench_ops")
 targets=(rocmforge_cli bench_ops)
 for e in "${exes[@]}"; do

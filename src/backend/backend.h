@@ -51,6 +51,13 @@ struct rf_attn_params {
 
 struct rf_sample_params;
 
+/* One of several products of the same input (matmul_multi). */
+struct rf_matmul_out {
+    const struct rf_tensor *w;
+    float *y;  /* (n_tok, w->ne[1]) */
+    bool add;  /* y += x . w^T instead of y = */
+};
+
 struct rf_backend_i {
     const char *name;
     void (*free)(void *ctx);
@@ -103,6 +110,18 @@ struct rf_backend_i {
     void (*free_tensor)(void *ctx, struct rf_tensor *t);
 
     /* ---- optional (NULL: not supported) ---- */
+    /* The products outs[0..n) of one x (n_tok, x_cols), each as matmul gives it (add:
+     * summed into y): q/k/v and gate/up read x once and launch once, and a product
+     * can add into the residual stream instead of a separate add. */
+    rf_status (*matmul_multi)(void *ctx, const struct rf_matmul_out *outs, int n,
+                              const float *x, int64_t x_cols, int64_t n_tok);
+    /* rope of q (n_tok, n_head, head_dim) and of k (n_tok, n_head_kv, head_dim) in
+     * place, then kv_store of k and v (rows of n_head_kv * head_dim): the three ops in
+     * one pass. */
+    void (*rope_store)(void *ctx, float *q, float *k, const float *v, int64_t n_tok, int n_head,
+                       int n_head_kv, int head_dim, const int32_t *pos,
+                       const struct rf_rope_params *p, const int32_t *slot, uint16_t *k_pool,
+                       uint16_t *v_pool);
     /* Whether the products and row gathers take weights of type t (NULL: all types). */
     bool (*supports_type)(void *ctx, enum rf_type t);
     /* Step capture: the forward pass calls step_begin with a key naming the step's

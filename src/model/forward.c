@@ -57,6 +57,43 @@ static void trace_lane(const struct rf_lane *L, const char *name, int il, const 
     if (L->be->host_memory) trace(name, il, x, n);
 }
 
+/* The products of one input in one backend call where the backend takes several. */
+static rf_status products(const struct rf_lane *L, const struct rf_matmul_out *outs, int n,
+                          const float *x, int64_t x_cols, int32_t n_tok)
+{
+    const struct rf_backend_i *be = L->be->iface;
+    if (be->matmul_multi) return be->matmul_multi(L->be->ctx, outs, n, x, x_cols, n_tok);
+    for (int i = 0; i < n; i++)
+        RF_TRY(be->matmul(L->be->ctx, outs[i].w, x, x_cols, outs[i].y, n_tok));
+    return RF_OK;
+}
+
+/* The residual stream L->x += x . w^T (through tmp, and then post_norm when the model
+ * has one; in one product where the backend adds into its output). */
+static rf_status residual_product(const struct step *st, struct rf_lane *L,
+                                  const struct rf_tensor *w, const float *x, int64_t x_cols,
+                                  float *tmp, const struct rf_tensor *post_norm, int il,
+                                  const char *out_name, const char *norm_name)
+{
+    const struct rf_backend_i *be = L->be->iface;
+    void *bc = L->be->ctx;
+    const struct rf_hparams *hp = &st->m->hp;
+    const int64_t d = hp->n_embd;
+    const int32_t n = st->n;
+    if (!hp->post_norms && be->matmul_multi) {
+        const struct rf_matmul_out o = {w, L->x, true};
+        return be->matmul_multi(bc, &o, 1, x, x_cols, n);
+    }
+    RF_TRY(be->matmul(bc, w, x, x_cols, tmp, n));
+    trace_lane(L, out_name, il, tmp, n * d);
+    if (hp->post_norms) {
+        RF_TRY(be->rms_norm(bc, tmp, post_norm, tmp, d, n, hp->norm_eps));
+        trace_lane(L, norm_name, il, tmp, n * d);
+    }
+    be->add(bc, L->x, tmp, (int64_t)n * d);
+    return RF_OK;
+}
+
 static rf_status qkv_block(const struct step *st, struct rf_lane *L, const struct rf_layer *l,
                            int il)
 {
@@ -69,9 +106,9 @@ static rf_status qkv_block(const struct step *st, struct rf_lane *L, const struc
 
     RF_TRY(be->rms_norm(bc, L->x, &l->attn_norm, L->h, d, n, hp->norm_eps));
     trace_lane(L, "attn_norm", il, L->h, n * d);
-    RF_TRY(be->matmul(bc, &l->wq, L->h, d, L->q, n));
-    RF_TRY(be->matmul(bc, &l->wk, L->h, d, L->k, n));
-    RF_TRY(be->matmul(bc, &l->wv, L->h, d, L->v, n));
+    const struct rf_matmul_out qkv[3] = {
+        {&l->wq, L->q, false}, {&l->wk, L->k, false}, {&l->wv, L->v, false}};
+    RF_TRY(products(L, qkv, 3, L->h, d, n));
     if (hp->attn_bias) {
         RF_TRY(be->add_bias(bc, L->q, &l->bq, qw, n));
         RF_TRY(be->add_bias(bc, L->k, &l->bk, kvw, n));
@@ -83,16 +120,34 @@ static rf_status qkv_block(const struct step *st, struct rf_lane *L, const struc
         RF_TRY(be->rms_norm(bc, L->k, &l->k_norm, L->k, hp->head_dim,
                             (int64_t)n * hp->n_head_kv, hp->norm_eps));
     }
+    return RF_OK;
+}
+
+/* RoPE on q and k, then k and v into the cache (one op where the backend has it). */
+static void rope_store(const struct step *st, struct rf_lane *L, const struct rf_layer *l, int il)
+{
+    const struct rf_backend_i *be = L->be->iface;
+    void *bc = L->be->ctx;
+    const struct rf_hparams *hp = &st->m->hp;
+    const int64_t qw = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t kvw = (int64_t)hp->n_head_kv * hp->head_dim;
+    const int32_t n = st->n;
+    struct rf_kv_cache *kv = st->kv;
     const struct rf_rope_params rope = {
         .n_rot = hp->n_rot, .freq_base = l->rope_base, .freq_scale = l->rope_scale,
         .neox = hp->rope_neox};
-    be->rope(bc, L->q, n, hp->n_head, hp->head_dim, L->pos, &rope);
-    be->rope(bc, L->k, n, hp->n_head_kv, hp->head_dim, L->pos, &rope);
-    trace_lane(L, "Qcur", il, L->q, n * qw);
-    trace_lane(L, "Kcur", il, L->k, n * kvw);
-    trace_lane(L, "Vcur", il, L->v, n * kvw);
+    if (be->rope_store && kv->width == kvw) {
+        be->rope_store(bc, L->q, L->k, L->v, n, hp->n_head, hp->n_head_kv, hp->head_dim, L->pos,
+                       &rope, L->slot, kv->k[il], kv->v[il]);
+    } else {
+        be->rope(bc, L->q, n, hp->n_head, hp->head_dim, L->pos, &rope);
+        be->rope(bc, L->k, n, hp->n_head_kv, hp->head_dim, L->pos, &rope);
+        trace_lane(L, "Qcur", il, L->q, n * qw);
+        trace_lane(L, "Kcur", il, L->k, n * kvw);
+        trace_lane(L, "Vcur", il, L->v, n * kvw);
+        be->kv_store(bc, L->k, L->v, n, kv->width, L->slot, kv->k[il], kv->v[il]);
+    }
     if (hp->q_prescale) be->scale(bc, L->q, hp->attn_scale, (int64_t)n * qw);
-    return RF_OK;
 }
 
 static rf_status attention_block(const struct step *st, struct rf_lane *L,
@@ -106,7 +161,7 @@ static rf_status attention_block(const struct step *st, struct rf_lane *L,
     struct rf_kv_cache *kv = st->kv;
 
     RF_TRY(qkv_block(st, L, l, il));
-    be->kv_store(bc, L->k, L->v, n, kv->width, L->slot, kv->k[il], kv->v[il]);
+    rope_store(st, L, l, il);
     const struct rf_attn_params ap = {
         .n_tok = n, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
         .pos = L->pos, .seq = L->seq, .block_tables = L->tables, .n_seq = st->s->n_seq,
@@ -115,13 +170,8 @@ static rf_status attention_block(const struct step *st, struct rf_lane *L,
         .window = l->window};
     RF_TRY(be->attention(bc, L->q, kv->k[il], kv->v[il], L->h, &ap));
     trace_lane(L, "kqv_out", il, L->h, n * qw);
-    RF_TRY(be->matmul(bc, &l->wo, L->h, qw, L->q, n));
-    trace_lane(L, "attn_out", il, L->q, n * d);
-    if (hp->post_norms) {
-        RF_TRY(be->rms_norm(bc, L->q, &l->attn_post_norm, L->q, d, n, hp->norm_eps));
-        trace_lane(L, "attn_post_norm", il, L->q, n * d);
-    }
-    be->add(bc, L->x, L->q, (int64_t)n * d);
+    RF_TRY(residual_product(st, L, &l->wo, L->h, qw, L->q, &l->attn_post_norm, il, "attn_out",
+                            "attn_post_norm"));
     trace_lane(L, hp->post_norms ? "sa_out" : "ffn_inp", il, L->x, n * d);
     return RF_OK;
 }
@@ -137,20 +187,15 @@ static rf_status mlp_block(const struct step *st, struct rf_lane *L, const struc
 
     RF_TRY(be->rms_norm(bc, L->x, &l->ffn_norm, L->h, d, n, hp->norm_eps));
     trace_lane(L, "ffn_norm", il, L->h, n * d);
-    RF_TRY(be->matmul(bc, &l->w_gate, L->h, d, L->gate, n));
-    RF_TRY(be->matmul(bc, &l->w_up, L->h, d, L->up, n));
+    const struct rf_matmul_out gate_up[2] = {{&l->w_gate, L->gate, false}, {&l->w_up, L->up, false}};
+    RF_TRY(products(L, gate_up, 2, L->h, d, n));
     trace_lane(L, "ffn_gate", il, L->gate, n * hp->n_ff);
     trace_lane(L, "ffn_up", il, L->up, n * hp->n_ff);
     if (hp->geglu) be->geglu(bc, L->gate, L->up, L->gate, (int64_t)n * hp->n_ff);
     else be->swiglu(bc, L->gate, L->up, L->gate, (int64_t)n * hp->n_ff);
     trace_lane(L, hp->geglu ? "ffn_geglu" : "ffn_swiglu", il, L->gate, n * hp->n_ff);
-    RF_TRY(be->matmul(bc, &l->w_down, L->gate, hp->n_ff, L->h, n));
-    trace_lane(L, "ffn_out", il, L->h, n * d);
-    if (hp->post_norms) {
-        RF_TRY(be->rms_norm(bc, L->h, &l->ffn_post_norm, L->h, d, n, hp->norm_eps));
-        trace_lane(L, "ffn_post_norm", il, L->h, n * d);
-    }
-    be->add(bc, L->x, L->h, (int64_t)n * d);
+    RF_TRY(residual_product(st, L, &l->w_down, L->gate, hp->n_ff, L->h, &l->ffn_post_norm, il,
+                            "ffn_out", "ffn_post_norm"));
     trace_lane(L, "l_out", il, L->x, n * d);
     return RF_OK;
 }

@@ -6,7 +6,8 @@
 #include <stdint.h>
 
 #include "backend/gpu/compat.h"
-#include "backend/gpu/kernels_attn.h"
+#include "backend/gpu/gpu_internal.h"
+#include "backend/gpu/quant_x.h"
 
 #define EW_THREADS 256
 #define EW_MAX_BLOCKS 4096 /* grid-stride beyond this: enough to fill any GPU */
@@ -45,10 +46,15 @@ static __device__ float block_sum(float v, float *red)
     return s;
 }
 
-__global__ void __launch_bounds__(EW_THREADS)
-    k_rms_norm(const float *x, const float *w, float *y, int64_t n, float eps, int vec)
+/* xq != NULL (n % 32 == 0, vec): also the row quantized for the next product. A block
+ * per row, as many threads as the row has float4s (up to RMS_THREADS): one row is the
+ * whole of a decode step's norm, so it must not be a serial loop. */
+#define RMS_THREADS 1024
+__global__ void __launch_bounds__(RMS_THREADS)
+    k_rms_norm(const float *x, const float *w, float *y, int64_t n, float eps, int vec,
+               int8_t *xq, float *xd)
 {
-    __shared__ float red[EW_THREADS / 32];
+    __shared__ float red[RMS_THREADS / 32];
     const float *xr = x + blockIdx.x * n;
     float *yr = y + blockIdx.x * n;
     float ss = 0.0f;
@@ -66,26 +72,52 @@ __global__ void __launch_bounds__(EW_THREADS)
         const float4 *x4 = (const float4 *)xr;
         const float4 *w4 = (const float4 *)w;
         float4 *y4 = (float4 *)yr;
-        for (int64_t i = threadIdx.x; i < n / 4; i += blockDim.x) {
-            float4 v = x4[i];
-            const float4 g = w ? w4[i] : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
-            v.x = v.x * s * g.x, v.y = v.y * s * g.y, v.z = v.z * s * g.z, v.w = v.w * s * g.w;
-            y4[i] = v;
+        /* every lane of a warp takes each round (the quantizer's shuffles) */
+        for (int64_t i0 = 0; i0 < n / 4; i0 += blockDim.x) {
+            const int64_t i = i0 + threadIdx.x;
+            const bool on = i < n / 4;
+            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (on) {
+                v = x4[i];
+                const float4 g = w ? w4[i] : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+                v.x = v.x * s * g.x, v.y = v.y * s * g.y, v.z = v.z * s * g.z, v.w = v.w * s * g.w;
+                y4[i] = v;
+            }
+            if (xq) xq_store4(v, on, xq, xd, (int64_t)blockIdx.x * n + 4 * i);
         }
     } else {
         for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * s * (w ? w[i] : 1.0f);
     }
 }
 
+static int8_t *xq_of(void *xbuf) { return (int8_t *)xbuf; }
+
+static float *xd_of(void *xbuf, int64_t n)
+{
+    return (float *)((uint8_t *)xbuf + (((size_t)n + 15) & ~(size_t)15));
+}
+
 extern "C" rf_status rf_gpu_rms_norm(void *stream, const float *x, const float *w, float *y,
                                      int64_t n, int64_t rows, float eps)
+{
+    return rf_gpu_rms_norm_q(stream, x, w, y, n, rows, eps, NULL);
+}
+
+extern "C" rf_status rf_gpu_rms_norm_q(void *stream, const float *x, const float *w, float *y,
+                                       int64_t n, int64_t rows, float eps, void *xbuf)
 {
     if (n <= 0 || rows < 0 || rows > INT32_MAX)
         return rf_fail(RF_STATUS_SHAPE, "gpu rms_norm: bad shape (%lld x %lld)", (long long)rows,
                        (long long)n);
     if (rows == 0) return RF_OK;
     const int vec = n % 4 == 0 && aligned16(x) && aligned16(y) && (!w || aligned16(w));
-    k_rms_norm<<<(unsigned)rows, EW_THREADS, 0, (cudaStream_t)stream>>>(x, w, y, n, eps, vec);
+    if (xbuf && (!vec || n % 32 != 0))
+        return rf_fail(RF_STATUS_INVALID_ARG, "gpu rms_norm: rows of %lld cannot be quantized",
+                       (long long)n);
+    const int64_t items = vec ? n / 4 : n;
+    const unsigned threads = items >= RMS_THREADS ? RMS_THREADS : (unsigned)((items + 31) / 32 * 32);
+    k_rms_norm<<<(unsigned)rows, threads, 0, (cudaStream_t)stream>>>(
+        x, w, y, n, eps, vec, xbuf ? xq_of(xbuf) : NULL, xbuf ? xd_of(xbuf, n * rows) : NULL);
     return launched("rms_norm");
 }
 
@@ -95,6 +127,25 @@ extern "C" rf_status rf_gpu_rms_norm(void *stream, const float *x, const float *
 
 /* The angle of pair i is pos * freq_scale * theta_scale^i, the power built as a
  * running product in f32 as the CPU reference does, so both round alike. */
+static __device__ __forceinline__ void rope_angle(int pos, int i, float theta_scale,
+                                                  float freq_scale, float *sn, float *cs)
+{
+    float theta = (float)pos;
+    for (int k = 0; k < i; k++) theta *= theta_scale;
+    sincosf(freq_scale * theta, sn, cs);
+}
+
+/* Rotates pair i of head h of one token's row xt. */
+static __device__ __forceinline__ void rope_pair(float *xt, int h, int i, int head_dim, int half,
+                                                 int neox, float sn, float cs)
+{
+    float *a = neox ? xt + (int64_t)h * head_dim + i : xt + (int64_t)h * head_dim + 2 * i;
+    float *b = neox ? a + half : a + 1;
+    const float x0 = *a, x1 = *b;
+    *a = fmaf(x0, cs, -(x1 * sn));
+    *b = fmaf(x0, sn, x1 * cs);
+}
+
 __global__ void __launch_bounds__(EW_THREADS)
     k_rope(float *x, const int32_t *pos, int n_head, int head_dim, int n_rot, float theta_scale,
            float freq_scale, int neox)
@@ -104,26 +155,65 @@ __global__ void __launch_bounds__(EW_THREADS)
     const int n_hg = (n_head + ROPE_HEADS - 1) / ROPE_HEADS;
     if (idx >= n_hg * half) return;
     const int hg = idx / half, i = idx % half;
-    float theta = (float)pos[blockIdx.x];
-    for (int k = 0; k < i; k++) theta *= theta_scale;
     float sn, cs;
-    sincosf(freq_scale * theta, &sn, &cs);
+    rope_angle(pos[blockIdx.x], i, theta_scale, freq_scale, &sn, &cs);
     const int h1 = hg * ROPE_HEADS + ROPE_HEADS < n_head ? hg * ROPE_HEADS + ROPE_HEADS : n_head;
     float *xt = x + (int64_t)blockIdx.x * n_head * head_dim;
-    for (int h = hg * ROPE_HEADS; h < h1; h++) {
-        float *a = neox ? xt + (int64_t)h * head_dim + i : xt + (int64_t)h * head_dim + 2 * i;
-        float *b = neox ? a + half : a + 1;
-        const float x0 = *a, x1 = *b;
-        *a = fmaf(x0, cs, -(x1 * sn));
-        *b = fmaf(x0, sn, x1 * cs);
+    for (int h = hg * ROPE_HEADS; h < h1; h++) rope_pair(xt, h, i, head_dim, half, neox, sn, cs);
+}
+
+/* rope of q and k, then k and v into the cache as f16. A thread per item of a token
+ * (blockIdx.y): a rotated pair of a q head, a rotated pair of a k head (written to the
+ * cache by the same thread), an unrotated element of k, an element of v. Every item
+ * is independent: one pass, no serial chains. */
+__global__ void __launch_bounds__(EW_THREADS)
+    k_rope_store(float *q, float *k, const float *v, const int32_t *pos, int n_head, int n_kv,
+                 int head_dim, int n_rot, float theta_scale, float freq_scale, int neox,
+                 const int32_t *slot, uint16_t *k_pool, uint16_t *v_pool)
+{
+    const int half = n_rot / 2, tail = head_dim - n_rot;
+    const int64_t t = blockIdx.y, width = (int64_t)n_kv * head_dim;
+    const int32_t s = slot[t];
+    const int64_t row = (int64_t)s * width;
+    int64_t it = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t nq = (int64_t)n_head * half, nk = (int64_t)n_kv * half;
+    const int64_t nt = (int64_t)n_kv * tail;
+    float *kt = k + t * width;
+    if (it < nq + nk) {
+        const bool is_q = it < nq;
+        const int64_t j = is_q ? it : it - nq;
+        const int h = (int)(j / half), i = (int)(j % half);
+        float sn, cs;
+        rope_angle(pos[t], i, theta_scale, freq_scale, &sn, &cs);
+        float *xt = is_q ? q + t * n_head * head_dim : kt;
+        rope_pair(xt, h, i, head_dim, half, neox, sn, cs);
+        if (is_q || s < 0) return;
+        const int64_t a = (int64_t)h * head_dim + (neox ? i : 2 * i), b = a + (neox ? half : 1);
+        k_pool[row + a] = __half_as_ushort(__float2half_rn(kt[a]));
+        k_pool[row + b] = __half_as_ushort(__float2half_rn(kt[b]));
+        return;
     }
+    if (s < 0) return;
+    it -= nq + nk;
+    if (it < nt) {
+        const int64_t e = it / tail * head_dim + n_rot + it % tail;
+        k_pool[row + e] = __half_as_ushort(__float2half_rn(kt[e]));
+        return;
+    }
+    it -= nt;
+    if (it < width) v_pool[row + it] = __half_as_ushort(__float2half_rn(v[t * width + it]));
+}
+
+/* The rotated part, as the CPU reference: the well-defined even part of n_rot <= head_dim. */
+static int rope_dims(const struct rf_rope_params *p, int head_dim)
+{
+    return (p->n_rot < head_dim ? p->n_rot : head_dim) & ~1;
 }
 
 extern "C" rf_status rf_gpu_rope(void *stream, float *x, int64_t n_tok, int n_head, int head_dim,
                                  const int32_t *pos, const struct rf_rope_params *p)
 {
-    /* As the CPU reference: rotate the well-defined even part of n_rot <= head_dim. */
-    const int n_rot = (p->n_rot < head_dim ? p->n_rot : head_dim) & ~1;
+    const int n_rot = rope_dims(p, head_dim);
     if (n_rot <= 0 || n_head <= 0 || n_tok <= 0) return RF_OK;
     if (n_tok > INT32_MAX)
         return rf_fail(RF_STATUS_SHAPE, "gpu rope: %lld tokens", (long long)n_tok);
@@ -134,6 +224,28 @@ extern "C" rf_status rf_gpu_rope(void *stream, float *x, int64_t n_tok, int n_he
     k_rope<<<grid, EW_THREADS, 0, (cudaStream_t)stream>>>(x, pos, n_head, head_dim, n_rot,
                                                           theta_scale, p->freq_scale, p->neox);
     return launched("rope");
+}
+
+extern "C" rf_status rf_gpu_rope_store(void *stream, float *q, float *k, const float *v,
+                                       int64_t n_tok, int n_head, int n_kv, int head_dim,
+                                       const int32_t *pos, const struct rf_rope_params *p,
+                                       const int32_t *slot, uint16_t *k_pool, uint16_t *v_pool)
+{
+    if (n_tok <= 0) return RF_OK;
+    if (n_tok > INT32_MAX || n_head <= 0 || n_kv <= 0 || head_dim <= 0)
+        return rf_fail(RF_STATUS_SHAPE, "gpu rope_store: %lld tokens, %d/%d heads of %d",
+                       (long long)n_tok, n_head, n_kv, head_dim);
+    const int n_rot = rope_dims(p, head_dim);
+    const float theta_scale = n_rot > 0 ? powf(p->freq_base, -2.0f / (float)n_rot) : 1.0f;
+    const int64_t items = (int64_t)(n_head + n_kv) * (n_rot / 2) +
+                          (int64_t)n_kv * (head_dim - n_rot) + (int64_t)n_kv * head_dim;
+    if (n_tok > 65535)
+        return rf_fail(RF_STATUS_SHAPE, "gpu rope_store: %lld tokens", (long long)n_tok);
+    const dim3 grid((unsigned)((items + EW_THREADS - 1) / EW_THREADS), (unsigned)n_tok);
+    k_rope_store<<<grid, EW_THREADS, 0, (cudaStream_t)stream>>>(
+        q, k, v, pos, n_head, n_kv, head_dim, n_rot > 0 ? n_rot : 0, theta_scale, p->freq_scale,
+        p->neox, slot, k_pool, v_pool);
+    return launched("rope_store");
 }
 
 /* ---- kv_store: block (token, chunk of the row) ---- */
@@ -241,16 +353,56 @@ static rf_status ew_run(void *stream, const char *name, int op, float *out, cons
     return launched(name);
 }
 
+/* out = glu(a) * b, and out quantized into xbuf (n % 32 == 0, 16-byte aligned). */
+__global__ void __launch_bounds__(EW_THREADS)
+    k_glu_q(int op, float *out, const float *a, const float *b, int64_t n, int8_t *xq, float *xd)
+{
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    /* every lane of a warp takes each round (the quantizer's shuffles) */
+    for (int64_t i0 = (int64_t)blockIdx.x * blockDim.x; i0 < n / 4; i0 += step) {
+        const int64_t i = i0 + threadIdx.x;
+        const bool on = i < n / 4;
+        float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (on) {
+            const float4 x = ((const float4 *)a)[i], y = ((const float4 *)b)[i];
+            o = make_float4(ew_apply(op, 0.0f, x.x, y.x, 0.0f), ew_apply(op, 0.0f, x.y, y.y, 0.0f),
+                            ew_apply(op, 0.0f, x.z, y.z, 0.0f), ew_apply(op, 0.0f, x.w, y.w, 0.0f));
+            ((float4 *)out)[i] = o;
+        }
+        xq_store4(o, on, xq, xd, 4 * i);
+    }
+}
+
+static rf_status glu_run(void *stream, const char *name, int op, const float *gate,
+                         const float *up, float *out, int64_t n, void *xbuf)
+{
+    if (!xbuf) return ew_run(stream, name, op, out, gate, up, 0.0f, n);
+    if (n <= 0) return RF_OK;
+    if (n % 32 != 0 || !aligned16(out) || !aligned16(gate) || !aligned16(up))
+        return rf_fail(RF_STATUS_INVALID_ARG, "gpu %s: %lld elements cannot be quantized", name,
+                       (long long)n);
+    k_glu_q<<<ew_blocks(n / 4), EW_THREADS, 0, (cudaStream_t)stream>>>(op, out, gate, up, n,
+                                                                     xq_of(xbuf), xd_of(xbuf, n));
+    return launched(name);
+}
+
 extern "C" rf_status rf_gpu_swiglu(void *stream, const float *gate, const float *up, float *out,
                                    int64_t n)
 {
-    return ew_run(stream, "swiglu", EW_SWIGLU, out, gate, up, 0.0f, n);
+    return glu_run(stream, "swiglu", EW_SWIGLU, gate, up, out, n, NULL);
 }
 
 extern "C" rf_status rf_gpu_geglu(void *stream, const float *gate, const float *up, float *out,
                                   int64_t n)
 {
-    return ew_run(stream, "geglu", EW_GEGLU, out, gate, up, 0.0f, n);
+    return glu_run(stream, "geglu", EW_GEGLU, gate, up, out, n, NULL);
+}
+
+extern "C" rf_status rf_gpu_glu_q(void *stream, bool gelu, const float *gate, const float *up,
+                                  float *out, int64_t n, void *xbuf)
+{
+    return glu_run(stream, gelu ? "geglu" : "swiglu", gelu ? EW_GEGLU : EW_SWIGLU, gate, up, out,
+                   n, xbuf);
 }
 
 extern "C" rf_status rf_gpu_add(void *stream, float *y, const float *x, int64_t n)

@@ -12,12 +12,14 @@
 extern "C" {
 #endif
 
-/* Which product kernel matmul uses: AUTO picks matrix-vector up to 16 tokens (in
- * passes of RF_GPU_MMV_MAX_TOK), dequantize + GEMM above. */
+/* Which product kernel matmul uses: AUTO picks matrix-vector for a few tokens (in
+ * passes of RF_GPU_MMV_MAX_TOK), int8 tensor cores where rf_gpu_mmq_wanted says so,
+ * dequantize + GEMM otherwise. MMQ falls back to AUTO for types it does not take. */
 enum rf_gpu_matmul_path {
     RF_GPU_MATMUL_AUTO = 0,
     RF_GPU_MATMUL_MMV,
     RF_GPU_MATMUL_GEMM,
+    RF_GPU_MATMUL_MMQ,
 };
 void rf_backend_gpu_set_matmul_path(struct rf_backend *b, enum rf_gpu_matmul_path p);
 

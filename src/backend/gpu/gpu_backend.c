@@ -33,6 +33,18 @@ static rf_status check_vec(const char *op, const struct rf_tensor *t, int64_t n)
     return RF_OK;
 }
 
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+/* Whether an op writing `total` elements in rows of row_len also writes them quantized
+ * for the product that reads them next (saving that product a quantizer launch).
+ * Rows wider than any attention head: the per-head norms feed no product. */
+static bool quantize_along(int64_t row_len, int64_t total, const void *a, const void *b,
+                           const void *out)
+{
+    return row_len > RF_GPU_ATTN_HEAD_DIM_MAX && row_len % 32 == 0 && aligned16(a) &&
+           aligned16(b) && aligned16(out) && rf_gpu_xq_bytes(1, total) <= RF_GPU_XBUF_BYTES;
+}
+
 static rf_status op_rms_norm(void *ctx, const float *x, const struct rf_tensor *w, float *y,
                              int64_t n, int64_t rows, float eps)
 {
@@ -40,7 +52,12 @@ static rf_status op_rms_norm(void *ctx, const float *x, const struct rf_tensor *
     rf_gpu_note_launch(); /* any op may write a product's input */
     RF_TRY(rf_gpu_take_error(c));
     if (w) RF_TRY(check_vec("rms_norm", w, n));
-    return rf_gpu_rms_norm(c->stream, x, w ? w->data : NULL, y, n, rows, eps);
+    const float *wd = w ? w->data : NULL;
+    if (!quantize_along(n, n * rows, x, wd, y) || rows < 1)
+        return rf_gpu_rms_norm(c->stream, x, wd, y, n, rows, eps);
+    RF_TRY(rf_gpu_rms_norm_q(c->stream, x, wd, y, n, rows, eps, c->xbuf));
+    rf_gpu_xq_hold(c, y, n * rows);
+    return RF_OK;
 }
 
 static void op_rope(void *ctx, float *x, int64_t n_tok, int n_head, int head_dim,
@@ -57,6 +74,17 @@ static void op_kv_store(void *ctx, const float *k, const float *v, int64_t n_tok
     struct rf_gpu_ctx *c = ctx;
     rf_gpu_note_launch(); /* any op may write a product's input */
     rf_gpu_note(c, rf_gpu_kv_store(c->stream, k, v, n_tok, width, slot, k_pool, v_pool));
+}
+
+static void op_rope_store(void *ctx, float *q, float *k, const float *v, int64_t n_tok,
+                          int n_head, int n_head_kv, int head_dim, const int32_t *pos,
+                          const struct rf_rope_params *p, const int32_t *slot, uint16_t *k_pool,
+                          uint16_t *v_pool)
+{
+    struct rf_gpu_ctx *c = ctx;
+    rf_gpu_note_launch(); /* any op may write a product's input */
+    rf_gpu_note(c, rf_gpu_rope_store(c->stream, q, k, v, n_tok, n_head, n_head_kv, head_dim, pos,
+                                     p, slot, k_pool, v_pool));
 }
 
 /* The workspace is sized for the head shapes once; a step captured with it keeps
@@ -89,18 +117,31 @@ static rf_status op_attention(void *ctx, const float *q, const uint16_t *k_pool,
                             c->attn_work_bytes, RF_GPU_ATTN_AUTO);
 }
 
+/* The GLU's output is the down product's input: written quantized too (its rows are
+ * n_ff long, a multiple of 32 whenever the down weights are quantized, so blocks of 32
+ * of the flat output are blocks of its rows). */
+static void glu(struct rf_gpu_ctx *c, bool gelu, const float *gate, const float *up, float *out,
+                int64_t n)
+{
+    rf_gpu_note_launch(); /* any op may write a product's input */
+    if (!quantize_along(n, n, gate, up, out) || n < 1) {
+        rf_gpu_note(c, gelu ? rf_gpu_geglu(c->stream, gate, up, out, n)
+                            : rf_gpu_swiglu(c->stream, gate, up, out, n));
+        return;
+    }
+    const rf_status s = rf_gpu_glu_q(c->stream, gelu, gate, up, out, n, c->xbuf);
+    rf_gpu_note(c, s);
+    if (s == RF_OK) rf_gpu_xq_hold(c, out, n);
+}
+
 static void op_swiglu(void *ctx, const float *gate, const float *up, float *out, int64_t n)
 {
-    struct rf_gpu_ctx *c = ctx;
-    rf_gpu_note_launch(); /* any op may write a product's input */
-    rf_gpu_note(c, rf_gpu_swiglu(c->stream, gate, up, out, n));
+    glu(ctx, false, gate, up, out, n);
 }
 
 static void op_geglu(void *ctx, const float *gate, const float *up, float *out, int64_t n)
 {
-    struct rf_gpu_ctx *c = ctx;
-    rf_gpu_note_launch(); /* any op may write a product's input */
-    rf_gpu_note(c, rf_gpu_geglu(c->stream, gate, up, out, n));
+    glu(ctx, true, gate, up, out, n);
 }
 
 static void op_add(void *ctx, float *y, const float *x, int64_t n)
@@ -161,6 +202,8 @@ static const struct rf_backend_i gpu_iface = {
     .alloc = rf_gpu_alloc,
     .release = rf_gpu_release,
     .matmul = rf_gpu_matmul,
+    .matmul_multi = rf_gpu_matmul_multi,
+    .rope_store = op_rope_store,
     .get_rows = rf_gpu_get_rows_op,
     .rms_norm = op_rms_norm,
     .rope = op_rope,

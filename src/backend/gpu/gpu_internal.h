@@ -139,6 +139,10 @@ rf_status rf_gpu_sample_op(void *ctx, const float *logits, int32_t n_vocab,
 /* ---- products, host side (gpu_matmul.c) ---- */
 rf_status rf_gpu_matmul(void *ctx, const struct rf_tensor *w, const float *x, int64_t x_cols,
                         float *y, int64_t n_tok);
+/* xbuf now holds x (n elements) quantized, written by the op just launched. */
+void rf_gpu_xq_hold(struct rf_gpu_ctx *c, const float *x, int64_t n);
+rf_status rf_gpu_matmul_multi(void *ctx, const struct rf_matmul_out *outs, int n, const float *x,
+                              int64_t x_cols, int64_t n_tok);
 rf_status rf_gpu_get_rows_op(void *ctx, const struct rf_tensor *w, const int32_t *ids, int64_t n,
                              float *out);
 rf_status rf_gpu_blas_init(struct rf_gpu_ctx *c);
@@ -163,15 +167,29 @@ rf_status rf_gpu_mmv(void *stream, enum rf_type t, const void *w, int64_t rows, 
 rf_status rf_gpu_mmv_x(void *stream, enum rf_type t, const void *w, int64_t rows, int64_t k,
                        size_t row_bytes, const float *x, int64_t n_tok, float *y, void *xbuf,
                        bool x_ready);
+/* One output of a launch of several products of the same x: y (n_tok, rows) = x . w^T
+ * (add: y +=), w rows of the launch's type and row length. */
+struct rf_gpu_mmv_out {
+    const void *w;
+    int64_t rows;
+    float *y;
+    bool add;
+};
+#define RF_GPU_MMV_MAX_OUTS 4
+/* As rf_gpu_mmv_x for up to RF_GPU_MMV_MAX_OUTS weights of type t and row length k
+ * (q, k, v; gate, up) in one launch. */
+rf_status rf_gpu_mmv_multi(void *stream, enum rf_type t, const struct rf_gpu_mmv_out *outs,
+                           int n_out, int64_t k, size_t row_bytes, const float *x, int64_t n_tok,
+                           void *xbuf, bool x_ready);
 /* out (rows, k) f16 = w rows dequantized. */
 rf_status rf_gpu_dequant_f16(void *stream, enum rf_type t, const void *w, int64_t rows,
                              int64_t k, size_t row_bytes, uint16_t *out);
 /* out (n) f16 = x (n) f32. */
 rf_status rf_gpu_f32_to_f16(void *stream, const float *x, uint16_t *out, int64_t n);
-/* y (n, m) f32 with row stride ldy, y[j*ldy + i] = a_i . b_j, a (m, k) and b (n, k) f16:
- * the products without cuBLAS. */
+/* y (n, m) f32 with row stride ldy, y[j*ldy + i] (+)= a_i . b_j, a (m, k) and b (n, k)
+ * f16: the products without cuBLAS. */
 rf_status rf_gpu_gemm_f16(void *stream, const uint16_t *a, const uint16_t *b, float *y,
-                          int64_t m, int64_t n, int64_t k, int64_t ldy);
+                          int64_t m, int64_t n, int64_t k, int64_t ldy, bool add);
 /* out (n, k) f32 = rows ids[0..n) (device memory) of w, dequantized. */
 rf_status rf_gpu_get_rows(void *stream, enum rf_type t, const void *w, int64_t rows, int64_t k,
                           size_t row_bytes, const int32_t *ids, int64_t n, float *out);
@@ -183,9 +201,45 @@ rf_status rf_gpu_get_rows(void *stream, enum rf_type t, const void *w, int64_t r
 rf_status rf_gpu_sample(void *stream, const float *logits, int32_t n,
                         const struct rf_sample_params *sp, void *ws, int32_t *out_dev);
 
-/* As rf_gpu_mmv, and float rows of any length (a slower kernel when k % 8 != 0). */
+/* xbuf = x (n_tok, k) as int8 per element, then one f32 scale per 32 elements
+ * (rf_gpu_xq_bytes), rounded as the CPU path rounds; k a multiple of 32. */
+rf_status rf_gpu_quantize_x(void *stream, const float *x, int64_t n_tok, int64_t k, void *xbuf);
+
+/* ---- kernels that also write the next product's input quantized (elementwise.cu) ---- */
+
+/* rf_gpu_rms_norm, and y quantized into xbuf (n % 32 == 0, 16-byte aligned rows). */
+rf_status rf_gpu_rms_norm_q(void *stream, const float *x, const float *w, float *y, int64_t n,
+                            int64_t rows, float eps, void *xbuf);
+/* out = silu(gate) * up (gelu: gelu_tanh(gate) * up), and out quantized into xbuf
+ * (n % 32 == 0, 16-byte aligned). */
+rf_status rf_gpu_glu_q(void *stream, bool gelu, const float *gate, const float *up, float *out,
+                       int64_t n, void *xbuf);
+
+/* rf_gpu_rope of q (n_head heads) and of k (n_kv heads), then rf_gpu_kv_store of k and
+ * v (rows of n_kv * head_dim), in one launch. */
+rf_status rf_gpu_rope_store(void *stream, float *q, float *k, const float *v, int64_t n_tok,
+                            int n_head, int n_kv, int head_dim, const int32_t *pos,
+                            const struct rf_rope_params *p, const int32_t *slot,
+                            uint16_t *k_pool, uint16_t *v_pool);
+
+/* ---- batched products on int8 tensor cores (mmq.cu) ---- */
+
+/* Whether rf_gpu_mmq takes weights of type t. */
+bool rf_gpu_mmq_supports(enum rf_type t);
+/* Whether the automatic choice gives n_tok tokens (more than RF_GPU_MMV_MAX_TOK) of
+ * type t to rf_gpu_mmq: false for types it does not take and where another path
+ * measures faster. */
+bool rf_gpu_mmq_wanted(enum rf_type t, int64_t n_tok);
+/* y (n_tok, rows) = x . w^T (add: y += x . w^T), x given in xbuf as rf_gpu_quantize_x
+ * writes it for n_tok rows of k. */
+rf_status rf_gpu_mmq(void *stream, enum rf_type t, const void *w, int64_t rows, int64_t k,
+                     size_t row_bytes, const void *xbuf, int64_t n_tok, float *y, bool add);
+
+/* As rf_gpu_mmv (add: y +=), and float rows of any length (a slower kernel when
+ * k % 8 != 0). */
 rf_status rf_gpu_mmv_any(void *stream, enum rf_type t, const void *w, int64_t rows, int64_t k,
-                         size_t row_bytes, const float *x, int64_t n_tok, float *y, void *xbuf);
+                         size_t row_bytes, const float *x, int64_t n_tok, float *y, void *xbuf,
+                         bool add);
 
 #ifdef __cplusplus
 }

@@ -76,13 +76,13 @@ void rf_gpu_blas_free(struct rf_gpu_ctx *c)
 
 /* y (n, m) row stride ldy, f32 = a (m, k) f16 . b (n, k)^T f16, f32 accumulation. */
 static rf_status gemm(struct rf_gpu_ctx *c, const void *a, const void *b, float *y, int64_t m,
-                      int64_t n, int64_t k, int64_t ldy)
+                      int64_t n, int64_t k, int64_t ldy, bool add)
 {
-    if (!c->blas) return rf_gpu_gemm_f16(c->stream, a, b, y, m, n, k, ldy);
+    if (!c->blas) return rf_gpu_gemm_f16(c->stream, a, b, y, m, n, k, ldy, add);
     const float one = 1.0f, zero = 0.0f;
     const cublasStatus_t s = blas.gemm_ex(
         (cublasHandle_t)c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)m, (int)n, (int)k, &one, a,
-        CUDA_R_16F, (int)k, b, CUDA_R_16F, (int)k, &zero, y, CUDA_R_32F, (int)ldy,
+        CUDA_R_16F, (int)k, b, CUDA_R_16F, (int)k, add ? &one : &zero, y, CUDA_R_32F, (int)ldy,
         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS)
         return rf_fail(RF_STATUS_DEVICE, "gpu: cublasGemmEx (%lld x %lld x %lld) failed: %d",
@@ -99,9 +99,9 @@ rf_status rf_gpu_blas_init(struct rf_gpu_ctx *c)
 void rf_gpu_blas_free(struct rf_gpu_ctx *c) { (void)c; }
 
 static rf_status gemm(struct rf_gpu_ctx *c, const void *a, const void *b, float *y, int64_t m,
-                      int64_t n, int64_t k, int64_t ldy)
+                      int64_t n, int64_t k, int64_t ldy, bool add)
 {
-    return rf_gpu_gemm_f16(c->stream, a, b, y, m, n, k, ldy);
+    return rf_gpu_gemm_f16(c->stream, a, b, y, m, n, k, ldy, add);
 }
 #endif
 
@@ -128,33 +128,82 @@ static rf_status check_matmul(const struct rf_tensor *w, int64_t x_cols, int64_t
  * quantized type reuses xbuf when it holds the same activations and nothing has been
  * launched or copied since (the stamps match). Recording a step makes the same
  * decisions its replays repeat. */
+static bool xq_ready(const struct rf_gpu_ctx *c, const float *x, int64_t n)
+{
+    return c->xq_src == x && c->xq_n == n && c->xq_stamp == rf_gpu_launch_stamp();
+}
+
+void rf_gpu_xq_hold(struct rf_gpu_ctx *c, const float *x, int64_t n)
+{
+    c->xq_src = x;
+    c->xq_n = n;
+    c->xq_stamp = rf_gpu_launch_stamp();
+}
+
+static bool is_quantized(enum rf_type t)
+{
+    return t != RF_TYPE_F32 && t != RF_TYPE_F16 && t != RF_TYPE_BF16;
+}
+
+/* One launch for up to RF_GPU_MMV_MAX_OUTS products of one quantized type and row size
+ * (n_tok <= RF_GPU_MMV_MAX_TOK). */
+static rf_status mmv_launch(struct rf_gpu_ctx *c, const struct rf_matmul_out *outs, int n,
+                            const float *x, int64_t n_tok)
+{
+    const struct rf_tensor *w = outs[0].w;
+    const int64_t k = w->ne[0];
+    struct rf_gpu_mmv_out o[RF_GPU_MMV_MAX_OUTS];
+    for (int i = 0; i < n; i++)
+        o[i] = (struct rf_gpu_mmv_out){outs[i].w->data, outs[i].w->ne[1], outs[i].y, outs[i].add};
+    RF_TRY(rf_gpu_mmv_multi(c->stream, w->type, o, n, k, rf_row_size(w->type, k), x, n_tok,
+                            c->xbuf, xq_ready(c, x, n_tok * k)));
+    rf_gpu_xq_hold(c, x, n_tok * k);
+    return RF_OK;
+}
+
 static rf_status matmul_mmv(struct rf_gpu_ctx *c, const struct rf_tensor *w, size_t row_bytes,
-                            const float *x, float *y, int64_t n_tok)
+                            const float *x, float *y, int64_t n_tok, bool add)
 {
     const int64_t k = w->ne[0], rows = w->ne[1];
-    const bool quantized = w->type != RF_TYPE_F32 && w->type != RF_TYPE_F16 &&
-                           w->type != RF_TYPE_BF16;
-    if (quantized && n_tok <= RF_GPU_MMV_MAX_TOK) {
-        const bool ready = c->xq_src == x && c->xq_n == n_tok * k &&
-                           c->xq_stamp == rf_gpu_launch_stamp();
-        RF_TRY(rf_gpu_mmv_x(c->stream, w->type, w->data, rows, k, row_bytes, x, n_tok, y,
-                            c->xbuf, ready));
-        c->xq_src = x;
-        c->xq_n = n_tok * k;
-        c->xq_stamp = rf_gpu_launch_stamp();
-        return RF_OK;
+    if (is_quantized(w->type) && n_tok <= RF_GPU_MMV_MAX_TOK) {
+        const struct rf_matmul_out o = {w, y, add};
+        return mmv_launch(c, &o, 1, x, n_tok);
     }
     c->xq_src = NULL;
     for (int64_t t0 = 0; t0 < n_tok; t0 += RF_GPU_MMV_MAX_TOK) {
         const int64_t nt = n_tok - t0 < RF_GPU_MMV_MAX_TOK ? n_tok - t0 : RF_GPU_MMV_MAX_TOK;
         RF_TRY(rf_gpu_mmv_any(c->stream, w->type, w->data, rows, k, row_bytes, x + t0 * k, nt,
-                              y + t0 * rows, c->xbuf));
+                              y + t0 * rows, c->xbuf, add));
+    }
+    return RF_OK;
+}
+
+/* Int8 tensor cores: the activations quantized in chunks that fit xbuf (one chunk,
+ * and then shared with the next product of the same input, for any batch a step
+ * takes). */
+static rf_status matmul_mmq(struct rf_gpu_ctx *c, const struct rf_tensor *w, size_t row_bytes,
+                            const float *x, float *y, int64_t n_tok, bool add)
+{
+    const int64_t k = w->ne[0], rows = w->ne[1];
+    int64_t chunk = n_tok;
+    while (chunk > 1 && rf_gpu_xq_bytes(chunk, k) > RF_GPU_XBUF_BYTES) chunk = (chunk + 1) / 2;
+    if (rf_gpu_xq_bytes(chunk, k) > RF_GPU_XBUF_BYTES)
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu matmul: rows of %lld are too long",
+                       (long long)k);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += chunk) {
+        const int64_t nt = n_tok - t0 < chunk ? n_tok - t0 : chunk;
+        const float *xc = x + t0 * k;
+        if (!xq_ready(c, xc, nt * k)) RF_TRY(rf_gpu_quantize_x(c->stream, xc, nt, k, c->xbuf));
+        RF_TRY(rf_gpu_mmq(c->stream, w->type, w->data, rows, k, row_bytes, c->xbuf, nt,
+                          y + t0 * rows, add));
+        if (nt == n_tok) rf_gpu_xq_hold(c, xc, nt * k);
+        else c->xq_src = NULL;
     }
     return RF_OK;
 }
 
 static rf_status matmul_gemm(struct rf_gpu_ctx *c, const struct rf_tensor *w, size_t row_bytes,
-                             const float *x, float *y, int64_t n_tok)
+                             const float *x, float *y, int64_t n_tok, bool add)
 {
     const int64_t k = w->ne[0], rows = w->ne[1];
     const int64_t tok_chunk = (int64_t)(RF_GPU_XBUF_BYTES / (2 * (size_t)k));
@@ -175,9 +224,37 @@ static rf_status matmul_gemm(struct rf_gpu_ctx *c, const struct rf_tensor *w, si
                 RF_TRY(rf_gpu_dequant_f16(c->stream, w->type, wr, rs, k, row_bytes, c->wbuf));
                 a = c->wbuf;
             }
-            RF_TRY(gemm(c, a, c->xbuf, y + t0 * rows + r0, rs, nt, k, rows));
+            RF_TRY(gemm(c, a, c->xbuf, y + t0 * rows + r0, rs, nt, k, rows, add));
         }
     }
+    return RF_OK;
+}
+
+static rf_status product(struct rf_gpu_ctx *c, const struct rf_tensor *w, const float *x,
+                         float *y, int64_t n_tok, bool add)
+{
+    const size_t row_bytes = rf_row_size(w->type, w->ne[0]);
+    switch (c->force_path) {
+    case RF_GPU_MATMUL_MMV: return matmul_mmv(c, w, row_bytes, x, y, n_tok, add);
+    case RF_GPU_MATMUL_GEMM: return matmul_gemm(c, w, row_bytes, x, y, n_tok, add);
+    case RF_GPU_MATMUL_MMQ:
+        if (rf_gpu_mmq_supports(w->type)) return matmul_mmq(c, w, row_bytes, x, y, n_tok, add);
+        break;
+    default: break;
+    }
+    if (n_tok > RF_GPU_MMV_MAX_TOK && rf_gpu_mmq_wanted(w->type, n_tok))
+        return matmul_mmq(c, w, row_bytes, x, y, n_tok, add);
+    if (n_tok <= MMV_MAX_BATCH) return matmul_mmv(c, w, row_bytes, x, y, n_tok, add);
+    return matmul_gemm(c, w, row_bytes, x, y, n_tok, add);
+}
+
+static rf_status check_product(const struct rf_tensor *w, int64_t x_cols, int64_t n_tok)
+{
+    RF_TRY(check_matmul(w, x_cols, n_tok));
+    const size_t row_bytes = rf_row_size(w->type, w->ne[0]);
+    if (row_bytes == 0 || row_bytes == SIZE_MAX)
+        return rf_fail(RF_STATUS_SHAPE, "matmul: %s: %lld columns are not whole %s blocks",
+                       w->name ? w->name : "?", (long long)w->ne[0], rf_type_name(w->type));
     return RF_OK;
 }
 
@@ -186,17 +263,39 @@ rf_status rf_gpu_matmul(void *ctx, const struct rf_tensor *w, const float *x, in
 {
     struct rf_gpu_ctx *c = ctx;
     RF_TRY(rf_gpu_take_error(c));
-    RF_TRY(check_matmul(w, x_cols, n_tok));
+    RF_TRY(check_product(w, x_cols, n_tok));
     if (n_tok == 0) return RF_OK;
-    const size_t row_bytes = rf_row_size(w->type, w->ne[0]);
-    if (row_bytes == 0 || row_bytes == SIZE_MAX)
-        return rf_fail(RF_STATUS_SHAPE, "matmul: %s: %lld columns are not whole %s blocks",
-                       w->name ? w->name : "?", (long long)w->ne[0], rf_type_name(w->type));
-    bool mmv = n_tok <= MMV_MAX_BATCH;
-    if (c->force_path == RF_GPU_MATMUL_MMV) mmv = true;
-    if (c->force_path == RF_GPU_MATMUL_GEMM) mmv = false;
-    return mmv ? matmul_mmv(c, w, row_bytes, x, y, n_tok)
-               : matmul_gemm(c, w, row_bytes, x, y, n_tok);
+    return product(c, w, x, y, n_tok, false);
+}
+
+/* How many of outs[i..] share one matrix-vector launch: a run of one quantized type,
+ * when the automatic choice would take the matrix-vector kernels for each. */
+static int mmv_run(const struct rf_gpu_ctx *c, const struct rf_matmul_out *outs, int i, int n,
+                   int64_t n_tok)
+{
+    const enum rf_type t = outs[i].w->type;
+    if (!is_quantized(t) || n_tok > RF_GPU_MMV_MAX_TOK ||
+        (c->force_path != RF_GPU_MATMUL_AUTO && c->force_path != RF_GPU_MATMUL_MMV))
+        return 1;
+    int j = i + 1;
+    while (j < n && j - i < RF_GPU_MMV_MAX_OUTS && outs[j].w->type == t) j++;
+    return j - i;
+}
+
+rf_status rf_gpu_matmul_multi(void *ctx, const struct rf_matmul_out *outs, int n, const float *x,
+                              int64_t x_cols, int64_t n_tok)
+{
+    struct rf_gpu_ctx *c = ctx;
+    RF_TRY(rf_gpu_take_error(c));
+    for (int i = 0; i < n; i++) RF_TRY(check_product(outs[i].w, x_cols, n_tok));
+    if (n_tok == 0) return RF_OK;
+    for (int i = 0; i < n;) {
+        const int run = mmv_run(c, outs, i, n, n_tok);
+        if (run > 1) RF_TRY(mmv_launch(c, outs + i, run, x, n_tok));
+        else RF_TRY(product(c, outs[i].w, x, outs[i].y, n_tok, outs[i].add));
+        i += run;
+    }
+    return RF_OK;
 }
 
 rf_status rf_gpu_get_rows_op(void *ctx, const struct rf_tensor *w, const int32_t *ids, int64_t n,

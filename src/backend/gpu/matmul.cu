@@ -10,7 +10,10 @@
  *
  * Prefill: weight rows are dequantized to f16 and multiplied by cuBLAS (host side) or,
  * without it, by the tiled kernel at the end of this file. */
+#include <string.h>
+
 #include "backend/gpu/gpu_internal.h"
+#include "backend/gpu/quant_x.h"
 #include "quant/blocks.h"
 
 /* ---- type codes of the kernels ---- */
@@ -276,19 +279,34 @@ __global__ void k_quantize_x(const float *__restrict__ x, int8_t *__restrict__ x
     float amax = fabsf(v);
 #pragma unroll
     for (int m = 16; m > 0; m >>= 1) amax = fmaxf(amax, rf_shfl_xor(amax, m));
-    const float d = __half2float(__float2half_rn(amax / 127.0f));
-    const int q = amax > 0.0f ? __float2int_rn(v * (127.0f / amax)) : 0;
     if (b >= nblocks) return;
-    xq[gid] = (int8_t)q;
-    if (l == 0) xd[b] = d;
+    xq[gid] = (int8_t)xq_round(v, amax);
+    if (l == 0) xd[b] = xq_scale(amax);
+}
+
+extern "C" rf_status rf_gpu_quantize_x(void *stream, const float *x, int64_t n_tok, int64_t k,
+                                       void *xbuf)
+{
+    if (n_tok < 1 || k < 32 || k % 32 != 0)
+        return rf_fail(RF_STATUS_INVALID_ARG, "gpu quantize_x: bad shape (%lld x %lld)",
+                       (long long)n_tok, (long long)k);
+    const int64_t n = n_tok * k;
+    int8_t *xq = (int8_t *)xbuf;
+    float *xsc = (float *)((uint8_t *)xbuf + (((size_t)n + 15) & ~(size_t)15));
+    k_quantize_x<<<(unsigned)((n + 255) / 256), 256, 0, (cudaStream_t)stream>>>(x, xq, xsc, n / 32);
+    RF_GPU_LAUNCHED("quantize_x");
+    return RF_OK;
 }
 
 /* ---- the matrix-vector kernel ---- */
 
 #define MMV_WARPS 4
+#ifndef MMV_ROWS
 #define MMV_ROWS 2      /* rows a 32-lane group decodes together, sharing activation loads */
-#define MMV_WINDOW 2560 /* bytes of each row per shared-memory window (a 4096-wide Q4_0
-                           row, 2304 bytes, in one) */
+#endif
+/* bytes of each row per shared-memory window (2 rows: a 4096-wide Q4_0 row, 2304
+ * bytes, in one); the staging registers per lane stay the same for any MMV_ROWS */
+#define MMV_WINDOW (5120 / MMV_ROWS)
 #define MMV_VEC ((MMV_WINDOW + 32) / 16)
 #define MMV_VEC_PER_LANE ((MMV_VEC + 31) / 32)
 
@@ -424,18 +442,43 @@ static __device__ __forceinline__ struct window window_load(const uint8_t *w, in
     return o;
 }
 
+/* The outputs of one launch: rows of several matrices (one type and row length) as one
+ * sequence of row pairs, segment s owning pairs pair0[s] .. pair0[s + 1] - 1. */
+struct mmv_segs {
+    const uint8_t *w[RF_GPU_MMV_MAX_OUTS];
+    float *y[RF_GPU_MMV_MAX_OUTS];
+    int64_t rows[RF_GPU_MMV_MAX_OUTS];
+    int64_t pair0[RF_GPU_MMV_MAX_OUTS + 1];
+    int n;
+    int add; /* bit s: segment s adds to y */
+};
+
+/* Row pair p: its segment (from s on; pairs only grow) and its first row there. */
+static __device__ __forceinline__ int seg_of(const struct mmv_segs *sg, int64_t p, int s, int64_t *r0)
+{
+    while (s + 1 < sg->n && p >= sg->pair0[s + 1]) s++;
+    *r0 = (p - sg->pair0[s]) * MMV_ROWS;
+    return s;
+}
+
+static __device__ __forceinline__ int seg_nr(const struct mmv_segs *sg, int s, int64_t r0)
+{
+    return (int)(sg->rows[s] - r0 < MMV_ROWS ? sg->rows[s] - r0 : MMV_ROWS);
+}
+
 /* Each 32-lane group takes pairs of rows (p, p + groups, ...) and streams them through
  * its shared-memory windows, the next windows' loads overlapping this one's decode.
- * f16 == 0: y[t * rows + r] = dot(row r, token t); else out rows = the weights as f16. */
-static __device__ __forceinline__ void mmv_body(int tt, int NT, int f16, const uint8_t *__restrict__ w,
-                                                int64_t rows, int64_t k, size_t row_bytes,
+ * f16 == 0: y[t * rows + r] (+)= dot(row r, token t) in each segment; else (one
+ * segment) out rows = the weights as f16. */
+static __device__ __forceinline__ void mmv_body(int tt, int NT, int f16, const struct mmv_segs *sg,
+                                                int64_t k, size_t row_bytes,
                                                 const void *__restrict__ xv, const float *__restrict__ xd,
-                                                int nt, float *__restrict__ y, __half *__restrict__ out)
+                                                int nt, __half *__restrict__ out)
 {
     __shared__ uint4 stage[MMV_WARPS][MMV_ROWS][MMV_VEC];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t groups = (int64_t)gridDim.x * MMV_WARPS;
-    const int64_t pairs = (rows + MMV_ROWS - 1) / MMV_ROWS;
+    const int64_t pairs = sg->pair0[sg->n];
     int64_t p = (int64_t)blockIdx.x * MMV_WARPS + warp;
     if (p >= pairs) return;
     const int qk = tt_qk(tt), bsz = tt_bytes(tt), nc = tt <= TT_BF16 ? 1 : qk / 32;
@@ -448,12 +491,13 @@ static __device__ __forceinline__ void mmv_body(int tt, int NT, int f16, const u
         for (int t = 0; t < NT; t++) acc[i][t] = 0.0f;
 
     uint4 v[MMV_ROWS][MMV_VEC_PER_LANE];
-    int64_t b0 = 0;
-    int nr = (int)(rows - p * MMV_ROWS < MMV_ROWS ? rows - p * MMV_ROWS : MMV_ROWS);
+    int64_t b0 = 0, r0;
+    int s = seg_of(sg, p, 0, &r0);
+    int nr = seg_nr(sg, s, r0);
     struct window cur[MMV_ROWS];
 #pragma unroll
     for (int i = 0; i < MMV_ROWS; i++)
-        if (i < nr) cur[i] = window_load(w, p * MMV_ROWS + i, row_bytes, b0, nb, wblocks, bsz, lane, v[i]);
+        if (i < nr) cur[i] = window_load(sg->w[s], r0 + i, row_bytes, b0, nb, wblocks, bsz, lane, v[i]);
     for (;;) {
         rf_syncwarp(); /* the previous window's readers are done */
 #pragma unroll
@@ -462,8 +506,8 @@ static __device__ __forceinline__ void mmv_body(int tt, int NT, int f16, const u
             for (int q = 0; q < MMV_VEC_PER_LANE; q++)
                 if (i < nr && lane + 32 * q < cur[i].nvec) stage[warp][i][lane + 32 * q] = v[i][q];
         rf_syncwarp();
-        const int64_t cp = p, cb0 = b0;
-        const int cnr = nr, cnbw = cur[0].nbw;
+        const int64_t cr0 = r0, cb0 = b0;
+        const int cs = s, cnr = nr, cnbw = cur[0].nbw;
         const uint8_t *win[MMV_ROWS];
 #pragma unroll
         for (int i = 0; i < MMV_ROWS; i++) win[i] = (const uint8_t *)stage[warp][i] + cur[i].off;
@@ -473,20 +517,29 @@ static __device__ __forceinline__ void mmv_body(int tt, int NT, int f16, const u
             p += groups;
         }
         if (p < pairs) {
-            nr = (int)(rows - p * MMV_ROWS < MMV_ROWS ? rows - p * MMV_ROWS : MMV_ROWS);
+            if (b0 == 0) {
+                s = seg_of(sg, p, s, &r0);
+                nr = seg_nr(sg, s, r0);
+            }
 #pragma unroll
             for (int i = 0; i < MMV_ROWS; i++)
-                if (i < nr) cur[i] = window_load(w, p * MMV_ROWS + i, row_bytes, b0, nb, wblocks, bsz, lane, v[i]);
+                if (i < nr) cur[i] = window_load(sg->w[s], r0 + i, row_bytes, b0, nb, wblocks, bsz, lane, v[i]);
         }
         for (int u = lane; u < cnbw * nc; u += 32)
-            mmv_unit(tt, NT, f16, win, cnr, u, cb0, k, xv, xd, nt, acc, out + cp * MMV_ROWS * k);
+            mmv_unit(tt, NT, f16, win, cnr, u, cb0, k, xv, xd, nt, acc, out + cr0 * k);
         if (!f16 && b0 == 0) { /* the pair is complete */
+            float *y = sg->y[cs];
+            const int64_t rows = sg->rows[cs];
+            const int add = (sg->add >> cs) & 1;
 #pragma unroll
             for (int i = 0; i < MMV_ROWS; i++)
 #pragma unroll
                 for (int t = 0; t < NT; t++) {
                     for (int m = 16; m > 0; m >>= 1) acc[i][t] += rf_shfl_xor(acc[i][t], m);
-                    if (lane == 0 && t < nt && i < cnr) y[t * rows + cp * MMV_ROWS + i] = acc[i][t];
+                    if (lane == 0 && t < nt && i < cnr) {
+                        float *o = y + t * rows + cr0 + i;
+                        *o = add ? *o + acc[i][t] : acc[i][t];
+                    }
                     acc[i][t] = 0.0f;
                 }
         }
@@ -495,30 +548,29 @@ static __device__ __forceinline__ void mmv_body(int tt, int NT, int f16, const u
 }
 
 #define MMV_ARGS                                                                                   \
-    const uint8_t *__restrict__ w, int64_t rows, int64_t k, size_t row_bytes,                      \
-        const void *__restrict__ xv, const float *__restrict__ xs, int nt, float *__restrict__ y
+    const struct mmv_segs sg, int64_t k, size_t row_bytes, const void *__restrict__ xv,            \
+        const float *__restrict__ xs, int nt
 #define MMV_KERNELS(name, tt)                                                                      \
     __global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv_##name##_1(MMV_ARGS)                   \
     {                                                                                              \
-        mmv_body(tt, 1, 0, w, rows, k, row_bytes, xv, xs, nt, y, NULL);                                     \
+        mmv_body(tt, 1, 0, &sg, k, row_bytes, xv, xs, nt, NULL);                                   \
     }                                                                                              \
     __global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv_##name##_2(MMV_ARGS)                   \
     {                                                                                              \
-        mmv_body(tt, 2, 0, w, rows, k, row_bytes, xv, xs, nt, y, NULL);                                     \
+        mmv_body(tt, 2, 0, &sg, k, row_bytes, xv, xs, nt, NULL);                                   \
     }                                                                                              \
     __global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv_##name##_4(MMV_ARGS)                   \
     {                                                                                              \
-        mmv_body(tt, 4, 0, w, rows, k, row_bytes, xv, xs, nt, y, NULL);                                     \
+        mmv_body(tt, 4, 0, &sg, k, row_bytes, xv, xs, nt, NULL);                                   \
     }                                                                                              \
     __global__ void __launch_bounds__(MMV_WARPS * 32) k_mmv_##name##_8(MMV_ARGS)                   \
     {                                                                                              \
-        mmv_body(tt, 8, 0, w, rows, k, row_bytes, xv, xs, nt, y, NULL);                                     \
+        mmv_body(tt, 8, 0, &sg, k, row_bytes, xv, xs, nt, NULL);                                   \
     }                                                                                              \
     __global__ void __launch_bounds__(MMV_WARPS * 32)                                              \
-        k_deq_##name(const uint8_t *__restrict__ w, int64_t rows, int64_t k, size_t row_bytes,     \
-                     __half *__restrict__ out)                                                     \
+        k_deq_##name(const struct mmv_segs sg, int64_t k, size_t row_bytes, __half *__restrict__ out) \
     {                                                                                              \
-        mmv_body(tt, 1, 1, w, rows, k, row_bytes, NULL, NULL, 0, NULL, out);                       \
+        mmv_body(tt, 1, 1, &sg, k, row_bytes, NULL, NULL, 0, out);                                 \
     }
 
 MMV_KERNELS(f32, TT_F32)
@@ -541,7 +593,7 @@ static const mmv_fn mmv_table[TT_COUNT][4] = {
     MMV_ROW(f32), MMV_ROW(f16), MMV_ROW(bf16), MMV_ROW(q4_0), MMV_ROW(q4_1),
     MMV_ROW(q5_0), MMV_ROW(q5_1), MMV_ROW(q8_0), MMV_ROW(q2_K), MMV_ROW(q3_K),
     MMV_ROW(q4_K), MMV_ROW(q5_K), MMV_ROW(q6_K)};
-typedef void (*deq_fn)(const uint8_t *, int64_t, int64_t, size_t, __half *);
+typedef void (*deq_fn)(const struct mmv_segs, int64_t, size_t, __half *);
 static const deq_fn deq_table[TT_COUNT] = {
     k_deq_f32, k_deq_f16, k_deq_bf16, k_deq_q4_0, k_deq_q4_1, k_deq_q5_0, k_deq_q5_1,
     k_deq_q8_0, k_deq_q2_K, k_deq_q3_K, k_deq_q4_K, k_deq_q5_K, k_deq_q6_K};
@@ -552,7 +604,7 @@ static const char *const mmv_names[TT_COUNT] = {
 /* Float rows whose length is not a multiple of 8: one warp per row, element by element. */
 __global__ void k_mmv_float_any(int tt, const uint8_t *__restrict__ w, int64_t rows, int64_t k,
                                 size_t row_bytes, const float *__restrict__ x, int nt,
-                                float *__restrict__ y)
+                                float *__restrict__ y, int add)
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t r = (int64_t)blockIdx.x * MMV_WARPS + warp;
@@ -566,14 +618,14 @@ __global__ void k_mmv_float_any(int tt, const uint8_t *__restrict__ w, int64_t r
             acc += v * x[t * k + i];
         }
         for (int m = 16; m > 0; m >>= 1) acc += rf_shfl_xor(acc, m);
-        if (lane == 0) y[t * rows + r] = acc;
+        if (lane == 0) y[t * rows + r] = add ? y[t * rows + r] + acc : acc;
     }
 }
 
 /* Blocks of the streaming kernels: one per 4 row pairs, at most as many as are
  * resident at once (the groups then loop over pairs, each next pair's loads
  * overlapping this one's decode). */
-static unsigned mmv_grid(const void *kernel, int64_t rows, size_t smem)
+static unsigned mmv_grid(const void *kernel, int64_t pairs, size_t smem)
 {
     static int n_sm = 0;
     if (n_sm == 0) {
@@ -590,7 +642,6 @@ static unsigned mmv_grid(const void *kernel, int64_t rows, size_t smem)
         (void)cudaGetLastError();
         per_sm = 1;
     }
-    const int64_t pairs = (rows + MMV_ROWS - 1) / MMV_ROWS;
     int64_t blocks = (pairs + MMV_WARPS - 1) / MMV_WARPS;
     if (blocks > (int64_t)n_sm * per_sm) blocks = (int64_t)n_sm * per_sm;
     return (unsigned)(blocks < 1 ? 1 : blocks);
@@ -614,6 +665,18 @@ extern "C" void rf_gpu_note_launch(void)
     __atomic_fetch_add(&rf_gpu_launch_count, 1ull, __ATOMIC_RELAXED);
 }
 
+static struct mmv_segs one_seg(const void *w, int64_t rows, float *y)
+{
+    struct mmv_segs sg;
+    memset(&sg, 0, sizeof sg);
+    sg.w[0] = (const uint8_t *)w;
+    sg.y[0] = y;
+    sg.rows[0] = rows;
+    sg.pair0[1] = (rows + MMV_ROWS - 1) / MMV_ROWS;
+    sg.n = 1;
+    return sg;
+}
+
 extern "C" rf_status rf_gpu_mmv(void *stream, enum rf_type t, const void *w, int64_t rows,
                                 int64_t k, size_t row_bytes, const float *x, int64_t n_tok,
                                 float *y, void *xbuf)
@@ -625,11 +688,33 @@ extern "C" rf_status rf_gpu_mmv_x(void *stream, enum rf_type t, const void *w, i
                                   int64_t k, size_t row_bytes, const float *x, int64_t n_tok,
                                   float *y, void *xbuf, bool x_ready)
 {
+    const struct rf_gpu_mmv_out o = {w, rows, y, false};
+    return rf_gpu_mmv_multi(stream, t, &o, 1, k, row_bytes, x, n_tok, xbuf, x_ready);
+}
+
+extern "C" rf_status rf_gpu_mmv_multi(void *stream, enum rf_type t, const struct rf_gpu_mmv_out *outs,
+                                      int n_out, int64_t k, size_t row_bytes, const float *x,
+                                      int64_t n_tok, void *xbuf, bool x_ready)
+{
     const int tt = type_code(t);
     if (tt < 0) return rf_fail(RF_STATUS_UNSUPPORTED, "gpu mmv: type %s", rf_type_name(t));
-    if (n_tok < 1 || n_tok > RF_GPU_MMV_MAX_TOK || k % tt_qk(tt) != 0 || rows < 1)
-        return rf_fail(RF_STATUS_INVALID_ARG, "gpu mmv: bad shape (%lld tokens, %lld x %lld)",
-                       (long long)n_tok, (long long)rows, (long long)k);
+    if (n_tok < 1 || n_tok > RF_GPU_MMV_MAX_TOK || k % tt_qk(tt) != 0 || n_out < 1 ||
+        n_out > RF_GPU_MMV_MAX_OUTS)
+        return rf_fail(RF_STATUS_INVALID_ARG, "gpu mmv: bad shape (%lld tokens, %d outputs, k %lld)",
+                       (long long)n_tok, n_out, (long long)k);
+    struct mmv_segs sg;
+    memset(&sg, 0, sizeof sg);
+    for (int i = 0; i < n_out; i++) {
+        if (outs[i].rows < 1)
+            return rf_fail(RF_STATUS_INVALID_ARG, "gpu mmv: output %d has %lld rows", i,
+                           (long long)outs[i].rows);
+        sg.w[i] = (const uint8_t *)outs[i].w;
+        sg.y[i] = outs[i].y;
+        sg.rows[i] = outs[i].rows;
+        sg.pair0[i + 1] = sg.pair0[i] + (outs[i].rows + MMV_ROWS - 1) / MMV_ROWS;
+        sg.add |= outs[i].add ? 1 << i : 0;
+    }
+    sg.n = n_out;
     cudaStream_t s = (cudaStream_t)stream;
     const int nt = (int)n_tok;
     const int v = nt == 1 ? 0 : nt == 2 ? 1 : nt <= 4 ? 2 : 3;
@@ -637,41 +722,36 @@ extern "C" rf_status rf_gpu_mmv_x(void *stream, enum rf_type t, const void *w, i
     const float *xs = NULL;
     if (tt > TT_BF16) {
         const int64_t n = n_tok * k;
-        int8_t *xq = (int8_t *)xbuf;
-        float *xsc = (float *)((uint8_t *)xbuf + (((size_t)n + 15) & ~(size_t)15));
-        if (!x_ready) {
-            k_quantize_x<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(x, xq, xsc, n / 32);
-            RF_GPU_LAUNCHED("quantize_x");
-        }
-        xv = xq;
-        xs = xsc;
+        if (!x_ready) RF_TRY(rf_gpu_quantize_x(stream, x, n_tok, k, xbuf));
+        xv = xbuf;
+        xs = (const float *)((const uint8_t *)xbuf + (((size_t)n + 15) & ~(size_t)15));
     }
-    const unsigned grid = mmv_grid((const void *)mmv_table[tt][v], rows, 0);
-    mmv_table[tt][v]<<<grid, MMV_WARPS * 32, 0, s>>>((const uint8_t *)w, rows, k, row_bytes, xv, xs,
-                                                     nt, y);
+    const unsigned grid = mmv_grid((const void *)mmv_table[tt][v], sg.pair0[n_out], 0);
+    mmv_table[tt][v]<<<grid, MMV_WARPS * 32, 0, s>>>(sg, k, row_bytes, xv, xs, nt);
     RF_GPU_LAUNCHED(mmv_names[tt]);
     return RF_OK;
 }
 
 /* k not a multiple of 8 (float types only; quantized rows are whole blocks). */
 static rf_status mmv_float_any(cudaStream_t s, int tt, const void *w, int64_t rows, int64_t k,
-                               size_t row_bytes, const float *x, int64_t n_tok, float *y)
+                               size_t row_bytes, const float *x, int64_t n_tok, float *y, bool add)
 {
     const unsigned grid = (unsigned)((rows + MMV_WARPS - 1) / MMV_WARPS);
     k_mmv_float_any<<<grid, MMV_WARPS * 32, 0, s>>>(tt, (const uint8_t *)w, rows, k, row_bytes, x,
-                                                    (int)n_tok, y);
+                                                    (int)n_tok, y, add);
     RF_GPU_LAUNCHED("mmv_float_any");
     return RF_OK;
 }
 
 extern "C" rf_status rf_gpu_mmv_any(void *stream, enum rf_type t, const void *w, int64_t rows,
                                     int64_t k, size_t row_bytes, const float *x, int64_t n_tok,
-                                    float *y, void *xbuf)
+                                    float *y, void *xbuf, bool add)
 {
     const int tt = type_code(t);
     if (tt >= 0 && tt <= TT_BF16 && k % 8 != 0)
-        return mmv_float_any((cudaStream_t)stream, tt, w, rows, k, row_bytes, x, n_tok, y);
-    return rf_gpu_mmv(stream, t, w, rows, k, row_bytes, x, n_tok, y, xbuf);
+        return mmv_float_any((cudaStream_t)stream, tt, w, rows, k, row_bytes, x, n_tok, y, add);
+    const struct rf_gpu_mmv_out o = {w, rows, y, add};
+    return rf_gpu_mmv_multi(stream, t, &o, 1, k, row_bytes, x, n_tok, xbuf, false);
 }
 
 /* ---- dequantize (f16 for the GEMM, f32 for get_rows): one thread per 32 elements ---- */
@@ -758,9 +838,9 @@ extern "C" rf_status rf_gpu_dequant_f16(void *stream, enum rf_type t, const void
 {
     const int tt = type_code(t);
     if (tt >= 0 && k % tt_qk(tt) == 0 && rows > 0) {
-        deq_table[tt]<<<mmv_grid((const void *)deq_table[tt], rows, 0), MMV_WARPS * 32, 0,
-                        (cudaStream_t)stream>>>(
-            (const uint8_t *)w, rows, k, row_bytes, (__half *)out);
+        const struct mmv_segs sg = one_seg(w, rows, NULL);
+        deq_table[tt]<<<mmv_grid((const void *)deq_table[tt], sg.pair0[1], 0), MMV_WARPS * 32, 0,
+                        (cudaStream_t)stream>>>(sg, k, row_bytes, (__half *)out);
         RF_GPU_LAUNCHED("dequant_f16");
         return RF_OK;
     }
@@ -797,7 +877,7 @@ extern "C" rf_status rf_gpu_f32_to_f16(void *stream, const float *x, uint16_t *o
 
 __global__ void __launch_bounds__(256) k_gemm_f16(const __half *__restrict__ a, const __half *__restrict__ b,
                                                   float *__restrict__ y, int64_t m, int64_t n,
-                                                  int64_t k, int64_t ldy)
+                                                  int64_t k, int64_t ldy, int add)
 {
     __shared__ float sa[GK][GT + 1], sb[GK][GT + 1];
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
@@ -835,17 +915,18 @@ __global__ void __launch_bounds__(256) k_gemm_f16(const __half *__restrict__ a, 
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             const int64_t r = m0 + ty * 4 + i, c = n0 + tx * 4 + j;
-            if (r < m && c < n) y[c * ldy + r] = acc[i][j];
+            if (r < m && c < n) y[c * ldy + r] = add ? y[c * ldy + r] + acc[i][j] : acc[i][j];
         }
 }
 
 extern "C" rf_status rf_gpu_gemm_f16(void *stream, const uint16_t *a, const uint16_t *b, float *y,
-                                     int64_t m, int64_t n, int64_t k, int64_t ldy)
+                                     int64_t m, int64_t n, int64_t k, int64_t ldy, bool add)
 {
     if (m <= 0 || n <= 0) return RF_OK;
     const dim3 grid((unsigned)((n + GT - 1) / GT), (unsigned)((m + GT - 1) / GT));
     k_gemm_f16<<<grid, 256, 0, (cudaStream_t)stream>>>((const __half *)a, (const __half *)b, y, m,
-                                                        n, k, ldy);
+                                                        n, k, ldy, add);
     RF_GPU_LAUNCHED("gemm_f16");
     return RF_OK;
 }
+
