@@ -7,7 +7,8 @@
  *   test_backend_ops                 the checks; exit 0 pass, 1 fail, 77 no usable GPU
  *   test_backend_ops mmq             the int8 tensor-core product checks only
  *   test_backend_ops perf [group]    GB/s per kernel against the device-to-device copy
- *                                    (group: ew, attn, matmul, decode; default all)
+ *                                    (group: ew, attn, attn-dec, matmul, decode; default
+ *                                    all; attn-dec: the decode shapes on the decode kernel)
  *
  * RF_TEST_SEED=n replays a run (the seed is printed); RF_TEST_QUICK=1 keeps the
  * attention and product cases small (for compute-sanitizer). */
@@ -304,10 +305,11 @@ static void test_kv_store(struct env *e, int64_t n_tok, int64_t width, int64_t p
 
 /* ---- attention ---- */
 
-#define MAX_SEQ 16
+#define MAX_SEQ 64
 
 struct attn_case {
     int n_seq, n_head, n_kv, hd, bs, window;
+    int cap; /* positions the block tables address at least (a captured step's width) */
     float softcap;
     int ctx[MAX_SEQ];   /* each sequence's length after this step */
     int n_new[MAX_SEQ]; /* its query tokens: the last n_new positions */
@@ -334,6 +336,7 @@ static void attn_tables(const struct attn_case *c, struct attn_batch *b, int *n_
         max_blocks = nb > max_blocks ? nb : max_blocks;
     }
     max_blocks += rng_int(0, 2);
+    if (max_blocks < (c->cap + c->bs - 1) / c->bs) max_blocks = (c->cap + c->bs - 1) / c->bs;
     *n_blocks = need + rng_int(0, 3);
     int32_t *perm = xmalloc((size_t)*n_blocks * 4);
     for (int i = 0; i < *n_blocks; i++) perm[i] = i;
@@ -457,6 +460,50 @@ static void test_attention(struct env *e, const struct attn_case *c)
     attn_free(e, &b);
 }
 
+/* Tokens whose sequence id is outside 0..n_seq-1 see nothing: their rows come back
+ * zero, and the other tokens of the batch are unaffected (the CPU reference refuses
+ * such ids, so the others are checked against a run with valid ids). */
+static void test_attention_unseen(struct env *e)
+{
+    const struct attn_case c = {.n_seq = 3,
+                                .n_head = 8,
+                                .n_kv = 2,
+                                .hd = 128,
+                                .bs = 16,
+                                .cap = 2048,
+                                .ctx = {700, 33, 2},
+                                .n_new = {1, 1, 1}};
+    struct attn_batch b;
+    attn_build(e, &c, &b);
+    const int64_t n_out = b.hp.n_tok * c.n_head * c.hd, row = (int64_t)c.n_head * c.hd;
+    float *ref = xmalloc((size_t)n_out * 4), *got = xmalloc((size_t)n_out * 4);
+    MUST(e->cpu.iface->attention(e->cpu.ctx, b.q, b.kc, b.vc, ref, &b.hp));
+    const int32_t bad[3] = {-1, b.seq[1], c.n_seq};
+    MUST(e->gpu.iface->copy_in(e->gpu.ctx, b.dseq, bad, sizeof bad));
+    const size_t ws_bytes = rf_gpu_attention_work_bytes(c.n_head, c.n_kv, c.hd);
+    void *ws = gpu_alloc(e, ws_bytes);
+    static const enum rf_gpu_attn_path paths[] = {RF_GPU_ATTN_AUTO, RF_GPU_ATTN_DECODE};
+    for (int p = 0; p < 2; p++) {
+        float *dout = gpu_poisoned(e, n_out);
+        MUST(
+            rf_gpu_attention(e->gc->stream, b.dq, b.dk, b.dv, dout, &b.dp, ws, ws_bytes, paths[p]));
+        MUST(e->gpu.iface->copy_out(e->gpu.ctx, got, dout, (size_t)n_out * 4));
+        int nonzero = 0;
+        for (int64_t i = 0; i < row; i++) nonzero += got[i] != 0.0f || got[2 * row + i] != 0.0f;
+        e->checks++;
+        e->failures += nonzero != 0;
+        printf("%s attn_unseen path %d: %d of %lld outputs of tokens without a sequence are "
+               "not zero\n",
+               nonzero ? "FAIL" : "ok  ", (int)paths[p], nonzero, (long long)(2 * row));
+        check_floats(e, "attn_unseen", "the token with a sequence", ref + row, dout + row, row,
+                     THR_ATTN);
+        gpu_free(e, dout);
+    }
+    gpu_free(e, ws);
+    free(ref), free(got);
+    attn_free(e, &b);
+}
+
 /* A random case of bounded reference cost. */
 static struct attn_case random_case(void)
 {
@@ -567,6 +614,53 @@ static void test_attention_all(struct env *e)
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (!quick || small_case(&fixed[i])) test_attention(e, &fixed[i]);
+    /* decode in tables of 4096 positions (a recorded step's width), short contexts */
+    static const int short_ctx[] = {1, 65, 257, 641};
+    for (int i = 0; i < 4; i++) {
+        test_attention(e, &(struct attn_case){.n_seq = 1,
+                                              .n_head = 32,
+                                              .n_kv = 32,
+                                              .hd = 128,
+                                              .bs = 16,
+                                              .cap = 4096,
+                                              .ctx = {short_ctx[i]},
+                                              .n_new = {1}});
+        test_attention(e, &(struct attn_case){.n_seq = 1,
+                                              .n_head = 32,
+                                              .n_kv = 8,
+                                              .hd = 128,
+                                              .bs = 16,
+                                              .cap = 4096,
+                                              .ctx = {short_ctx[i]},
+                                              .n_new = {1}});
+    }
+    /* one head, long context: the most splits of one token */
+    test_attention(
+        e,
+        &(struct attn_case){
+            .n_seq = 1, .n_head = 1, .n_kv = 1, .hd = 64, .bs = 16, .ctx = {4097}, .n_new = {1}});
+    /* the server's batched decode; then head ratios 2, 3 and 16 with head_dim not a
+     * power of two, odd block sizes, windows, two tokens per sequence */
+    struct attn_case b = {.n_seq = quick ? 8 : MAX_SEQ,
+                          .n_head = 32,
+                          .n_kv = 8,
+                          .hd = 128,
+                          .bs = 16,
+                          .cap = 4096,
+                          .shuffle = true};
+    for (int s = 0; s < b.n_seq; s++) b.ctx[s] = rng_int(128, 400), b.n_new[s] = 1;
+    test_attention(e, &b);
+    b.n_kv = 32;
+    for (int s = 0; s < b.n_seq; s++) b.ctx[s] = rng_int(1, 400);
+    test_attention(e, &b);
+    struct attn_case g = {.n_seq = 5, .n_head = 12, .n_kv = 4, .hd = 96, .bs = 7, .window = 100};
+    for (int s = 0; s < g.n_seq; s++) g.ctx[s] = rng_int(2, 700), g.n_new[s] = rng_int(1, 2);
+    test_attention(e, &g);
+    g.n_head = 6, g.n_kv = 3, g.hd = 40, g.bs = 16, g.window = 0, g.softcap = 20.0f;
+    test_attention(e, &g);
+    g.n_head = 32, g.n_kv = 2, g.hd = 72, g.bs = 5;
+    test_attention(e, &g);
+    test_attention_unseen(e);
     for (int i = 0; i < (quick ? 3 : 8); i++) {
         const struct attn_case c = random_case();
         if (!quick || small_case(&c)) test_attention(e, &c);
@@ -788,9 +882,9 @@ static void test_mmq_shape(struct env *e, enum rf_type t, int64_t rows, int64_t 
         float *x = rand_floats(n * k, 1.0f), *ref = xmalloc((size_t)(n * rows) * 4);
         float *dx = gpu_dup(e, x, (size_t)(n * k) * 4), *dy = gpu_poisoned(e, n * rows);
         MUST(e->cpu.iface->matmul(e->cpu.ctx, &tc, x, k, ref, n));
-        const char *shape = fmt("%s %lld x %lld, %lld tok%s", rf_type_name(t), (long long)rows,
-                                (long long)k, (long long)n,
-                                tile >= 0 ? fmt(", tile %d", tile) : "");
+        const char *shape =
+            fmt("%s %lld x %lld, %lld tok%s", rf_type_name(t), (long long)rows, (long long)k,
+                (long long)n, tile >= 0 ? fmt(", tile %d", tile) : "");
         if (status_ok(e, "mmq", shape, e->gpu.iface->matmul(e->gpu.ctx, &tg, dx, k, dy, n))) {
             check_floats(e, "mmq", shape, ref, dy, n * rows, mmq_thr(t, n * rows));
             check_mmq_exact(e, shape, t, w, rows, k, x, n, dy);
@@ -1036,30 +1130,39 @@ static void perf_ew(struct env *e, int64_t n, int64_t rows)
     free(h), free(p);
 }
 
-/* Attention: n_seq sequences of ctx positions, n_new query tokens each, in a pool of
- * ROT times their blocks; launch i reads the i % ROT-th copy of the tables. */
+/* Attention: n_seq sequences of ctx positions, n_new query tokens each, with block
+ * tables addressing cap positions (a captured step's width: the decode grid is sized
+ * from it, not from ctx). The pool holds n_rot copies of the blocks, enough to exceed
+ * L2 (50 MB); launch i reads the i % n_rot-th copy of the tables. */
+#define AT_ROT_MAX 16
+
 struct at_arg {
-    struct rf_attn_params p[ROT];
+    struct rf_attn_params p[AT_ROT_MAX];
     float *q, *out;
     uint16_t *k, *v;
     void *ws;
     size_t ws_bytes;
-    int path;
+    int path, n_rot;
 };
 
 static void run_attn(struct env *e, void *varg, int i)
 {
     struct at_arg *g = varg;
-    MUST(rf_gpu_attention(e->gc->stream, g->q, g->k, g->v, g->out, &g->p[i % ROT], g->ws,
+    MUST(rf_gpu_attention(e->gc->stream, g->q, g->k, g->v, g->out, &g->p[i % g->n_rot], g->ws,
                           g->ws_bytes, (enum rf_gpu_attn_path)g->path));
 }
 
-static void perf_attn(struct env *e, int n_seq, int ctx, int n_new, int n_head, int n_kv, int hd,
-                      int path)
+static void perf_attn_cap(struct env *e, int n_seq, int ctx, int n_new, int n_head, int n_kv,
+                          int hd, int path, int cap)
 {
     const int bs = 16, nb = (ctx + bs - 1) / bs, n_tok = n_seq * n_new;
-    const int64_t width = (int64_t)n_kv * hd, rows = (int64_t)ROT * n_seq * nb * bs;
-    struct at_arg g = {.path = path};
+    const int mb = cap > ctx ? (cap + bs - 1) / bs : nb;
+    const int64_t width = (int64_t)n_kv * hd, copy_rows = (int64_t)n_seq * nb * bs;
+    const double copy_bytes = 4.0 * (double)(copy_rows * width);
+    int n_rot = (int)(256e6 / copy_bytes) + 1;
+    n_rot = n_rot < 4 ? 4 : n_rot > AT_ROT_MAX ? AT_ROT_MAX : n_rot;
+    const int64_t rows = n_rot * copy_rows;
+    struct at_arg g = {.path = path, .n_rot = n_rot};
     g.k = gpu_alloc(e, (size_t)(rows * width) * 2), g.v = gpu_alloc(e, (size_t)(rows * width) * 2);
     float *hq = rand_floats((int64_t)n_tok * n_head * hd, 1.0f);
     uint16_t *hk = xmalloc((size_t)(rows * width) * 2);
@@ -1075,13 +1178,14 @@ static void perf_attn(struct env *e, int n_seq, int ctx, int n_new, int n_head, 
     g.ws_bytes = rf_gpu_attention_work_bytes(n_head, n_kv, hd);
     g.ws = gpu_alloc(e, g.ws_bytes);
     int32_t *pos = xmalloc((size_t)n_tok * 4), *seq = xmalloc((size_t)n_tok * 4);
-    int32_t *tab = xmalloc((size_t)n_seq * nb * 4);
+    int32_t *tab = xmalloc((size_t)n_seq * mb * 4);
     for (int t = 0; t < n_tok; t++) seq[t] = t / n_new, pos[t] = ctx - n_new + t % n_new;
     void *dpos = gpu_dup(e, pos, (size_t)n_tok * 4), *dseq = gpu_dup(e, seq, (size_t)n_tok * 4);
-    void *dtab[ROT];
-    for (int r = 0; r < ROT; r++) {
-        for (int j = 0; j < n_seq * nb; j++) tab[j] = r * n_seq * nb + j;
-        dtab[r] = gpu_dup(e, tab, (size_t)n_seq * nb * 4);
+    void *dtab[AT_ROT_MAX];
+    for (int r = 0; r < n_rot; r++) {
+        for (int s = 0; s < n_seq; s++)
+            for (int j = 0; j < mb; j++) tab[s * mb + j] = j < nb ? (r * n_seq + s) * nb + j : -1;
+        dtab[r] = gpu_dup(e, tab, (size_t)n_seq * mb * 4);
         g.p[r] = (struct rf_attn_params){.n_tok = n_tok,
                                          .n_head = n_head,
                                          .n_head_kv = n_kv,
@@ -1090,9 +1194,9 @@ static void perf_attn(struct env *e, int n_seq, int ctx, int n_new, int n_head, 
                                          .seq = dseq,
                                          .block_tables = dtab[r],
                                          .n_seq = n_seq,
-                                         .max_blocks = nb,
+                                         .max_blocks = mb,
                                          .block_size = bs,
-                                         .max_pos = ctx - 1,
+                                         .max_pos = mb * bs - 1,
                                          .scale = 1.0f / sqrtf((float)hd)};
     }
     const double ms = time_ms(e, run_attn, &g, 20);
@@ -1100,13 +1204,21 @@ static void perf_attn(struct env *e, int n_seq, int ctx, int n_new, int n_head, 
     const double bytes = 2.0 * n_seq * ctx * width * 2 + 2.0 * n_tok * n_head * hd * 4;
     const double flops = 4.0 * n_head * hd * (double)n_seq * n_new * (ctx - (n_new - 1) / 2.0);
     static const char *pn[] = {"attn_auto", "attn_decode", "attn_prefill", "attn_mma"};
-    perf_line(pn[path], fmt("%ds x %dt ctx %d h%d/%d hd%d", n_seq, n_new, ctx, n_head, n_kv, hd),
-              ms, bytes);
-    printf("%-12s %-44s %9s    %8.2f TFLOP/s\n", "", "", "", flops / (ms * 1e-3) / 1e12);
-    for (int r = 0; r < ROT; r++) gpu_free(e, dtab[r]);
+    const char *cs = cap > ctx ? fmt("%d/%d", ctx, mb * bs) : fmt("%d", ctx);
+    perf_line(pn[path], fmt("%ds x %dt ctx %s h%d/%d hd%d", n_seq, n_new, cs, n_head, n_kv, hd), ms,
+              bytes);
+    if (n_new > 1)
+        printf("%-12s %-44s %9s    %8.2f TFLOP/s\n", "", "", "", flops / (ms * 1e-3) / 1e12);
+    for (int r = 0; r < n_rot; r++) gpu_free(e, dtab[r]);
     gpu_free(e, g.k), gpu_free(e, g.v), gpu_free(e, g.q), gpu_free(e, g.out), gpu_free(e, g.ws);
     gpu_free(e, dpos), gpu_free(e, dseq);
     free(hq), free(hk), free(pos), free(seq), free(tab);
+}
+
+static void perf_attn(struct env *e, int n_seq, int ctx, int n_new, int n_head, int n_kv, int hd,
+                      int path)
+{
+    perf_attn_cap(e, n_seq, ctx, n_new, n_head, n_kv, hd, path, ctx);
 }
 
 /* Matmul at 7B shapes, batch 1: weight copies rotated past L2; one block of random
@@ -1158,7 +1270,7 @@ static void perf_matmul(struct env *e, enum rf_type t, int64_t rows, int64_t k, 
     free(blk), free(w), free(hx);
 }
 
-static void perf_attn_all(struct env *e);
+static void perf_attn_all(struct env *e, bool decode_only);
 static void perf_matmul_all(struct env *e);
 
 static void perf_attn(struct env *e, int n_seq, int ctx, int n_new, int n_head, int n_kv, int hd,
@@ -1173,7 +1285,8 @@ static void run_perf(struct env *e, const char *only)
         perf_ew(e, 4096, 4096);
         perf_ew(e, 4096, 1);
     }
-    if (!*only || strcmp(only, "attn") == 0) perf_attn_all(e);
+    if (!*only || strcmp(only, "attn") == 0) perf_attn_all(e, false);
+    if (strcmp(only, "attn-dec") == 0) perf_attn_all(e, true); /* the decode kernel alone */
     if (strcmp(only, "decode") == 0) { /* for a profiler: two decode shapes */
         perf_attn(e, 1, 512, 1, 32, 8, 128, RF_GPU_ATTN_TENSOR);
         perf_attn(e, 16, 4096, 1, 32, 8, 128, RF_GPU_ATTN_TENSOR);
@@ -1181,16 +1294,25 @@ static void run_perf(struct env *e, const char *only)
     if (!*only || strcmp(only, "matmul") == 0) perf_matmul_all(e);
 }
 
-static void perf_attn_all(struct env *e)
+static void perf_attn_all(struct env *e, bool decode_only)
 {
-    for (int path = RF_GPU_ATTN_DECODE; path <= RF_GPU_ATTN_TENSOR; path++) {
-        if (path == RF_GPU_ATTN_PREFILL) continue;
-        perf_attn(e, 1, 4096, 1, 32, 8, 128, path);
-        perf_attn(e, 1, 4096, 1, 32, 32, 128, path);
-        perf_attn(e, 16, 4096, 1, 32, 8, 128, path);
-        perf_attn(e, 64, 1024, 1, 32, 8, 128, path);
-        perf_attn(e, 1, 512, 1, 32, 8, 128, path);
-    }
+    /* decode, one token per sequence: {sequences, context, KV heads, addressable
+     * positions}; 32 query heads of 128. Positions 0 (the launch's floor) / 64 / 256 /
+     * 640 in a table of 4096 (a recorded step replays one grid for every position),
+     * long contexts, and the server's batched decode. Paths: AUTO (what the forward pass runs),
+     * DECODE, TENSOR. */
+    static const int dec[][4] = {
+        {1, 1, 32, 4096},     {1, 65, 32, 4096},   {1, 257, 32, 4096},  {1, 641, 32, 4096},
+        {1, 1, 8, 4096},      {1, 65, 8, 4096},    {1, 257, 8, 4096},   {1, 641, 8, 4096},
+        {1, 512, 8, 512},     {1, 4096, 32, 4096}, {1, 4096, 8, 4096},  {1, 16384, 32, 16384},
+        {1, 16384, 8, 16384}, {16, 4096, 8, 4096}, {64, 1024, 8, 1024}, {64, 257, 32, 4096},
+        {64, 257, 8, 4096},
+    };
+    static const int dec_paths[] = {RF_GPU_ATTN_AUTO, RF_GPU_ATTN_DECODE, RF_GPU_ATTN_TENSOR};
+    for (size_t i = 0; i < sizeof dec / sizeof dec[0]; i++)
+        for (int p = decode_only; p < (decode_only ? 2 : 3); p++)
+            perf_attn_cap(e, dec[i][0], dec[i][1], 1, 32, dec[i][2], 128, dec_paths[p], dec[i][3]);
+    if (decode_only) return;
     for (int path = RF_GPU_ATTN_PREFILL; path <= RF_GPU_ATTN_TENSOR; path++) {
         perf_attn(e, 1, 512, 512, 32, 8, 128, path);
         perf_attn(e, 1, 4096, 512, 32, 8, 128, path);

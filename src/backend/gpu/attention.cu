@@ -1,23 +1,28 @@
 /* Attention over the paged f16 KV cache (see struct rf_attn_params in backend.h).
  *
- * Two kernels, one semantics:
- * - decode (few query tokens per sequence): one block per (token, KV head, group
- *   of that head's query heads, split of the sequence). The block walks its split's
- *   cache rows in tiles of ATT_T rows loaded once into shared memory and used by
- *   every query head of the group, with an online softmax; a split writes its
- *   unnormalised partial (max, sum, acc) to the workspace and attn_reduce combines
- *   the splits. A token whose visible rows fit one split is finished in place. The
- *   grid is sized from max_blocks * block_size; blocks of splits past a token's
- *   position return at once, so a captured launch serves any position.
+ * Three kernels, one semantics:
+ * - decode (few query tokens per sequence): a fixed grid of blocks looping over work
+ *   items (token, KV head, chunk of its query heads, split of the token's rows); the
+ *   splits are cut on the device from each token's position, so a captured launch
+ *   serves any position with work in proportion to it. K and V go from memory into
+ *   registers in 16-byte loads and every query head of the chunk uses them; the
+ *   splits of a token are combined by the last of its blocks to finish (see the
+ *   decode section).
  * - prefill (many query tokens): one block per tile of ATT_BQ query rows of one KV
  *   head, a row being (token, query head of the group); it walks the cache rows of
  *   each sequence its rows belong to in tiles of bk rows with an online softmax
  *   and the causal / window mask per row.
+ * - tensor cores (CUDA builds, head_dim a multiple of 16 up to 128): as prefill with
+ *   the products on mma.sync, splitting the sequence when there are few query rows;
+ *   attn_reduce combines its splits.
  *
  * Numerics: q is rounded to f16 (as the CPU reference does) and dotted with the f16
  * keys in f32; softmax weights stay f32. Shared-memory rows of K, V and q are
  * padded by one 4-byte word so that threads reading different rows at the same
- * column hit different banks. */
+ * column hit different banks.
+ *
+ * Workspace: DEC_CNT_BYTES of split counters (zero between launches), then the
+ * split partials: acc (n_tok, n_head, n_splits, hd), then (max, sum) pairs. */
 #include <math.h>
 #include <stdint.h>
 
@@ -25,15 +30,9 @@
 #include "backend/gpu/kernels_attn.h"
 
 #define ATT_THREADS 128
-#define ATT_T 32              /* decode: cache rows per tile (one per lane of a 32-group) */
-#define ATT_GROUPS 4          /* decode: 32-thread groups per block */
-#define ATT_DEC_HG_MAX 16     /* decode: query heads per block at most */
-#define ATT_DEC_ELEMS 2048    /* decode: query heads per block * head_dim at most */
-#define ATT_DEC_ACC 16        /* decode: output elements per thread (ELEMS / THREADS) */
-#define ATT_TARGET_BLOCKS 512 /* decode: enough blocks to keep every SM streaming */
-#define ATT_MIN_SPLIT 64      /* decode: rows per split at least (fewer partials to reduce) */
+#define ATT_TARGET_BLOCKS 512 /* tensor cores: enough blocks to keep every SM streaming */
+#define ATT_MIN_SPLIT 64      /* tensor cores: rows per split at least */
 #define ATT_WS_ROWS 16384     /* split partials (token, head, split) the workspace holds */
-#define ATT_FETCH 8           /* decode: 16-byte chunks of K (and of V) per thread and tile */
 #define ATT_BQ 32             /* prefill: query rows per block */
 #define ATT_PF_ND 16          /* prefill: head dims per thread at most (HEAD_DIM_MAX / 16) */
 
@@ -42,7 +41,8 @@ struct attn_args {
     const uint16_t *kp, *vp;
     float *out;
     const int32_t *pos, *seq, *bt;
-    float *ws;       /* decode partials: acc (n_tok, n_head, n_splits, hd), then (m, l) pairs */
+    float *ws;       /* split partials: acc (n_tok, n_head, n_splits, hd), then (m, l) pairs */
+    unsigned *cnt;   /* decode: finished splits per (token, KV head, head chunk) */
     long long width; /* halves per cache row */
     int n_seq;       /* rows of the block tables: a token's seq outside 0..n_seq-1 sees nothing */
     int n_tok, n_head, n_kv, hd, r;
@@ -50,7 +50,8 @@ struct attn_args {
     int bs_shift;            /* log2(bs) when bs is a power of two, else -1 */
     float scale, softcap;
     int window;
-    int hg, nhc, n_splits, split_len; /* decode plan */
+    int hg, nhc, n_splits, split_len; /* split plan (split_len: tensor cores only) */
+    int lpr, min_split;               /* decode: lanes per cache row, rows per split at least */
     int bk;                           /* prefill: cache rows per tile */
 };
 
@@ -130,65 +131,6 @@ static __device__ void load_kv_tile(const struct attn_args *a, int s, int kvh, i
             if (w == 0) svalid[j] = row >= 0;
         }
     }
-}
-
-/* The decode kernel's software pipeline (head_dim % 8 == 0): the next tile's K and V
- * chunks go to registers while the current tile is used, then to shared memory. */
-struct kv_regs {
-    uint4 k[ATT_FETCH], v[ATT_FETCH];
-    unsigned valid; /* bit i: chunk i holds a cache row */
-};
-
-static __device__ __forceinline__ void fetch_tile(const struct attn_args *a, int s, int kvh, int k0,
-                                                  int kend, struct kv_regs *r)
-{
-    const int cpr = a->hd / 8;
-    const long long head_off = (long long)kvh * a->hd;
-    r->valid = 0;
-#pragma unroll
-    for (int i = 0; i < ATT_FETCH; i++) {
-        const int c = threadIdx.x + ATT_THREADS * i, j = c / cpr, kpos = k0 + j;
-        r->k[i] = r->v[i] = make_uint4(0, 0, 0, 0);
-        if (j < ATT_T && kpos <= kend) {
-            const long long row = cache_row(a, s, kpos);
-            if (row >= 0) {
-                const long long off = row * a->width + head_off + (c % cpr) * 8;
-                r->k[i] = *(const uint4 *)(a->kp + off);
-                r->v[i] = *(const uint4 *)(a->vp + off);
-                r->valid |= 1u << i;
-            }
-        }
-    }
-}
-
-static __device__ __forceinline__ void store_tile(const struct attn_args *a,
-                                                  const struct kv_regs *r, uint32_t *sk,
-                                                  uint32_t *sv, int *svalid)
-{
-    const int cpr = a->hd / 8, stride = a->hd / 2 + 1;
-#pragma unroll
-    for (int i = 0; i < ATT_FETCH; i++) {
-        const int c = threadIdx.x + ATT_THREADS * i, j = c / cpr, cc = c % cpr;
-        if (j < ATT_T) {
-            uint32_t *dk = sk + j * stride + cc * 4, *dv = sv + j * stride + cc * 4;
-            dk[0] = r->k[i].x, dk[1] = r->k[i].y, dk[2] = r->k[i].z, dk[3] = r->k[i].w;
-            dv[0] = r->v[i].x, dv[1] = r->v[i].y, dv[2] = r->v[i].z, dv[3] = r->v[i].w;
-            if (cc == 0) svalid[j] = (r->valid >> i) & 1u;
-        }
-    }
-}
-
-/* q.k over words w0..w1 of two padded f16 rows. */
-static __device__ __forceinline__ float dot_words(const uint32_t *q, const uint32_t *k, int w0,
-                                                  int w1)
-{
-    float s0 = 0.0f, s1 = 0.0f;
-    for (int w = w0; w < w1; w++) {
-        const uint32_t qw = q[w], kw = k[w];
-        s0 = fmaf(half_lo(qw), half_lo(kw), s0);
-        s1 = fmaf(half_hi(qw), half_hi(kw), s1);
-    }
-    return s0 + s1;
 }
 
 static __device__ __forceinline__ float logit(const struct attn_args *a, float dot)
@@ -278,180 +220,481 @@ static __device__ __forceinline__ void load_q_rows(const struct attn_args *a, ui
     }
 }
 
-/* ---- decode ---- */
+/* ---- decode ----
+ *
+ * A fixed grid (the blocks the GPU holds at once) loops over work items (token, KV
+ * head, chunk of that head's query heads, split). A token's visible rows are cut into
+ * splits on the device from its own position: at most n_splits (set on the host from
+ * the batch's shape) of at least min_split rows. Thread (slot, lane): the lanes of a
+ * slot (lpr of them, a power of two) hold D head dims each of one cache row, so a
+ * row's K and V come in 16-byte loads straight into registers, R rows per slot and
+ * round all in flight together; the scores are summed over the slot's lanes with
+ * shuffles and each slot keeps its own online softmax for the query heads of the chunk
+ * (all of them use the same K/V registers). The slots are combined in shared memory;
+ * a token in one split writes its output, else each split writes its partial (acc,
+ * max, sum) and the last split of the item's (token, chunk) to finish, found by an
+ * atomic counter, combines them and sets the counter back to zero. */
+#define DEC_HG_MAX 8        /* query heads per item at most */
+#define DEC_SPLITS_MAX 256  /* splits of one token at most */
+#define DEC_CNT ATT_WS_ROWS /* counters at the start of the workspace */
+#define DEC_CNT_BYTES ((size_t)DEC_CNT * sizeof(unsigned))
 
-struct dec_smem {
-    uint32_t *sq, *sk, *sv;
-    float *ssc, *sp, *scorr, *sm, *sl;
-    int *svalid;
+/* Blocks per SM the decode kernel is built for (registers: K, V and the heads'
+ * accumulators); HIP reads the bound's second number differently and gets none. */
+#if defined(RF_HIP)
+#define DEC_MIN_BLOCKS(hgm) 1
+#else
+#define DEC_MIN_BLOCKS(hgm) ((hgm) <= 4 ? 3 : 2)
+#endif
+
+/* Per kernel variant (at most hgm query heads per item): head dims per lane (a
+ * multiple of 8: one 16-byte load each) and cache rows per slot and round. With few
+ * heads a lane takes more dims, so fewer lanes repeat the softmax of a row; with many,
+ * the heads' q and accumulators take the registers. */
+#define DEC_DIMS(hgm) ((hgm) == 1 ? 32 : (hgm) == 2 ? 16 : 8)
+#define DEC_R(hgm) ((hgm) == 1 ? 2 : (hgm) <= 4 ? 4 : 2)
+
+/* Floats of the combine's shared memory for at most hgm heads of dims per lane. */
+#define DEC_SMEM_FLOATS(hgm, dims)                                                                 \
+    ((hgm) * (ATT_THREADS * (dims) + 3 * ATT_THREADS) + 2 * (hgm) + 1)
+
+/* Reads of the partials other blocks wrote in this launch: from L2, never a stale L1
+ * line (p aligned to the size read). */
+static __device__ __forceinline__ float ld_l2(const float *p)
+{
+#if defined(RF_HIP)
+    return *(const volatile float *)p;
+#else
+    return __ldcg(p);
+#endif
+}
+
+static __device__ __forceinline__ float2 ld_l2_f2(const float *p)
+{
+#if defined(RF_HIP)
+    return make_float2(ld_l2(p), ld_l2(p + 1));
+#else
+    return __ldcg((const float2 *)p);
+#endif
+}
+
+static __device__ __forceinline__ float4 ld_l2_f4(const float *p)
+{
+#if defined(RF_HIP)
+    return make_float4(ld_l2(p), ld_l2(p + 1), ld_l2(p + 2), ld_l2(p + 3));
+#else
+    return __ldcg((const float4 *)p);
+#endif
+}
+
+/* Splits of a token with n visible rows and the rows of each (the last may be shorter). */
+static __device__ __forceinline__ void dec_splits(const struct attn_args *a, int n, int *nsp,
+                                                  int *len)
+{
+    if (n <= 0) {
+        *nsp = 1, *len = 1;
+        return;
+    }
+    int k = (n + a->min_split - 1) / a->min_split;
+    k = k <= 2 ? 1 : k < a->n_splits ? k : a->n_splits; /* two rounds cost less than a combine */
+    *len = (n + k - 1) / k;
+    *nsp = (n + *len - 1) / *len;
+}
+
+static __device__ __forceinline__ void unpack8(uint4 w, float *f)
+{
+    f[0] = half_lo(w.x), f[1] = half_hi(w.x), f[2] = half_lo(w.y), f[3] = half_hi(w.y);
+    f[4] = half_lo(w.z), f[5] = half_hi(w.z), f[6] = half_lo(w.w), f[7] = half_hi(w.w);
+}
+
+/* 8 halves of a cache row from dim d0 (a 16-byte load when vec, else 4-byte words);
+ * zeros past hd. */
+template <bool VEC>
+static __device__ __forceinline__ uint4 dec_load(const uint16_t *p, int d0, int hd)
+{
+    if (VEC) return d0 < hd ? *(const uint4 *)p : make_uint4(0, 0, 0, 0);
+    const uint32_t *w = (const uint32_t *)p;
+    uint4 r;
+    r.x = d0 < hd ? w[0] : 0u;
+    r.y = d0 + 2 < hd ? w[1] : 0u;
+    r.z = d0 + 4 < hd ? w[2] : 0u;
+    r.w = d0 + 6 < hd ? w[3] : 0u;
+    return r;
+}
+
+/* Block of the block table (or -1) holding position kpos of sequence sq, -1 past kend. */
+static __device__ __forceinline__ int dec_block(const struct attn_args *a, int sq, int kpos,
+                                                int kend)
+{
+    const int b = a->bs_shift >= 0 ? kpos >> a->bs_shift : kpos / a->bs;
+    return kpos <= kend ? a->bt[(long long)sq * a->max_blocks + b] : -1;
+}
+
+/* Where a thread's rows of one round start (row i of the round: k0 + slot + nslot * i). */
+struct dec_lane {
+    int slot, nslot, d0;
+    long long head_off; /* halves from a pool row to the lane's first dim */
 };
 
-static __device__ struct dec_smem dec_layout(uint32_t *smem, int hg, int stride)
+/* Queues the K and V loads of the round at k0 (block ids in blk; -1: no row). */
+template <int R, int D, bool VEC>
+static __device__ __forceinline__ void dec_issue(const struct attn_args *a,
+                                                 const struct dec_lane *ln, int k0, const int *blk,
+                                                 uint4 (*kc)[D / 8], uint4 (*vc)[D / 8], bool *ok)
 {
-    struct dec_smem s;
-    s.sq = smem;                               /* (hg, stride) q as f16 pairs */
-    s.sk = s.sq + hg * stride;                 /* (ATT_T, stride) */
-    s.sv = s.sk + ATT_T * stride;              /* (ATT_T, stride) */
-    s.ssc = (float *)(s.sv + ATT_T * stride);  /* (16, ATT_T) partial dots */
-    s.sp = s.ssc + ATT_DEC_HG_MAX * ATT_T;     /* (hg, ATT_T) weights */
-    s.scorr = s.sp + hg * ATT_T;               /* (16) */
-    s.sm = s.scorr + ATT_DEC_HG_MAX;           /* (16) */
-    s.sl = s.sm + ATT_DEC_HG_MAX;              /* (16) */
-    s.svalid = (int *)(s.sl + ATT_DEC_HG_MAX); /* (ATT_T) */
-    return s;
-}
-
-static size_t dec_smem_bytes(int hg, int hd)
-{
-    const size_t stride = (size_t)hd / 2 + 1;
-    return 4 * ((size_t)hg * stride + 2 * ATT_T * stride + ATT_DEC_HG_MAX * ATT_T +
-                (size_t)hg * ATT_T + 3 * ATT_DEC_HG_MAX + ATT_T);
-}
-
-/* Scores of the group's ng heads against the tile, in ndp parts of head_dim per
- * head so that all four 32-groups work when ng < 4. */
-static __device__ void dec_scores(const struct attn_args *a, const struct dec_smem *s, int ng,
-                                  int ndp)
-{
-    const int hw = a->hd / 2, stride = hw + 1;
-    const int grp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (int it = grp; it < ng * ndp; it += ATT_GROUPS) {
-        const int h = it / ndp, dp = it % ndp;
-        s->ssc[it * ATT_T + lane] = dot_words(s->sq + h * stride, s->sk + lane * stride,
-                                              dp * hw / ndp, (dp + 1) * hw / ndp);
-    }
-}
-
-/* Softmax step of heads grp, grp+4, ... (one 32-group per head, a lane per row). */
-static __device__ void dec_softmax(const struct attn_args *a, const struct dec_smem *s, int ng,
-                                   int ndp, float *m, float *l)
-{
-    const int grp = threadIdx.x / 32, lane = threadIdx.x % 32;
 #pragma unroll
-    for (int i = 0; i < ATT_DEC_HG_MAX / ATT_GROUPS; i++) {
-        const int h = grp + ATT_GROUPS * i;
-        if (h >= ng) break;
-        float dot = 0.0f;
-        for (int dp = 0; dp < ndp; dp++) dot += s->ssc[(h * ndp + dp) * ATT_T + lane];
-        const bool ok = s->svalid[lane] != 0;
-        const float x = ok ? logit(a, dot) : -INFINITY;
-        const float m_new = fmaxf(m[i], group_max(x, 32));
-        float corr, p;
-        online_step(m[i], m_new, x, ok, &corr, &p);
-        l[i] = l[i] * corr + group_sum(p, 32);
-        m[i] = m_new;
-        s->sp[h * ATT_T + lane] = p;
-        if (lane == 0) s->scorr[h] = corr;
-    }
-}
-
-/* acc (this thread's output elements tid + THREADS*i of the (ng, hd) group output)
- * = acc * corr + weights . V over the tile. */
-static __device__ __forceinline__ void dec_pv(const struct attn_args *a, const struct dec_smem *s,
-                                              int ng, float *acc)
-{
-    const int stride2 = a->hd + 2; /* halves per padded row */
-    const unsigned short *sv = (const unsigned short *)s->sv;
+    for (int i = 0; i < R; i++) {
+        const int kpos = k0 + ln->slot + ln->nslot * i;
+        const int b = a->bs_shift >= 0 ? kpos >> a->bs_shift : kpos / a->bs;
+        const long long off =
+            ((long long)blk[i] * a->bs + (kpos - b * a->bs)) * a->width + ln->head_off;
+        ok[i] = blk[i] >= 0;
 #pragma unroll
-    for (int i = 0; i < ATT_DEC_ACC; i++) {
-        const int e = threadIdx.x + ATT_THREADS * i;
-        if (e < ng * a->hd) {
-            const int h = e / a->hd, d = e % a->hd;
-            const float *p = s->sp + h * ATT_T;
-            float sum = acc[i] * s->scorr[h];
-#pragma unroll 8
-            for (int j = 0; j < ATT_T; j++)
-                sum = fmaf(p[j], __half2float(__ushort_as_half(sv[j * stride2 + d])), sum);
-            acc[i] = sum;
-        }
-    }
-}
-
-static __device__ void dec_finish(const struct attn_args *a, const struct dec_smem *s, int t,
-                                  int h0, int ng, int split, bool alone, const float *acc)
-{
-    const long long n_part = (long long)a->n_tok * a->n_head * a->n_splits;
-#pragma unroll
-    for (int i = 0; i < ATT_DEC_ACC; i++) {
-        const int e = threadIdx.x + ATT_THREADS * i;
-        if (e < ng * a->hd) {
-            const int h = e / a->hd, d = e % a->hd;
-            const long long th = (long long)t * a->n_head + h0 + h;
-            if (alone) {
-                const float l = s->sl[h];
-                a->out[th * a->hd + d] = l > 0.0f ? acc[i] / l : 0.0f;
-            } else {
-                a->ws[(th * a->n_splits + split) * a->hd + d] = acc[i];
+        for (int c = 0; c < D / 8; c++) {
+            kc[i][c] = vc[i][c] = make_uint4(0, 0, 0, 0);
+            if (ok[i]) {
+                kc[i][c] = dec_load<VEC>(a->kp + off + 8 * c, ln->d0 + 8 * c, a->hd);
+                vc[i][c] = dec_load<VEC>(a->vp + off + 8 * c, ln->d0 + 8 * c, a->hd);
             }
         }
     }
-    if (!alone && (int)threadIdx.x < ng) {
-        const long long th = (long long)t * a->n_head + h0 + threadIdx.x;
-        float *ml = a->ws + n_part * a->hd + (th * a->n_splits + split) * 2;
-        ml[0] = s->sm[threadIdx.x];
-        ml[1] = s->sl[threadIdx.x];
+}
+
+/* Block ids of the round at k0 (loads queued, not waited for). */
+template <int R>
+static __device__ __forceinline__ void
+dec_blocks(const struct attn_args *a, const struct dec_lane *ln, int sq, int k0, int k_hi, int *blk)
+{
+#pragma unroll
+    for (int i = 0; i < R; i++) blk[i] = dec_block(a, sq, k0 + ln->slot + ln->nslot * i, k_hi);
+}
+
+/* Scores of a round's rows for the chunk's heads (summed over the slot's lanes), the
+ * online softmax step of the slot, and weights . V into acc. */
+template <int HGM, int R, int D>
+static __device__ __forceinline__ void
+dec_compute(const struct attn_args *a, const float (*q)[D], uint4 (*kc)[D / 8], uint4 (*vc)[D / 8],
+            const bool *ok, float *m, float *l, float (*acc)[D])
+{
+    float x[R][HGM];
+#pragma unroll
+    for (int i = 0; i < R; i++) {
+#pragma unroll
+        for (int h = 0; h < HGM; h++) x[i][h] = 0.0f;
+#pragma unroll
+        for (int c = 0; c < D / 8; c++) {
+            float kf[8];
+            unpack8(kc[i][c], kf);
+#pragma unroll
+            for (int h = 0; h < HGM; h++) {
+                float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+                for (int j = 0; j < 8; j += 2) {
+                    s0 = fmaf(q[h][8 * c + j], kf[j], s0);
+                    s1 = fmaf(q[h][8 * c + j + 1], kf[j + 1], s1);
+                }
+                x[i][h] += s0 + s1;
+            }
+        }
+    }
+    for (int o = a->lpr / 2; o > 0; o /= 2)
+#pragma unroll
+        for (int i = 0; i < R; i++)
+#pragma unroll
+            for (int h = 0; h < HGM; h++) x[i][h] += rf_shfl_xor(x[i][h], o);
+#pragma unroll
+    for (int h = 0; h < HGM; h++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+            x[i][h] = ok[i] ? logit(a, x[i][h]) : -INFINITY;
+            mx = fmaxf(mx, x[i][h]);
+        }
+        const float m_new = fmaxf(m[h], mx);
+        const float corr = m_new == -INFINITY ? 1.0f : __expf(m[h] - m_new);
+        m[h] = m_new;
+        l[h] *= corr;
+#pragma unroll
+        for (int j = 0; j < D; j++) acc[h][j] *= corr;
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+            x[i][h] = x[i][h] == -INFINITY ? 0.0f : __expf(x[i][h] - m_new);
+            l[h] += x[i][h];
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < R; i++)
+#pragma unroll
+        for (int c = 0; c < D / 8; c++) {
+            float vf[8];
+            unpack8(vc[i][c], vf);
+#pragma unroll
+            for (int h = 0; h < HGM; h++)
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    acc[h][8 * c + j] = fmaf(x[i][h], vf[j], acc[h][8 * c + j]);
+        }
+}
+
+/* One item's rows k_lo..k_hi: the slot's running max m, sum l and acc (its D dims)
+ * for each query head of the chunk, in rounds of R rows per slot, the block ids read
+ * a round ahead. (Two rounds in flight, R halved, measured slower: H200, 2026-11-27.) */
+template <int HGM, int R, int D, bool VEC>
+static __device__ __forceinline__ void dec_rows(const struct attn_args *a, int sq, int kvh,
+                                                int k_lo, int k_hi, const float (*q)[D], float *m,
+                                                float *l, float (*acc)[D])
+{
+    struct dec_lane ln;
+    ln.slot = threadIdx.x / a->lpr, ln.nslot = ATT_THREADS / a->lpr;
+    ln.d0 = (threadIdx.x & (a->lpr - 1)) * D;
+    ln.head_off = (long long)kvh * a->hd + ln.d0;
+    const int step = ln.nslot * R;
+    int blk[R];
+    uint4 kc[R][D / 8], vc[R][D / 8];
+    bool ok[R];
+    dec_blocks<R>(a, &ln, sq, k_lo, k_hi, blk);
+    for (int k0 = k_lo; k0 <= k_hi; k0 += step) {
+        dec_issue<R, D, VEC>(a, &ln, k0, blk, kc, vc, ok);
+        dec_blocks<R>(a, &ln, sq, k0 + step, k_hi, blk);
+        dec_compute<HGM, R, D>(a, q, kc, vc, ok, m, l, acc);
     }
 }
 
-static __device__ void dec_load_q(const struct attn_args *a, const struct dec_smem *s, int t,
-                                  int h0, int ng)
+/* Shared memory of the combines: acc (HGM, threads, D), then per (head, slot) the
+ * max, sum and weight, then per head the block's max and sum, then the last-split flag. */
+struct dec_smem {
+    float *acc, *m, *l, *w, *bm, *bl;
+    int *last;
+};
+
+template <int HGM, int D> static __device__ __forceinline__ struct dec_smem dec_layout(float *smem)
 {
-    const int hw = a->hd / 2, stride = hw + 1;
-    for (int i = threadIdx.x; i < ng * hw; i += blockDim.x) {
-        const int h = i / hw, w = i % hw;
-        const float *qr = a->q + ((long long)t * a->n_head + h0 + h) * a->hd + 2 * w;
-        s->sq[h * stride + w] = pack_halves(qr[0], qr[1]);
-    }
+    struct dec_smem s;
+    s.acc = smem;
+    s.m = s.acc + HGM * ATT_THREADS * D;
+    s.l = s.m + HGM * ATT_THREADS;
+    s.w = s.l + HGM * ATT_THREADS;
+    s.bm = s.w + HGM * ATT_THREADS;
+    s.bl = s.bm + HGM;
+    s.last = (int *)(s.bl + HGM);
+    return s;
 }
 
-__global__ void __launch_bounds__(ATT_THREADS) attn_decode(struct attn_args a)
+/* The slots' (m, l, acc) of every head into the block's: bm, bl per head and the
+ * weight of each slot in w; the caller sums acc over the slots with them. */
+template <int HGM, int D>
+static __device__ __forceinline__ void dec_slots(const struct attn_args *a,
+                                                 const struct dec_smem *s, const float *m,
+                                                 const float *l, const float (*acc)[D])
 {
-    extern __shared__ uint32_t smem[];
-    const int t = blockIdx.z, split = blockIdx.x;
-    const int kvh = blockIdx.y / a.nhc, hc = blockIdx.y % a.nhc;
-    const int h0 = kvh * a.r + hc * a.hg;
-    const int ng = a.r - hc * a.hg < a.hg ? a.r - hc * a.hg : a.hg;
-    const int sq = a.seq ? a.seq[t] : 0;
-    const int pos = sq >= 0 && sq < a.n_seq ? a.pos[t] : -1; /* -1: nothing visible */
-    int first, last, lo, hi;
-    split_range(&a, pos, &first, &last, &lo, &hi);
-    if (split < first || split > last) return;
-    const int k_lo = lo > split * a.split_len ? lo : split * a.split_len;
-    const int k_end = split * a.split_len + a.split_len - 1;
-    const int k_hi = hi < k_end ? hi : k_end;
-
-    const struct dec_smem s = dec_layout(smem, a.hg, a.hd / 2 + 1);
-    dec_load_q(&a, &s, t, h0, ng);
-    const int ndp = ng >= ATT_GROUPS ? 1 : (ng >= 2 ? 2 : 4);
-    float m[ATT_DEC_HG_MAX / ATT_GROUPS], l[ATT_DEC_HG_MAX / ATT_GROUPS], acc[ATT_DEC_ACC];
+    const int lane = threadIdx.x & (a->lpr - 1), slot = threadIdx.x / a->lpr;
+    const int nslot = ATT_THREADS / a->lpr;
 #pragma unroll
-    for (int i = 0; i < ATT_DEC_HG_MAX / ATT_GROUPS; i++) m[i] = -INFINITY, l[i] = 0.0f;
+    for (int h = 0; h < HGM; h++) {
+        float4 *dst = (float4 *)(s->acc + (h * ATT_THREADS + threadIdx.x) * D);
 #pragma unroll
-    for (int i = 0; i < ATT_DEC_ACC; i++) acc[i] = 0.0f;
-
-    const bool piped = a.hd % 8 == 0;
-    struct kv_regs regs;
-    if (piped && k_lo <= k_hi) fetch_tile(&a, sq, kvh, k_lo, k_hi, &regs);
-    for (int k0 = k_lo; k0 <= k_hi; k0 += ATT_T) {
-        __syncthreads(); /* the previous tile's readers are done */
-        if (piped) store_tile(&a, &regs, s.sk, s.sv, s.svalid);
-        else load_kv_tile(&a, sq, kvh, k0, k_hi, ATT_T, s.sk, s.sv, s.svalid);
-        __syncthreads();
-        if (piped && k0 + ATT_T <= k_hi) fetch_tile(&a, sq, kvh, k0 + ATT_T, k_hi, &regs);
-        dec_scores(&a, &s, ng, ndp);
-        __syncthreads();
-        dec_softmax(&a, &s, ng, ndp, m, l);
-        __syncthreads();
-        dec_pv(&a, &s, ng, acc);
-    }
-    const int grp = threadIdx.x / 32, lane = threadIdx.x % 32;
-#pragma unroll
-    for (int i = 0; i < ATT_DEC_HG_MAX / ATT_GROUPS; i++) {
-        const int h = grp + ATT_GROUPS * i;
-        if (lane == 0 && h < ng) s.sm[h] = m[i], s.sl[h] = l[i];
+        for (int j = 0; j < D; j += 4)
+            dst[j / 4] = make_float4(acc[h][j], acc[h][j + 1], acc[h][j + 2], acc[h][j + 3]);
+        if (lane == 0) s->m[h * ATT_THREADS + slot] = m[h], s->l[h * ATT_THREADS + slot] = l[h];
     }
     __syncthreads();
-    dec_finish(&a, &s, t, h0, ng, split, first == last, acc);
+    if (threadIdx.x < HGM) {
+        const int h = threadIdx.x;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int i = 0; i < nslot; i++)
+            if (s->l[h * ATT_THREADS + i] > 0.0f) mx = fmaxf(mx, s->m[h * ATT_THREADS + i]);
+        for (int i = 0; i < nslot; i++) {
+            const float li = s->l[h * ATT_THREADS + i];
+            const float wi = li > 0.0f ? __expf(s->m[h * ATT_THREADS + i] - mx) : 0.0f;
+            s->w[h * ATT_THREADS + i] = wi;
+            sum += wi * li;
+        }
+        s->bm[h] = mx, s->bl[h] = sum;
+    }
+    __syncthreads();
+}
+
+/* The split combine's view of the partials of (token t, chunk at head h0): columns of
+ * W floats (4 when hd allows) of the (ng, hd) output; with fewer columns than threads,
+ * g_n threads share a column, thread g of them taking splits g, g + g_n, ... The
+ * loads of DEC_J of a thread's splits are issued together. */
+#define DEC_J 16
+
+struct dec_cols {
+    int w, per, ncol, g_n, tpc, g;
+};
+
+static __device__ __forceinline__ void dec_fetch(const struct attn_args *a,
+                                                 const struct dec_cols *cl, int t, int h0, int c0,
+                                                 int j0, int nsp, float4 *v)
+{
+    const int c = c0 + (int)threadIdx.x % cl->tpc, h = c / cl->per, d = c % cl->per * cl->w;
+    const float *p = a->ws + ((long long)t * a->n_head + h0 + h) * a->n_splits * a->hd + d;
+    const bool col = c < cl->ncol && cl->g < cl->g_n;
+#pragma unroll
+    for (int j = 0; j < DEC_J; j++) {
+        const int i = cl->g + cl->g_n * (j0 + j);
+        v[j] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (col && i < nsp) {
+            if (cl->w == 4) v[j] = ld_l2_f4(p + (long long)i * a->hd);
+            else v[j].x = ld_l2(p + (long long)i * a->hd);
+        }
+    }
+}
+
+/* The last split of (token t, chunk at head h0) to finish: the first DEC_J partials
+ * of each thread and the splits' (max, sum) are loaded together; the weights per head
+ * by 32-thread groups; then the weighted sums, folded over the threads of a column. */
+template <int HGM>
+static __device__ void dec_combine(const struct attn_args *a, const struct dec_smem *s, int t,
+                                   int h0, int ng, int nsp)
+{
+    const long long n_part = (long long)a->n_tok * a->n_head * a->n_splits;
+    float *sw = s->acc, *sl = s->acc + HGM * DEC_SPLITS_MAX; /* (HGM, DEC_SPLITS_MAX) each */
+    float *red = s->acc + 2 * HGM * DEC_SPLITS_MAX;          /* ATT_THREADS * 4 */
+    struct dec_cols cl;
+    cl.w = a->hd % 4 == 0 ? 4 : 1;
+    cl.per = a->hd / cl.w, cl.ncol = ng * cl.per;
+    cl.g_n = cl.ncol >= ATT_THREADS ? 1 : ATT_THREADS / cl.ncol;
+    cl.tpc = ATT_THREADS / cl.g_n, cl.g = threadIdx.x / cl.tpc;
+    float4 v[DEC_J];
+    dec_fetch(a, &cl, t, h0, 0, 0, nsp, v);
+    for (int k = threadIdx.x; k < ng * nsp; k += ATT_THREADS) {
+        const int h = k / nsp, i = k % nsp;
+        const long long th = (long long)t * a->n_head + h0 + h;
+        const float2 ml = ld_l2_f2(a->ws + n_part * a->hd + (th * a->n_splits + i) * 2);
+        sw[h * DEC_SPLITS_MAX + i] = ml.x, sl[h * DEC_SPLITS_MAX + i] = ml.y;
+    }
+    __syncthreads();
+    const int grp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int h = grp; h < ng; h += ATT_THREADS / 32) {
+        float mx = -INFINITY, sum = 0.0f;
+        for (int i = lane; i < nsp; i += 32)
+            if (sl[h * DEC_SPLITS_MAX + i] > 0.0f) mx = fmaxf(mx, sw[h * DEC_SPLITS_MAX + i]);
+        mx = group_max(mx, 32);
+        for (int i = lane; i < nsp; i += 32) {
+            const float li = sl[h * DEC_SPLITS_MAX + i];
+            const float wi = li > 0.0f ? __expf(sw[h * DEC_SPLITS_MAX + i] - mx) : 0.0f;
+            sw[h * DEC_SPLITS_MAX + i] = wi;
+            sum += wi * li;
+        }
+        sum = group_sum(sum, 32);
+        if (lane == 0) s->bl[h] = sum;
+    }
+    __syncthreads();
+    const int per_g = (nsp + cl.g_n - 1) / cl.g_n; /* splits of a thread at most */
+    for (int c0 = 0; c0 < cl.ncol; c0 += cl.tpc) {
+        const int c = c0 + (int)threadIdx.x % cl.tpc, h = c < cl.ncol ? c / cl.per : 0;
+        float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        for (int j0 = 0; j0 < per_g; j0 += DEC_J) {
+            if (c0 > 0 || j0 > 0) dec_fetch(a, &cl, t, h0, c0, j0, nsp, v);
+#pragma unroll
+            for (int j = 0; j < DEC_J; j++) {
+                const int i = cl.g + cl.g_n * (j0 + j);
+                const float wi = i < nsp ? sw[h * DEC_SPLITS_MAX + i] : 0.0f;
+                o.x = fmaf(wi, v[j].x, o.x), o.y = fmaf(wi, v[j].y, o.y);
+                o.z = fmaf(wi, v[j].z, o.z), o.w = fmaf(wi, v[j].w, o.w);
+            }
+        }
+        if (cl.g_n > 1) {
+            if (cl.g < cl.g_n) ((float4 *)red)[threadIdx.x] = o;
+            __syncthreads();
+            if (cl.g == 0)
+                for (int gg = 1; gg < cl.g_n; gg++) {
+                    const float4 r = ((const float4 *)red)[gg * cl.tpc + threadIdx.x];
+                    o.x += r.x, o.y += r.y, o.z += r.z, o.w += r.w;
+                }
+            __syncthreads();
+        }
+        if (cl.g == 0 && c < cl.ncol) {
+            const float inv = s->bl[h] > 0.0f ? 1.0f / s->bl[h] : 0.0f;
+            float *dst = a->out + ((long long)t * a->n_head + h0 + h) * a->hd + c % cl.per * cl.w;
+            if (cl.w == 4) { /* out is 8-byte aligned */
+                ((float2 *)dst)[0] = make_float2(o.x * inv, o.y * inv);
+                ((float2 *)dst)[1] = make_float2(o.z * inv, o.w * inv);
+            } else {
+                dst[0] = o.x * inv;
+            }
+        }
+    }
+}
+
+template <int HGM, int R, int D, bool VEC>
+__global__ void __launch_bounds__(ATT_THREADS, DEC_MIN_BLOCKS(HGM)) attn_dec(struct attn_args a)
+{
+    extern __shared__ __align__(16) float dsm[];
+    const struct dec_smem s = dec_layout<HGM, D>(dsm);
+    const int lane = threadIdx.x & (a.lpr - 1), d0 = lane * D;
+    const int units = a.n_kv * a.nhc, nslot = ATT_THREADS / a.lpr;
+    const long long n_items = (long long)a.n_tok * units * a.n_splits;
+    for (long long it = blockIdx.x; it < n_items; it += gridDim.x) {
+        const int u = (int)(it % units), sp = (int)(it / units % a.n_splits);
+        const int t = (int)(it / units / a.n_splits);
+        const int kvh = u / a.nhc, h0 = kvh * a.r + (u % a.nhc) * a.hg;
+        const int ng = a.r - (u % a.nhc) * a.hg < a.hg ? a.r - (u % a.nhc) * a.hg : a.hg;
+        /* position, sequence and q loads all in flight together */
+        const int sq = a.seq ? a.seq[t] : 0, pt = a.pos[t];
+        float q[HGM][D], m[HGM], l[HGM], acc[HGM][D];
+#pragma unroll
+        for (int h = 0; h < HGM; h++) {
+            const float *qr = a.q + ((long long)t * a.n_head + h0 + h) * a.hd + d0;
+#pragma unroll
+            for (int j = 0; j < D; j += 2) {
+                const float2 v =
+                    h < ng && d0 + j < a.hd ? *(const float2 *)(qr + j) : make_float2(0.0f, 0.0f);
+                q[h][j] = v.x, q[h][j + 1] = v.y;
+            }
+        }
+        const int pos = sq >= 0 && sq < a.n_seq ? pt : -1; /* -1: nothing visible */
+        const int lo = vis_lo(&a, pos), hi = vis_hi(&a, pos);
+        int nsp, len;
+        dec_splits(&a, hi - lo + 1, &nsp, &len);
+        if (sp >= nsp) continue;
+        const int k_lo = lo + sp * len, k_hi = hi < k_lo + len - 1 ? hi : k_lo + len - 1;
+#pragma unroll
+        for (int h = 0; h < HGM; h++) {
+#pragma unroll
+            for (int j = 0; j < D; j++) {
+                q[h][j] = __half2float(__float2half_rn(q[h][j])); /* as the reference */
+                acc[h][j] = 0.0f;
+            }
+            m[h] = -INFINITY, l[h] = 0.0f;
+        }
+        dec_rows<HGM, R, D, VEC>(&a, sq, kvh, k_lo, k_hi, q, m, l, acc);
+        dec_slots<HGM, D>(&a, &s, m, l, acc);
+
+        const long long n_part = (long long)a.n_tok * a.n_head * a.n_splits;
+        for (int e = threadIdx.x; e < ng * a.hd; e += ATT_THREADS) {
+            const int h = e / a.hd, d = e % a.hd;
+            const float *sa = s.acc + h * ATT_THREADS * D + d;
+            const float *sw = s.w + h * ATT_THREADS;
+            float o = 0.0f;
+            for (int i = 0; i < nslot; i++) o = fmaf(sw[i], sa[i * a.lpr * D], o);
+            const long long th = (long long)t * a.n_head + h0 + h;
+            if (nsp == 1) a.out[th * a.hd + d] = s.bl[h] > 0.0f ? o / s.bl[h] : 0.0f;
+            else a.ws[(th * a.n_splits + sp) * a.hd + d] = o;
+        }
+        if (nsp > 1) {
+            if ((int)threadIdx.x < ng) {
+                const long long th = (long long)t * a.n_head + h0 + threadIdx.x;
+                float *ml = a.ws + n_part * a.hd + (th * a.n_splits + sp) * 2;
+                ml[0] = s.bm[threadIdx.x], ml[1] = s.bl[threadIdx.x];
+            }
+            __threadfence(); /* the partial is visible before the count says so */
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                unsigned *cnt = a.cnt + (long long)t * units + u;
+                *s.last = atomicAdd(cnt, 1u) == (unsigned)nsp - 1;
+                if (*s.last) *cnt = 0u; /* every split of the item has counted */
+            }
+            __syncthreads();
+            if (*s.last) {
+                __threadfence();
+                dec_combine<HGM>(&a, &s, t, h0, ng, nsp);
+            }
+        }
+        __syncthreads(); /* shared memory is reused by the next item */
+    }
 }
 
 /* Max / sum over the block (ATT_THREADS threads); every thread gets the result. */
@@ -711,48 +954,10 @@ static int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }
 /* Query rows (token * group size + head in group) and one tile past them fit int. */
 #define MMA_ROWS_PAD 64
 
-/* Query heads per decode block: as many of the group as fit ATT_DEC_ELEMS, spread
- * evenly over the chunks the group needs. */
-static void dec_heads(int r, int hd, int *hg, int *nhc)
-{
-    int cap = ATT_DEC_ELEMS / hd;
-    if (cap > ATT_DEC_HG_MAX) cap = ATT_DEC_HG_MAX;
-    *nhc = ceil_div(r, cap);
-    *hg = ceil_div(r, *nhc);
-}
-
-/* n splits at most max_splits and at most ATT_WS_ROWS partials (the workspace), each
- * a whole number of ATT_MIN_SPLIT rows; sets split_len and n_splits. */
-static void split_cap(struct attn_args *a, int *n, int max_splits)
-{
-    const long long rows = (long long)a->n_tok * a->n_head;
-    if (*n > max_splits) *n = max_splits;
-    if (*n > 1 && (long long)*n * rows > ATT_WS_ROWS) *n = (int)(ATT_WS_ROWS / rows);
-    if (*n < 1) *n = 1;
-    a->split_len = ceil_div(ceil_div(a->ctx, *n), ATT_MIN_SPLIT) * ATT_MIN_SPLIT;
-    a->n_splits = ceil_div(a->ctx, a->split_len);
-}
-
-/* Splits of the sequence: enough blocks for ATT_TARGET_BLOCKS. */
-static void dec_plan(struct attn_args *a)
-{
-    dec_heads(a->r, a->hd, &a->hg, &a->nhc);
-    const long long units = (long long)a->n_tok * a->n_kv * a->nhc;
-    const int max_splits = ceil_div(a->ctx, ATT_MIN_SPLIT);
-    int n = units >= ATT_TARGET_BLOCKS ? 1 : ceil_div(ATT_TARGET_BLOCKS, units);
-    split_cap(a, &n, max_splits);
-}
-
-static size_t dec_work_bytes(const struct attn_args *a)
-{
-    if (a->n_splits <= 1) return 0;
-    return (size_t)a->n_tok * a->n_head * a->n_splits * ((size_t)a->hd + 2) * sizeof(float);
-}
-
 size_t rf_gpu_attention_work_bytes(int n_head, int n_head_kv, int head_dim)
 {
     if (n_head <= 0 || n_head_kv <= 0 || head_dim <= 0 || n_head % n_head_kv) return 0;
-    return (size_t)ATT_WS_ROWS * ((size_t)head_dim + 2) * sizeof(float);
+    return DEC_CNT_BYTES + (size_t)ATT_WS_ROWS * ((size_t)head_dim + 2) * sizeof(float);
 }
 
 static rf_status attn_check(const struct rf_attn_params *p)
@@ -802,26 +1007,174 @@ static rf_status launched(const char *kernel)
     return RF_OK;
 }
 
+static int dec_hgm(int hg) { return hg <= 1 ? 1 : hg <= 2 ? 2 : hg <= 4 ? 4 : 8; }
+
+static size_t dec_smem_bytes(int hgm)
+{
+    return sizeof(float) * DEC_SMEM_FLOATS(hgm, DEC_DIMS(hgm));
+}
+
+template <int HGM, bool VEC> static int dec_occupancy(void)
+{
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &n, attn_dec<HGM, DEC_R(HGM), DEC_DIMS(HGM), VEC>, ATT_THREADS, dec_smem_bytes(HGM)) !=
+        cudaSuccess) {
+        (void)cudaGetLastError();
+        n = 0;
+    }
+    return n;
+}
+
+template <int HGM, bool VEC>
+static rf_status dec_launch(cudaStream_t st, const struct attn_args *a, int grid)
+{
+    attn_dec<HGM, DEC_R(HGM), DEC_DIMS(HGM), VEC>
+        <<<grid, ATT_THREADS, dec_smem_bytes(HGM), st>>>(*a);
+    return launched("attn_dec");
+}
+
+/* The decode kernel variants: k = (log2 hgm) * 2 + vec. */
+#define DEC_VARIANTS 8
+#define DEC_SWITCH(k, CALL)                                                                        \
+    switch (k) {                                                                                   \
+    case 0: CALL(1, false); break;                                                                 \
+    case 1: CALL(1, true); break;                                                                  \
+    case 2: CALL(2, false); break;                                                                 \
+    case 3: CALL(2, true); break;                                                                  \
+    case 4: CALL(4, false); break;                                                                 \
+    case 5: CALL(4, true); break;                                                                  \
+    case 6: CALL(8, false); break;                                                                 \
+    default: CALL(8, true); break;                                                                 \
+    }
+
+static int dec_variant(int hgm, bool vec)
+{
+    return (hgm == 1 ? 0 : hgm == 2 ? 1 : hgm == 4 ? 2 : 3) * 2 + vec;
+}
+
+/* Blocks of decode kernel variant k the device holds at once, asked once per device
+ * and variant (at least one per SM). */
+#define DEC_DEVICES 16
+static int dec_resident(int k)
+{
+    static int cache[DEC_DEVICES][DEC_VARIANTS];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= DEC_DEVICES) {
+        (void)cudaGetLastError();
+        dev = -1;
+    }
+    int n = dev >= 0 ? __atomic_load_n(&cache[dev][k], __ATOMIC_RELAXED) : 0;
+    if (n > 0) return n;
+    int sms = 0;
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev < 0 ? 0 : dev) !=
+            cudaSuccess ||
+        sms <= 0) {
+        (void)cudaGetLastError();
+        sms = 1;
+    }
+    int per_sm = 0;
+#define DEC_OCC(h, v) per_sm = dec_occupancy<h, v>()
+    DEC_SWITCH(k, DEC_OCC)
+#undef DEC_OCC
+    n = sms * (per_sm > 0 ? per_sm : 1);
+    if (dev >= 0) __atomic_store_n(&cache[dev][k], n, __ATOMIC_RELAXED);
+    return n;
+}
+
+/* Query heads per item (a chunk of the group), lanes per cache row, and the splits per
+ * token at most. Fewer items than resident blocks: as many splits as one wave of
+ * them takes; more: the fewest splits that fill the waves to DEC_FILL percent
+ * (items of one batch are about equal). At most DEC_SPLITS_MAX per token, rows per
+ * split at least a round's, and ATT_WS_ROWS partials in all. */
+#define DEC_FILL 85
+
+static void dec_plan(struct attn_args *a, int resident)
+{
+    a->nhc = ceil_div(a->r, DEC_HG_MAX);
+    a->hg = ceil_div(a->r, a->nhc);
+    a->lpr = 1;
+    while (a->lpr * DEC_DIMS(dec_hgm(a->hg)) < a->hd) a->lpr *= 2;
+    a->min_split = ATT_THREADS / a->lpr * DEC_R(dec_hgm(a->hg)); /* a round's rows */
+    const long long units = (long long)a->n_tok * a->n_kv * a->nhc;
+    long long most = ceil_div(a->ctx, a->min_split);
+    most = most < DEC_SPLITS_MAX ? most : DEC_SPLITS_MAX;
+    const long long ws_most = ATT_WS_ROWS / ((long long)a->n_tok * a->n_head);
+    most = most < ws_most ? most : ws_most;
+    long long n = 1;
+    if (units <= resident) {
+        n = resident / units;
+    } else {
+        for (; n < most; n++) {
+            const long long items = units * n, waves = (items + resident - 1) / resident;
+            if (100 * items >= DEC_FILL * waves * resident) break;
+        }
+    }
+    n = n < most ? n : most;
+    a->n_splits = n > 1 ? (int)n : 1;
+}
+
+#if defined(RF_HIP)
+#ifndef cudaStreamCaptureStatus
+#define cudaStreamCaptureStatus hipStreamCaptureStatus
+#define cudaStreamCaptureStatusNone hipStreamCaptureStatusNone
+#define cudaStreamGetCaptureInfo hipStreamGetCaptureInfo
+#endif
+#endif
+
+/* The split counters read zero when a launch starts, and each launch leaves them so:
+ * zeroed before every launch outside a capture, and at the first launch of each
+ * capture with this workspace (the recorded memset runs at each replay). */
+static rf_status dec_counters(cudaStream_t st, void *work)
+{
+    static unsigned long long last_id;
+    static void *last_work;
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    unsigned long long id = 0;
+    if (cudaStreamGetCaptureInfo(st, &cs, &id) != cudaSuccess)
+        return launched("attn_dec (capture state)");
+    if (cs != cudaStreamCaptureStatusNone) {
+        if (__atomic_load_n(&last_id, __ATOMIC_RELAXED) == id &&
+            __atomic_load_n(&last_work, __ATOMIC_RELAXED) == work)
+            return RF_OK;
+    }
+    if (cudaMemsetAsync(work, 0, DEC_CNT_BYTES, st) != cudaSuccess)
+        return launched("attn_dec (counter reset)");
+    if (cs != cudaStreamCaptureStatusNone) {
+        __atomic_store_n(&last_work, (void *)NULL, __ATOMIC_RELAXED);
+        __atomic_store_n(&last_id, id, __ATOMIC_RELAXED);
+        __atomic_store_n(&last_work, work, __ATOMIC_RELAXED);
+    }
+    return RF_OK;
+}
+
 static rf_status run_decode(cudaStream_t st, struct attn_args *a, void *work, size_t work_bytes)
 {
-    dec_plan(a);
-    if (a->n_tok > 65535 || (long long)a->n_kv * a->nhc > 65535)
-        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: decode grid too large (%d tokens)",
-                       a->n_tok);
-    const size_t need = dec_work_bytes(a);
+    if (a->ctx > INT32_MAX - 4096) /* positions a round past the last stay in int */
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: %d cache positions", a->ctx);
+    a->nhc = ceil_div(a->r, DEC_HG_MAX);
+    const int hgm = dec_hgm(ceil_div(a->r, a->nhc));
+    const int k = dec_variant(hgm, a->hd % 8 == 0);
+    const int resident = dec_resident(k);
+    dec_plan(a, resident);
+    const size_t need = a->n_splits > 1
+                            ? DEC_CNT_BYTES + (size_t)a->n_tok * a->n_head * a->n_splits *
+                                                  ((size_t)a->hd + 2) * sizeof(float)
+                            : 0;
     if (need > work_bytes || (need && !work))
         return rf_fail(RF_STATUS_INVALID_ARG,
                        "gpu attention: workspace of %zu bytes, the decode kernel needs %zu",
                        work_bytes, need);
-    a->ws = (float *)work;
-    const dim3 grid(a->n_splits, a->n_kv * a->nhc, a->n_tok);
-    attn_decode<<<grid, ATT_THREADS, dec_smem_bytes(a->hg, a->hd), st>>>(*a);
-    RF_TRY(launched("attn_decode"));
-    if (a->n_splits > 1) {
-        attn_reduce<<<a->n_tok * a->n_head, ATT_THREADS, 0, st>>>(*a);
-        RF_TRY(launched("attn_reduce"));
-    }
-    return RF_OK;
+    a->cnt = (unsigned *)work;
+    a->ws = work ? (float *)((char *)work + DEC_CNT_BYTES) : NULL;
+    if (a->n_splits > 1) RF_TRY(dec_counters(st, work));
+    const long long items = (long long)a->n_tok * a->n_kv * a->nhc * a->n_splits;
+    const int grid = items < resident ? (int)items : resident;
+    rf_status s = RF_OK;
+#define DEC_GO(h, v) s = dec_launch<h, v>(st, a, grid)
+    DEC_SWITCH(k, DEC_GO)
+#undef DEC_GO
+    return s;
 }
 
 static rf_status run_prefill(cudaStream_t st, struct attn_args *a)
@@ -1211,7 +1564,19 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_mma(struct attn_args a)
 
 static bool mma_fits(const struct attn_args *a) { return a->hd % 16 == 0 && a->hd <= MMA_HD_MAX; }
 
-/* Splits as the decode kernel's, counting blocks of MMA_BQ query rows. */
+/* n splits at most max_splits and at most ATT_WS_ROWS partials (the workspace), each
+ * a whole number of ATT_MIN_SPLIT rows; sets split_len and n_splits. */
+static void split_cap(struct attn_args *a, int *n, int max_splits)
+{
+    const long long rows = (long long)a->n_tok * a->n_head;
+    if (*n > max_splits) *n = max_splits;
+    if (*n > 1 && (long long)*n * rows > ATT_WS_ROWS) *n = (int)(ATT_WS_ROWS / rows);
+    if (*n < 1) *n = 1;
+    a->split_len = ceil_div(ceil_div(a->ctx, *n), ATT_MIN_SPLIT) * ATT_MIN_SPLIT;
+    a->n_splits = ceil_div(a->ctx, a->split_len);
+}
+
+/* Splits: enough blocks of MMA_BQ query rows for ATT_TARGET_BLOCKS. */
 static void mma_plan(struct attn_args *a)
 {
     const long long tiles = ((long long)a->n_tok * a->r + MMA_BQ - 1) / MMA_BQ;
@@ -1226,14 +1591,15 @@ static rf_status run_mma(cudaStream_t st, struct attn_args *a, void *work, size_
     const long long tiles = ((long long)a->n_tok * a->r + MMA_BQ - 1) / MMA_BQ;
     if (tiles > INT32_MAX || a->n_kv > 65535)
         return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: grid too large");
-    const size_t need = a->n_splits > 1 ? (size_t)a->n_tok * a->n_head * a->n_splits *
-                                              ((size_t)a->hd + 2) * sizeof(float)
-                                        : 0;
+    const size_t need = a->n_splits > 1
+                            ? DEC_CNT_BYTES + (size_t)a->n_tok * a->n_head * a->n_splits *
+                                                  ((size_t)a->hd + 2) * sizeof(float)
+                            : 0;
     if (need > work_bytes || (need && !work))
         return rf_fail(RF_STATUS_INVALID_ARG,
                        "gpu attention: workspace of %zu bytes, the kernel needs %zu", work_bytes,
                        need);
-    a->ws = (float *)work;
+    a->ws = work ? (float *)((char *)work + DEC_CNT_BYTES) : NULL; /* the counters stay zero */
     const dim3 grid((unsigned)tiles, a->n_kv, a->n_splits);
     attn_mma<<<grid, ATT_THREADS, mma_smem_bytes(a->hd), st>>>(*a);
     RF_TRY(launched("attn_mma"));
@@ -1259,6 +1625,10 @@ extern "C" rf_status rf_gpu_attention(void *stream, const float *q, const uint16
         return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: %lld tokens", (long long)p->n_tok);
     struct attn_args a = attn_args_of(q, k_pool, v_pool, out, p);
     cudaStream_t st = (cudaStream_t)stream;
+    /* few query tokens per sequence: the decode kernel (its work follows the positions,
+     * whatever the tables address); else the tiled kernels */
+    const bool few = p->n_tok <= 2 * (int64_t)p->n_seq;
+    if (path == RF_GPU_ATTN_AUTO && few) path = RF_GPU_ATTN_DECODE;
 #if !defined(RF_HIP)
     if (path == RF_GPU_ATTN_AUTO && mma_fits(&a)) path = RF_GPU_ATTN_TENSOR;
     if (path == RF_GPU_ATTN_TENSOR) {
@@ -1273,8 +1643,6 @@ extern "C" rf_status rf_gpu_attention(void *stream, const float *q, const uint16
     if (path == RF_GPU_ATTN_TENSOR)
         return rf_fail(RF_STATUS_UNSUPPORTED, "gpu attention: no tensor-core kernel in HIP builds");
 #endif
-    if (path == RF_GPU_ATTN_AUTO)
-        path = p->n_tok <= 2 * (int64_t)p->n_seq && p->n_tok <= 65535 ? RF_GPU_ATTN_DECODE
-                                                                      : RF_GPU_ATTN_PREFILL;
+    if (path == RF_GPU_ATTN_AUTO) path = RF_GPU_ATTN_PREFILL;
     return path == RF_GPU_ATTN_DECODE ? run_decode(st, &a, work, work_bytes) : run_prefill(st, &a);
 }

@@ -42,10 +42,11 @@ rf_status rf_gpu_add_bias(void *stream, float *y, const float *b, int64_t n, int
 
 /* Which attention kernel runs. TENSOR: tensor-core kernel (CUDA builds, head_dim a
  * multiple of 16 up to 128), splitting the sequence when there are few query rows;
- * DECODE: split-sequence kernel on the CUDA cores; PREFILL: tiled kernel on the CUDA
- * cores. AUTO: TENSOR where it applies, else DECODE when the batch has at most 2
- * query tokens per sequence, else PREFILL. A path that cannot take the shapes
- * returns RF_STATUS_UNSUPPORTED. */
+ * DECODE: one launch on the CUDA cores whose work follows the tokens' positions (splits
+ * cut on the device, combined by the last block of each token to finish); PREFILL:
+ * tiled kernel on the CUDA cores. AUTO: DECODE when the batch has at most 2 query
+ * tokens per sequence, else TENSOR where it applies, else PREFILL. A path that cannot
+ * take the shapes returns RF_STATUS_UNSUPPORTED. */
 enum rf_gpu_attn_path {
     RF_GPU_ATTN_AUTO = 0,
     RF_GPU_ATTN_DECODE,
@@ -54,15 +55,18 @@ enum rf_gpu_attn_path {
 };
 
 /* Workspace bytes the split-sequence partials (DECODE and TENSOR paths) need for any
- * batch and any context length with these head shapes (it depends on neither): at
- * most 16384 (token, head, split) partials of head_dim + 2 floats. Size it once. */
+ * batch and any context length with these head shapes (it depends on neither): 64 KiB
+ * of DECODE's split counters, then at most 16384 (token, head, split) partials of
+ * head_dim + 2 floats. Size it once. The counters need no clearing by the caller: a
+ * DECODE launch outside a capture zeroes them first, a captured one at the first
+ * launch of each capture, and every launch leaves them zero. */
 size_t rf_gpu_attention_work_bytes(int n_head, int n_head_kv, int head_dim);
 
 /* out (n_tok, n_head, head_dim) = attention of q (same shape) over the paged f16
  * pools, exactly as struct rf_attn_params says; every pointer of p is device memory
  * (p->seq may be NULL: every token uses row 0 of the block tables). work: device
  * memory of work_bytes, at least rf_gpu_attention_work_bytes(); may be NULL when the
- * path is PREFILL. The grid depends only on n_tok, the head shapes and
+ * path is PREFILL. The grid depends only on n_tok, the head shapes, the device and
  * max_blocks * block_size (never on positions), so a captured launch stays valid
  * as sequences grow. Cache rows whose block id is negative count as masked. q and
  * out need 8-byte alignment, the pools 16-byte. */
