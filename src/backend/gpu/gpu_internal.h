@@ -226,9 +226,13 @@ rf_status rf_gpu_rope_store(void *stream, float *q, float *k, const float *v, in
 
 /* Whether rf_gpu_mmq takes weights of type t. */
 bool rf_gpu_mmq_supports(enum rf_type t);
-/* Whether the automatic choice gives n_tok tokens (more than RF_GPU_MMV_MAX_TOK) of
- * type t to rf_gpu_mmq: false for types it does not take and where another path
- * measures faster. */
+/* Fewest tokens the automatic choice gives to rf_gpu_mmq: the matrix-vector kernel for
+ * 5..8 tokens is compute bound (11008 x 4096 Q4_0 on an H200: 4 tokens 24 us, 8 tokens
+ * 51 us) where the int8 tensor cores' 16-token tile takes 28 us. */
+#define RF_GPU_MMQ_MIN_TOK 5
+/* Whether the automatic choice gives n_tok tokens of type t to rf_gpu_mmq: false below
+ * RF_GPU_MMQ_MIN_TOK, for types it does not take and where another path measures
+ * faster. */
 bool rf_gpu_mmq_wanted(enum rf_type t, int64_t n_tok);
 /* y (n_tok, rows) = x . w^T (add: y += x . w^T), x given in xbuf as rf_gpu_quantize_x
  * writes it for n_tok rows of k. */

@@ -242,8 +242,7 @@ static rf_status product(struct rf_gpu_ctx *c, const struct rf_tensor *w, const 
         break;
     default: break;
     }
-    if (n_tok > RF_GPU_MMV_MAX_TOK && rf_gpu_mmq_wanted(w->type, n_tok))
-        return matmul_mmq(c, w, row_bytes, x, y, n_tok, add);
+    if (rf_gpu_mmq_wanted(w->type, n_tok)) return matmul_mmq(c, w, row_bytes, x, y, n_tok, add);
     if (n_tok <= MMV_MAX_BATCH) return matmul_mmv(c, w, row_bytes, x, y, n_tok, add);
     return matmul_gemm(c, w, row_bytes, x, y, n_tok, add);
 }
@@ -274,9 +273,9 @@ static int mmv_run(const struct rf_gpu_ctx *c, const struct rf_matmul_out *outs,
                    int64_t n_tok)
 {
     const enum rf_type t = outs[i].w->type;
-    if (!is_quantized(t) || n_tok > RF_GPU_MMV_MAX_TOK ||
-        (c->force_path != RF_GPU_MATMUL_AUTO && c->force_path != RF_GPU_MATMUL_MMV))
-        return 1;
+    const bool mmv = c->force_path == RF_GPU_MATMUL_MMV ||
+                     (c->force_path == RF_GPU_MATMUL_AUTO && !rf_gpu_mmq_wanted(t, n_tok));
+    if (!is_quantized(t) || n_tok > RF_GPU_MMV_MAX_TOK || !mmv) return 1;
     int j = i + 1;
     while (j < n && j - i < RF_GPU_MMV_MAX_OUTS && outs[j].w->type == t) j++;
     return j - i;

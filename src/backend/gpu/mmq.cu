@@ -792,7 +792,7 @@ extern "C" bool rf_gpu_mmq_wanted(enum rf_type t, int64_t n_tok)
     return false; /* the portable fragments are a correctness path, not a fast one */
 #else
     const int tt = mq_code(t);
-    if (tt < 0 || n_tok <= RF_GPU_MMV_MAX_TOK) return false;
+    if (tt < 0 || n_tok < RF_GPU_MMQ_MIN_TOK) return false;
     const bool legacy = tt <= MQ_Q8_0 || tt == MQ_Q6_K;
     return n_tok <= (legacy ? 128 : 96);
 #endif
