@@ -241,7 +241,8 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static void perf_type(struct rf_backend *g, enum rf_type type, int64_t rows, int64_t k, double bw)
+static void perf_type(struct rf_backend *g, enum rf_type type, int64_t rows, int64_t k, double bw,
+                      int64_t max_n)
 {
     const struct rf_backend_i *be = g->iface;
     const size_t bytes = rf_row_size(type, k) * (size_t)rows;
@@ -265,6 +266,7 @@ static void perf_type(struct rf_backend *g, enum rf_type type, int64_t rows, int
     be->copy_in(g->ctx, x, hx, (size_t)(max_tok * k) * 4);
     for (size_t ti = 0; ti < sizeof toks / sizeof *toks; ti++) {
         const int64_t n = toks[ti];
+        if (n > max_n) break;
         const int reps = n <= 16 ? 60 : 12;
         for (int i = 0; i < 6; i++) be->matmul(g->ctx, &w[i % COPIES], x, k, y, n);
         be->copy_out(g->ctx, hx, y, 4);
@@ -366,10 +368,21 @@ done:
 
 static void run_perf(struct rf_backend *g, const char *only)
 {
+    if (only && strcmp(only, "mmv") == 0) { /* the decode products of a 7B layer, 1..8 tokens */
+        double bw = 0;
+        rf_gpu_copy_bandwidth(0, 0, &bw);
+        printf("device-to-device copy: %.4g B/s (1 GiB, read + written)\n", bw);
+        const int64_t shapes[][2] = {{4096, 4096}, {12288, 4096}, {11008, 4096}, {22016, 4096}, {4096, 11008}};
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+            perf_type(g, RF_TYPE_Q4_0, shapes[i][0], shapes[i][1], bw, 8);
+        perf_type(g, RF_TYPE_Q8_0, 11008, 4096, bw, 8);
+        perf_type(g, RF_TYPE_Q4_K, 11008, 4096, bw, 8);
+        return;
+    }
     if (only) { /* one type: 11008 x 4096 by batch, then the paths of both FFN shapes */
         for (int t = 0; t < RF_TYPE_COUNT; t++)
             if (rf_type_traits(t) && strcasecmp(rf_type_name(t), only) == 0) {
-                perf_type(g, (enum rf_type)t, 11008, 4096, 1e12);
+                perf_type(g, (enum rf_type)t, 11008, 4096, 1e12, 512);
                 perf_paths(g, (enum rf_type)t, 11008, 4096);
                 perf_paths(g, (enum rf_type)t, 4096, 11008);
             }
@@ -381,9 +394,9 @@ static void run_perf(struct rf_backend *g, const char *only)
     printf("| type | rows x k | tok | time | weights GB/s | share | TFLOP/s |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
     const enum rf_type types[] = {RF_TYPE_Q4_0, RF_TYPE_Q4_1, RF_TYPE_Q5_0, RF_TYPE_Q8_0,
                                   RF_TYPE_Q4_K, RF_TYPE_Q6_K, RF_TYPE_F16};
-    for (size_t i = 0; i < sizeof types / sizeof *types; i++) perf_type(g, types[i], 11008, 4096, bw);
-    perf_type(g, RF_TYPE_Q4_0, 4096, 11008, bw);
-    perf_type(g, RF_TYPE_Q4_0, 4096, 4096, bw);
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) perf_type(g, types[i], 11008, 4096, bw, 512);
+    perf_type(g, RF_TYPE_Q4_0, 4096, 11008, bw, 512);
+    perf_type(g, RF_TYPE_Q4_0, 4096, 4096, bw, 512);
     const enum rf_type batched[] = {RF_TYPE_Q4_0, RF_TYPE_Q8_0};
     for (size_t i = 0; i < sizeof batched / sizeof *batched; i++) {
         perf_paths(g, batched[i], 11008, 4096);

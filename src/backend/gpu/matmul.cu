@@ -1,9 +1,10 @@
 /* Products of weights in their GGUF block format with f32 activations, and the row
  * gather of the embedding.
  *
- * Decode (n_tok <= RF_GPU_MMV_MAX_TOK): one warp per weight row. The warp streams its
- * row through shared memory in windows of whole blocks with 16-byte loads (every lane's
- * loads issued before the first use), then each lane decodes whole blocks from shared
+ * Decode (n_tok <= RF_GPU_MMV_MAX_TOK): one warp per pair of weight rows. The warp streams
+ * its rows through a ring of shared-memory windows of whole blocks with 16-byte
+ * asynchronous copies (cp.async; the next window's copies in flight while this one
+ * decodes), then each lane decodes whole blocks from shared
  * memory and dots them with the activations, which were quantized to int8 per 32
  * (scale and the two 16-element sums kept, so offsets and mins cost one multiply):
  * each weight byte is read once for all tokens of the batch.
@@ -304,9 +305,18 @@ extern "C" rf_status rf_gpu_quantize_x(void *stream, const float *x, int64_t n_t
 #ifndef MMV_ROWS
 #define MMV_ROWS 2      /* rows a 32-lane group decodes together, sharing activation loads */
 #endif
-/* bytes of each row per shared-memory window (2 rows: a 4096-wide Q4_0 row, 2304
- * bytes, in one); the staging registers per lane stay the same for any MMV_ROWS */
-#define MMV_WINDOW (5120 / MMV_ROWS)
+/* bytes of each row per shared-memory window (a 4096-wide Q4_0 row, 2304 bytes, in one;
+ * cut to whole multiples of 32 units where the window holds that many, so that every
+ * lane decodes as many units), and windows per 32-lane group: the copies go from global
+ * straight to shared memory, MMV_STAGES - 1 windows in flight while one decodes. H200,
+ * Q4_0, 1 / 2 / 4 tokens: 2304 x 2 and 1536 x 3 within 5% of each other at 1 token,
+ * 2304 x 2 ahead at 2 and 4 tokens. */
+#ifndef MMV_WINDOW
+#define MMV_WINDOW 2304
+#endif
+#ifndef MMV_STAGES
+#define MMV_STAGES 2    /* at least 2 */
+#endif
 #define MMV_VEC ((MMV_WINDOW + 32) / 16)
 #define MMV_VEC_PER_LANE ((MMV_VEC + 31) / 32)
 
@@ -418,28 +428,31 @@ static __device__ __forceinline__ void mmv_unit(int tt, int NT, int f16, const u
     }
 }
 
-/* Where window b0 of a row starts in the staged bytes, and how much is staged. */
-struct window {
-    int off, nvec, nbw;
-};
-
-/* Loads window b0 of row r into v (every load issued before any use, so they are in
- * flight while the previous window decodes). */
-static __device__ __forceinline__ struct window window_load(const uint8_t *w, int64_t r,
-                                                            size_t row_bytes, int64_t b0,
-                                                            int64_t nb, int wblocks, int bsz,
-                                                            int lane, uint4 *v)
+/* 16 bytes from global to shared memory: asynchronous on sm_80+ (complete after
+ * mmv_wait and a warp barrier), a plain copy elsewhere. */
+static __device__ __forceinline__ void mmv_copy16(uint4 *dst, const uint4 *src)
 {
-    struct window o;
-    o.nbw = (int)(nb - b0 < wblocks ? nb - b0 : wblocks);
-    const uint8_t *start = w + r * row_bytes + b0 * bsz;
-    const uint4 *a0 = (const uint4 *)((uintptr_t)start & ~(uintptr_t)15);
-    o.off = (int)((uintptr_t)start & 15);
-    o.nvec = (o.off + o.nbw * bsz + 15) / 16;
-#pragma unroll
-    for (int i = 0; i < MMV_VEC_PER_LANE; i++)
-        if (lane + 32 * i < o.nvec) v[i] = a0[lane + 32 * i];
-    return o;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned addr = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(addr), "l"(src) : "memory");
+#else
+    *dst = *src;
+#endif
+}
+
+static __device__ __forceinline__ void mmv_commit(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+/* This lane's copies of all but the MMV_STAGES - 2 latest groups are complete. */
+static __device__ __forceinline__ void mmv_wait(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(MMV_STAGES - 2) : "memory");
+#endif
 }
 
 /* The outputs of one launch: rows of several matrices (one type and row length) as one
@@ -466,84 +479,129 @@ static __device__ __forceinline__ int seg_nr(const struct mmv_segs *sg, int s, i
     return (int)(sg->rows[s] - r0 < MMV_ROWS ? sg->rows[s] - r0 : MMV_ROWS);
 }
 
+/* A position in a group's sequence of windows: row pair p (segment s, first row r0,
+ * nr rows) and its first block b0. */
+struct mmv_pos {
+    int64_t p, r0, b0;
+    int s, nr;
+};
+
+static __device__ __forceinline__ void pos_next(const struct mmv_segs *sg, struct mmv_pos *c,
+                                                int64_t groups, int64_t pairs, int64_t nb,
+                                                int wblocks)
+{
+    c->b0 += wblocks;
+    if (c->b0 < nb) return;
+    c->b0 = 0;
+    c->p += groups;
+    if (c->p < pairs) {
+        c->s = seg_of(sg, c->p, c->s, &c->r0);
+        c->nr = seg_nr(sg, c->s, c->r0);
+    }
+}
+
+/* The first byte of row i's part of window c. */
+static __device__ __forceinline__ const uint8_t *win_start(const struct mmv_segs *sg,
+                                                           const struct mmv_pos *c, int i,
+                                                           size_t row_bytes, int bsz)
+{
+    return sg->w[c->s] + (c->r0 + i) * row_bytes + c->b0 * bsz;
+}
+
+/* Issues the copies of window c (every row of its pair, from 16-byte boundaries) into buf. */
+static __device__ __forceinline__ void window_issue(const struct mmv_segs *sg,
+                                                    const struct mmv_pos *c, size_t row_bytes,
+                                                    int64_t nb, int wblocks, int bsz, int lane,
+                                                    uint4 (*buf)[MMV_VEC])
+{
+    const int nbw = (int)(nb - c->b0 < wblocks ? nb - c->b0 : wblocks);
+#pragma unroll
+    for (int i = 0; i < MMV_ROWS; i++) {
+        if (i >= c->nr) break;
+        const uint8_t *start = win_start(sg, c, i, row_bytes, bsz);
+        const uint4 *a0 = (const uint4 *)((uintptr_t)start & ~(uintptr_t)15);
+        const int nvec = ((int)((uintptr_t)start & 15) + nbw * bsz + 15) / 16;
+#pragma unroll
+        for (int q = 0; q < MMV_VEC_PER_LANE; q++)
+            if (lane + 32 * q < nvec) mmv_copy16(&buf[i][lane + 32 * q], a0 + lane + 32 * q);
+    }
+}
+
 /* Each 32-lane group takes pairs of rows (p, p + groups, ...) and streams them through
- * its shared-memory windows, the next windows' loads overlapping this one's decode.
- * f16 == 0: y[t * rows + r] (+)= dot(row r, token t) in each segment; else (one
- * segment) out rows = the weights as f16. */
+ * a ring of MMV_STAGES shared-memory windows, MMV_STAGES - 1 windows' copies in flight
+ * while one decodes. f16 == 0: y[t * rows + r] (+)= dot(row r, token t) in each
+ * segment; else (one segment) out rows = the weights as f16. */
 static __device__ __forceinline__ void mmv_body(int tt, int NT, int f16, const struct mmv_segs *sg,
                                                 int64_t k, size_t row_bytes,
                                                 const void *__restrict__ xv, const float *__restrict__ xd,
                                                 int nt, __half *__restrict__ out)
 {
-    __shared__ uint4 stage[MMV_WARPS][MMV_ROWS][MMV_VEC];
+    __shared__ uint4 stage[MMV_WARPS][MMV_STAGES][MMV_ROWS][MMV_VEC];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t groups = (int64_t)gridDim.x * MMV_WARPS;
     const int64_t pairs = sg->pair0[sg->n];
-    int64_t p = (int64_t)blockIdx.x * MMV_WARPS + warp;
-    if (p >= pairs) return;
+    struct mmv_pos cu;
+    cu.p = (int64_t)blockIdx.x * MMV_WARPS + warp;
+    if (cu.p >= pairs) return;
     const int qk = tt_qk(tt), bsz = tt_bytes(tt), nc = tt <= TT_BF16 ? 1 : qk / 32;
     const int64_t nb = k / qk;
-    const int wblocks = MMV_WINDOW / bsz;
+    int wblocks = MMV_WINDOW / bsz;
+    if (wblocks >= 32 / nc) wblocks -= wblocks % (32 / nc);
     float acc[MMV_ROWS][RF_GPU_MMV_MAX_TOK];
 #pragma unroll
     for (int i = 0; i < MMV_ROWS; i++)
 #pragma unroll
         for (int t = 0; t < NT; t++) acc[i][t] = 0.0f;
 
-    uint4 v[MMV_ROWS][MMV_VEC_PER_LANE];
-    int64_t b0 = 0, r0;
-    int s = seg_of(sg, p, 0, &r0);
-    int nr = seg_nr(sg, s, r0);
-    struct window cur[MMV_ROWS];
+    cu.b0 = 0;
+    cu.s = seg_of(sg, cu.p, 0, &cu.r0);
+    cu.nr = seg_nr(sg, cu.s, cu.r0);
+    struct mmv_pos ld = cu;
 #pragma unroll
-    for (int i = 0; i < MMV_ROWS; i++)
-        if (i < nr) cur[i] = window_load(sg->w[s], r0 + i, row_bytes, b0, nb, wblocks, bsz, lane, v[i]);
+    for (int st = 0; st < MMV_STAGES - 1; st++) {
+        if (ld.p < pairs) {
+            window_issue(sg, &ld, row_bytes, nb, wblocks, bsz, lane, stage[warp][st]);
+            pos_next(sg, &ld, groups, pairs, nb, wblocks);
+        }
+        mmv_commit();
+    }
+    int buf = 0, lbuf = MMV_STAGES - 1;
     for (;;) {
-        rf_syncwarp(); /* the previous window's readers are done */
-#pragma unroll
-        for (int i = 0; i < MMV_ROWS; i++)
-#pragma unroll
-            for (int q = 0; q < MMV_VEC_PER_LANE; q++)
-                if (i < nr && lane + 32 * q < cur[i].nvec) stage[warp][i][lane + 32 * q] = v[i][q];
-        rf_syncwarp();
-        const int64_t cr0 = r0, cb0 = b0;
-        const int cs = s, cnr = nr, cnbw = cur[0].nbw;
+        mmv_wait();
+        rf_syncwarp(); /* window cu is in place; the readers of window lbuf are done */
+        if (ld.p < pairs) {
+            window_issue(sg, &ld, row_bytes, nb, wblocks, bsz, lane, stage[warp][lbuf]);
+            pos_next(sg, &ld, groups, pairs, nb, wblocks);
+        }
+        mmv_commit();
+        lbuf = lbuf + 1 == MMV_STAGES ? 0 : lbuf + 1;
+        const int nbw = (int)(nb - cu.b0 < wblocks ? nb - cu.b0 : wblocks);
         const uint8_t *win[MMV_ROWS];
 #pragma unroll
-        for (int i = 0; i < MMV_ROWS; i++) win[i] = (const uint8_t *)stage[warp][i] + cur[i].off;
-        b0 += wblocks;
-        if (b0 >= nb) {
-            b0 = 0;
-            p += groups;
-        }
-        if (p < pairs) {
-            if (b0 == 0) {
-                s = seg_of(sg, p, s, &r0);
-                nr = seg_nr(sg, s, r0);
-            }
-#pragma unroll
-            for (int i = 0; i < MMV_ROWS; i++)
-                if (i < nr) cur[i] = window_load(sg->w[s], r0 + i, row_bytes, b0, nb, wblocks, bsz, lane, v[i]);
-        }
-        for (int u = lane; u < cnbw * nc; u += 32)
-            mmv_unit(tt, NT, f16, win, cnr, u, cb0, k, xv, xd, nt, acc, out + cr0 * k);
-        if (!f16 && b0 == 0) { /* the pair is complete */
-            float *y = sg->y[cs];
-            const int64_t rows = sg->rows[cs];
-            const int add = (sg->add >> cs) & 1;
+        for (int i = 0; i < MMV_ROWS; i++)
+            win[i] = (const uint8_t *)stage[warp][buf][i] +
+                     ((uintptr_t)win_start(sg, &cu, i, row_bytes, bsz) & 15);
+        for (int u = lane; u < nbw * nc; u += 32)
+            mmv_unit(tt, NT, f16, win, cu.nr, u, cu.b0, k, xv, xd, nt, acc, out + cu.r0 * k);
+        if (!f16 && cu.b0 + wblocks >= nb) { /* the pair is complete */
+            float *y = sg->y[cu.s];
+            const int64_t rows = sg->rows[cu.s];
+            const int add = (sg->add >> cu.s) & 1;
 #pragma unroll
             for (int i = 0; i < MMV_ROWS; i++)
 #pragma unroll
                 for (int t = 0; t < NT; t++) {
                     for (int m = 16; m > 0; m >>= 1) acc[i][t] += rf_shfl_xor(acc[i][t], m);
-                    if (lane == 0 && t < nt && i < cnr) {
-                        float *o = y + t * rows + cr0 + i;
+                    if (lane == 0 && t < nt && i < cu.nr) {
+                        float *o = y + t * rows + cu.r0 + i;
                         *o = add ? *o + acc[i][t] : acc[i][t];
                     }
                     acc[i][t] = 0.0f;
                 }
         }
-        if (p >= pairs) break;
+        pos_next(sg, &cu, groups, pairs, nb, wblocks);
+        buf = buf + 1 == MMV_STAGES ? 0 : buf + 1;
+        if (cu.p >= pairs) break;
     }
 }
 
