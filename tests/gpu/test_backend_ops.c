@@ -812,13 +812,14 @@ int rf_gpu_mmq_force_tile(int tile);
 #define THR_MMQ_F16_SUMS 5e-5
 #define THR_MMQ_F16_SUMS_FEW 1e-3
 #define THR_MMQ_FEW 5e-2
+#define THR_MMQ_KQUANT 1e-3 /* seen: Q5_K 4096 x 256 (one Q8_K scale per row), 5.3e-4 */
 
 static double mmq_thr(enum rf_type t, int64_t n_out)
 {
     if (t == RF_TYPE_Q4_1 || t == RF_TYPE_Q5_1)
         return n_out < 64 ? THR_MMQ_F16_SUMS_FEW : THR_MMQ_F16_SUMS;
     if (rf_type_traits(t)->block_size == 32) return THR_MMQ_EXACT;
-    return n_out < 64 ? -1.0 : THR_MM_QUANT;
+    return n_out < 64 ? -1.0 : THR_MMQ_KQUANT;
 }
 
 /* The product as the int8 kernels define it, in double, on a sample of outputs (up to

@@ -1,7 +1,7 @@
 /* Products of weights in their GGUF block format with f32 activations, and the row
  * gather of the embedding.
  *
- * Decode (n_tok <= RF_GPU_MMV_MAX_TOK): one warp per pair of weight rows. The warp streams
+ * Decode (a few tokens; gpu_matmul.c picks): one warp per pair of weight rows. The warp streams
  * its rows through a ring of shared-memory windows of whole blocks with 16-byte
  * asynchronous copies (cp.async; the next window's copies in flight while this one
  * decodes), then each lane decodes whole blocks from shared
@@ -9,7 +9,8 @@
  * (scale and the two 16-element sums kept, so offsets and mins cost one multiply):
  * each weight byte is read once for all tokens of the batch.
  *
- * Prefill: weight rows are dequantized to f16 and multiplied by cuBLAS (host side) or,
+ * Batches of RF_GPU_MMQ_MIN_TOK..128 tokens go to the int8 tensor cores (mmq.cu). Long
+ * prompts: weight rows are dequantized to f16 and multiplied by cuBLAS (host side) or,
  * without it, by the tiled kernel at the end of this file. */
 #include <string.h>
 
