@@ -14,6 +14,7 @@
  * without it, by the tiled kernel at the end of this file. */
 #include <string.h>
 
+#include "backend/gpu/blocks_dev.h"
 #include "backend/gpu/gpu_internal.h"
 #include "backend/gpu/quant_x.h"
 #include "quant/blocks.h"
@@ -99,8 +100,6 @@ static __device__ __forceinline__ float h2f(uint32_t h)
 
 static __device__ __forceinline__ float bf2f(uint32_t h) { return __uint_as_float(h << 16); }
 
-/* Bit b of each nibble of x moved to bit 0 of byte b (the Q5 high bits). */
-static __device__ __forceinline__ uint32_t spread4(uint32_t x) { return ((x & 15u) * 0x00204081u) & 0x01010101u; }
 
 /* 32 elements of a quantized block: value = a * q + b, (a0, b0) for the first 16
  * and (a1, b1) for the last 16; q holds them as signed bytes, in order. */
@@ -109,23 +108,7 @@ struct qchunk {
     float a0, a1, b0, b1;
 };
 
-static __device__ __forceinline__ void k4_scale_min(const uint8_t *s, int j, int *sc, int *m)
-{
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *m = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
-        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
 
-static __device__ __forceinline__ int k3_scale(const uint8_t *p, int k)
-{
-    const int lo = k < 8 ? p[k] & 15 : p[k - 8] >> 4;
-    const int hi = (p[8 + (k & 3)] >> (2 * (k >> 2))) & 3;
-    return (lo | (hi << 4)) - 32;
-}
 
 static __device__ __forceinline__ void set_ab(struct qchunk *o, float a, float b)
 {

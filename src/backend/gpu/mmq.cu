@@ -23,6 +23,7 @@
  * of the mma with 0x4B400000 as its accumulator, so its bits are the float 1.5 * 2^23 +
  * S, and S = that - 1.5 * 2^23 exactly (no int -> float conversion); then
  * acc += a_w * (d_x * S) [+ b_w * d_x * sum_x], in the same order every run. */
+#include "backend/gpu/blocks_dev.h"
 #include "backend/gpu/gpu_internal.h"
 #include "quant/blocks.h"
 
@@ -236,8 +237,6 @@ static __device__ __forceinline__ float unbias(int d) { return __int_as_float(d)
 static __device__ __forceinline__ uint32_t lds2(const uint8_t *p) { return *(const uint16_t *)p; }
 static __device__ __forceinline__ uint32_t ldsw(const uint8_t *p) { return lds2(p) | (lds2(p + 2) << 16); }
 static __device__ __forceinline__ float hf(uint32_t h) { return __half2float(__ushort_as_half((unsigned short)h)); }
-/* Bits 0..3 of x to bit 0 of bytes 0..3. */
-static __device__ __forceinline__ uint32_t spread4(uint32_t x) { return ((x & 15u) * 0x00204081u) & 0x01010101u; }
 
 /* Elements 4t..4t+3 (lo) and 16+4t..16+4t+3 (hi) of one 32-element chunk of a row as
  * signed bytes, and the chunk's value = a * q + b (a0, b0 for the first 16 elements,
@@ -247,23 +246,7 @@ struct wfrag {
     float a0, a1, b0, b1;
 };
 
-static __device__ __forceinline__ void k4_sc_min(const uint8_t *s, int j, int *sc, int *m)
-{
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *m = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
-        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
 
-static __device__ __forceinline__ int k3_sc(const uint8_t *p, int k)
-{
-    const int lo = k < 8 ? p[k] & 15 : p[k - 8] >> 4;
-    const int hi = (p[8 + (k & 3)] >> (2 * (k >> 2))) & 3;
-    return (lo | (hi << 4)) - 32;
-}
 
 /* Chunk c (0..7) of the stage whose bytes start at base (legacy types: block c; K-quants:
  * chunk c of the one super-block). t: the lane's index in its group of 4. */
@@ -336,8 +319,8 @@ static __device__ __forceinline__ void wdecode(int tt, const uint8_t *base, int 
         o->lo = ((l0 << 5) | (m0 << 7)) ^ 0x80808080u;
         o->hi = ((l1 << 5) | (m1 << 7)) ^ 0x80808080u;
         const float d = hf(lds2(base + 108)) * 0.03125f;
-        o->a0 = d * (float)k3_sc(base + 96, 2 * c);
-        o->a1 = d * (float)k3_sc(base + 96, 2 * c + 1);
+        o->a0 = d * (float)k3_scale(base + 96, 2 * c);
+        o->a1 = d * (float)k3_scale(base + 96, 2 * c + 1);
         break;
     }
     case MQ_Q4_K:
@@ -351,7 +334,7 @@ static __device__ __forceinline__ void wdecode(int tt, const uint8_t *base, int 
             o->hi |= ((ldsw(base + 32 + t4) >> c) & 0x01010101u) << 4;
         }
         int sc, mn;
-        k4_sc_min(base + 4, c, &sc, &mn);
+        k4_scale_min(base + 4, c, &sc, &mn);
         o->a0 = o->a1 = hf(lds2(base)) * (float)sc;
         o->b0 = o->b1 = -hf(lds2(base + 2)) * (float)mn;
         break;
