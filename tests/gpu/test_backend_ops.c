@@ -616,24 +616,11 @@ static void test_attention_all(struct env *e)
         if (!quick || small_case(&fixed[i])) test_attention(e, &fixed[i]);
     /* decode in tables of 4096 positions (a recorded step's width), short contexts */
     static const int short_ctx[] = {1, 65, 257, 641};
-    for (int i = 0; i < 4; i++) {
-        test_attention(e, &(struct attn_case){.n_seq = 1,
-                                              .n_head = 32,
-                                              .n_kv = 32,
-                                              .hd = 128,
-                                              .bs = 16,
-                                              .cap = 4096,
-                                              .ctx = {short_ctx[i]},
-                                              .n_new = {1}});
-        test_attention(e, &(struct attn_case){.n_seq = 1,
-                                              .n_head = 32,
-                                              .n_kv = 8,
-                                              .hd = 128,
-                                              .bs = 16,
-                                              .cap = 4096,
-                                              .ctx = {short_ctx[i]},
-                                              .n_new = {1}});
-    }
+    for (int i = 0; i < 4; i++)
+        for (int n_kv = 32; n_kv >= 8; n_kv /= 4) /* MHA and GQA 32/8 */
+            test_attention(e, &(struct attn_case){.n_seq = 1, .n_head = 32, .n_kv = n_kv,
+                                                  .hd = 128, .bs = 16, .cap = 4096,
+                                                  .ctx = {short_ctx[i]}, .n_new = {1}});
     /* one head, long context: the most splits of one token */
     test_attention(
         e,

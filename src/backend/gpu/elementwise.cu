@@ -98,13 +98,7 @@ static float *xd_of(void *xbuf, int64_t n)
 }
 
 extern "C" rf_status rf_gpu_rms_norm(void *stream, const float *x, const float *w, float *y,
-                                     int64_t n, int64_t rows, float eps)
-{
-    return rf_gpu_rms_norm_q(stream, x, w, y, n, rows, eps, NULL);
-}
-
-extern "C" rf_status rf_gpu_rms_norm_q(void *stream, const float *x, const float *w, float *y,
-                                       int64_t n, int64_t rows, float eps, void *xbuf)
+                                     int64_t n, int64_t rows, float eps, void *xbuf)
 {
     if (n <= 0 || rows < 0 || rows > INT32_MAX)
         return rf_fail(RF_STATUS_SHAPE, "gpu rms_norm: bad shape (%lld x %lld)", (long long)rows,
@@ -373,9 +367,11 @@ __global__ void __launch_bounds__(EW_THREADS)
     }
 }
 
-static rf_status glu_run(void *stream, const char *name, int op, const float *gate,
-                         const float *up, float *out, int64_t n, void *xbuf)
+extern "C" rf_status rf_gpu_glu(void *stream, bool gelu, const float *gate, const float *up,
+                                float *out, int64_t n, void *xbuf)
 {
+    const char *name = gelu ? "geglu" : "swiglu";
+    const int op = gelu ? EW_GEGLU : EW_SWIGLU;
     if (!xbuf) return ew_run(stream, name, op, out, gate, up, 0.0f, n);
     if (n <= 0) return RF_OK;
     if (n % 32 != 0 || !aligned16(out) || !aligned16(gate) || !aligned16(up))
@@ -384,25 +380,6 @@ static rf_status glu_run(void *stream, const char *name, int op, const float *ga
     k_glu_q<<<ew_blocks(n / 4), EW_THREADS, 0, (cudaStream_t)stream>>>(op, out, gate, up, n,
                                                                      xq_of(xbuf), xd_of(xbuf, n));
     return launched(name);
-}
-
-extern "C" rf_status rf_gpu_swiglu(void *stream, const float *gate, const float *up, float *out,
-                                   int64_t n)
-{
-    return glu_run(stream, "swiglu", EW_SWIGLU, gate, up, out, n, NULL);
-}
-
-extern "C" rf_status rf_gpu_geglu(void *stream, const float *gate, const float *up, float *out,
-                                  int64_t n)
-{
-    return glu_run(stream, "geglu", EW_GEGLU, gate, up, out, n, NULL);
-}
-
-extern "C" rf_status rf_gpu_glu_q(void *stream, bool gelu, const float *gate, const float *up,
-                                  float *out, int64_t n, void *xbuf)
-{
-    return glu_run(stream, gelu ? "geglu" : "swiglu", gelu ? EW_GEGLU : EW_SWIGLU, gate, up, out,
-                   n, xbuf);
 }
 
 extern "C" rf_status rf_gpu_add(void *stream, float *y, const float *x, int64_t n)

@@ -53,10 +53,9 @@ static rf_status op_rms_norm(void *ctx, const float *x, const struct rf_tensor *
     RF_TRY(rf_gpu_take_error(c));
     if (w) RF_TRY(check_vec("rms_norm", w, n));
     const float *wd = w ? w->data : NULL;
-    if (!quantize_along(n, n * rows, x, wd, y) || rows < 1)
-        return rf_gpu_rms_norm(c->stream, x, wd, y, n, rows, eps);
-    RF_TRY(rf_gpu_rms_norm_q(c->stream, x, wd, y, n, rows, eps, c->xbuf));
-    rf_gpu_xq_hold(c, y, n * rows);
+    const bool q = rows > 0 && quantize_along(n, n * rows, x, wd, y);
+    RF_TRY(rf_gpu_rms_norm(c->stream, x, wd, y, n, rows, eps, q ? c->xbuf : NULL));
+    if (q) rf_gpu_xq_hold(c, y, n * rows);
     return RF_OK;
 }
 
@@ -124,14 +123,10 @@ static void glu(struct rf_gpu_ctx *c, bool gelu, const float *gate, const float 
                 int64_t n)
 {
     rf_gpu_note_launch(); /* any op may write a product's input */
-    if (!quantize_along(n, n, gate, up, out) || n < 1) {
-        rf_gpu_note(c, gelu ? rf_gpu_geglu(c->stream, gate, up, out, n)
-                            : rf_gpu_swiglu(c->stream, gate, up, out, n));
-        return;
-    }
-    const rf_status s = rf_gpu_glu_q(c->stream, gelu, gate, up, out, n, c->xbuf);
+    const bool q = n > 0 && quantize_along(n, n, gate, up, out);
+    const rf_status s = rf_gpu_glu(c->stream, gelu, gate, up, out, n, q ? c->xbuf : NULL);
     rf_gpu_note(c, s);
-    if (s == RF_OK) rf_gpu_xq_hold(c, out, n);
+    if (q && s == RF_OK) rf_gpu_xq_hold(c, out, n);
 }
 
 static void op_swiglu(void *ctx, const float *gate, const float *up, float *out, int64_t n)

@@ -158,15 +158,6 @@ bool rf_gpu_type_supported(enum rf_type t);
 /* Bytes of xbuf the activation quantizer needs for n_tok rows of k. */
 size_t rf_gpu_xq_bytes(int64_t n_tok, int64_t k);
 
-/* y (n_tok, rows) = x (n_tok, k) . w^T with n_tok <= RF_GPU_MMV_MAX_TOK, reading each
- * weight once. w: rows of k elements of type t, row_bytes apart. xbuf holds the
- * quantized activations (rf_gpu_xq_bytes). */
-rf_status rf_gpu_mmv(void *stream, enum rf_type t, const void *w, int64_t rows, int64_t k,
-                     size_t row_bytes, const float *x, int64_t n_tok, float *y, void *xbuf);
-/* As rf_gpu_mmv; x_ready: xbuf already holds x quantized (the previous product's). */
-rf_status rf_gpu_mmv_x(void *stream, enum rf_type t, const void *w, int64_t rows, int64_t k,
-                       size_t row_bytes, const float *x, int64_t n_tok, float *y, void *xbuf,
-                       bool x_ready);
 /* One output of a launch of several products of the same x: y (n_tok, rows) = x . w^T
  * (add: y +=), w rows of the launch's type and row length. */
 struct rf_gpu_mmv_out {
@@ -176,8 +167,11 @@ struct rf_gpu_mmv_out {
     bool add;
 };
 #define RF_GPU_MMV_MAX_OUTS 4
-/* As rf_gpu_mmv_x for up to RF_GPU_MMV_MAX_OUTS weights of type t and row length k
- * (q, k, v; gate, up) in one launch. */
+/* outs[i].y (n_tok, rows) (+)= x (n_tok, k) . w^T for up to RF_GPU_MMV_MAX_OUTS
+ * weights of type t and row length k (q, k, v; gate, up) in one launch, n_tok <=
+ * RF_GPU_MMV_MAX_TOK, reading each weight once; w rows are row_bytes apart. Quantized
+ * types take x from xbuf (rf_gpu_xq_bytes), quantized here unless x_ready says that
+ * xbuf already holds it. */
 rf_status rf_gpu_mmv_multi(void *stream, enum rf_type t, const struct rf_gpu_mmv_out *outs,
                            int n_out, int64_t k, size_t row_bytes, const float *x, int64_t n_tok,
                            void *xbuf, bool x_ready);
@@ -207,13 +201,8 @@ rf_status rf_gpu_quantize_x(void *stream, const float *x, int64_t n_tok, int64_t
 
 /* ---- kernels that also write the next product's input quantized (elementwise.cu) ---- */
 
-/* rf_gpu_rms_norm, and y quantized into xbuf (n % 32 == 0, 16-byte aligned rows). */
-rf_status rf_gpu_rms_norm_q(void *stream, const float *x, const float *w, float *y, int64_t n,
-                            int64_t rows, float eps, void *xbuf);
-/* out = silu(gate) * up (gelu: gelu_tanh(gate) * up), and out quantized into xbuf
- * (n % 32 == 0, 16-byte aligned). */
-rf_status rf_gpu_glu_q(void *stream, bool gelu, const float *gate, const float *up, float *out,
-                       int64_t n, void *xbuf);
+/* rf_gpu_rms_norm and rf_gpu_glu (kernels_attn.h) take an xbuf: when not NULL it gets
+ * their output quantized (n % 32 == 0, 16-byte aligned rows). */
 
 /* rf_gpu_rope of q (n_head heads) and of k (n_kv heads), then rf_gpu_kv_store of k and
  * v (rows of n_kv * head_dim), in one launch. */

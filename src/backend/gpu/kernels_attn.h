@@ -20,9 +20,10 @@ extern "C" {
 /* Largest head_dim the attention kernels take. */
 #define RF_GPU_ATTN_HEAD_DIM_MAX 256
 
-/* y (rows, n) = x / sqrt(mean(x^2) + eps) * w; w (n floats) or NULL. y may be x. */
+/* y (rows, n) = x / sqrt(mean(x^2) + eps) * w; w (n floats) or NULL. y may be x.
+ * xbuf: NULL, or where y goes quantized for the next product (n % 32 == 0). */
 rf_status rf_gpu_rms_norm(void *stream, const float *x, const float *w, float *y, int64_t n,
-                          int64_t rows, float eps);
+                          int64_t rows, float eps, void *xbuf);
 
 /* In place on x (n_tok, n_head, head_dim), pos (n_tok); semantics as the vtable's rope. */
 rf_status rf_gpu_rope(void *stream, float *x, int64_t n_tok, int n_head, int head_dim,
@@ -32,9 +33,10 @@ rf_status rf_gpu_rope(void *stream, float *x, int64_t n_tok, int n_head, int hea
 rf_status rf_gpu_kv_store(void *stream, const float *k, const float *v, int64_t n_tok,
                           int64_t width, const int32_t *slot, uint16_t *k_pool, uint16_t *v_pool);
 
-/* out = silu(gate) * up; out = gelu_tanh(gate) * up; y += x; y *= s (n elements). */
-rf_status rf_gpu_swiglu(void *stream, const float *gate, const float *up, float *out, int64_t n);
-rf_status rf_gpu_geglu(void *stream, const float *gate, const float *up, float *out, int64_t n);
+/* out = silu(gate) * up (gelu: gelu_tanh(gate) * up), and into xbuf quantized unless it
+ * is NULL (n % 32 == 0); y += x; y *= s (n elements). */
+rf_status rf_gpu_glu(void *stream, bool gelu, const float *gate, const float *up, float *out,
+                     int64_t n, void *xbuf);
 rf_status rf_gpu_add(void *stream, float *y, const float *x, int64_t n);
 rf_status rf_gpu_scale(void *stream, float *y, float s, int64_t n);
 /* y (rows, n) += b (n) on every row. */

@@ -719,21 +719,6 @@ static struct mmv_segs one_seg(const void *w, int64_t rows, float *y)
     return sg;
 }
 
-extern "C" rf_status rf_gpu_mmv(void *stream, enum rf_type t, const void *w, int64_t rows,
-                                int64_t k, size_t row_bytes, const float *x, int64_t n_tok,
-                                float *y, void *xbuf)
-{
-    return rf_gpu_mmv_x(stream, t, w, rows, k, row_bytes, x, n_tok, y, xbuf, false);
-}
-
-extern "C" rf_status rf_gpu_mmv_x(void *stream, enum rf_type t, const void *w, int64_t rows,
-                                  int64_t k, size_t row_bytes, const float *x, int64_t n_tok,
-                                  float *y, void *xbuf, bool x_ready)
-{
-    const struct rf_gpu_mmv_out o = {w, rows, y, false};
-    return rf_gpu_mmv_multi(stream, t, &o, 1, k, row_bytes, x, n_tok, xbuf, x_ready);
-}
-
 extern "C" rf_status rf_gpu_mmv_multi(void *stream, enum rf_type t, const struct rf_gpu_mmv_out *outs,
                                       int n_out, int64_t k, size_t row_bytes, const float *x,
                                       int64_t n_tok, void *xbuf, bool x_ready)
