@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/status.h"
 #include "core/threadpool.h"
@@ -95,7 +96,53 @@ struct rf_sched {
     int32_t n_running;
     uint64_t next_id;
     struct rf_sched_stats stats; /* counters and block counts, under mu */
+    struct step_profile *prof;   /* RF_SCHED_PROFILE set: where a step's time goes */
 };
+
+/* Seconds spent in each part of the steps since the last report, printed to stderr
+ * every PROFILE_STEPS steps: what bounds the server's rate (the forward pass with
+ * the logits' copy, the sampling, the reports to the clients). */
+#define PROFILE_STEPS 256
+enum { PROF_PLAN, PROF_FORWARD, PROF_SAMPLE, PROF_REPORT, PROF_PARTS };
+struct step_profile {
+    int32_t steps, decode_steps;
+    int64_t tokens, picks;
+    double part[PROF_PARTS], last;
+};
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Adds the time since the last mark to the part. */
+static void profile_mark(struct step_profile *p, int part)
+{
+    if (!p) return;
+    const double t = now_s();
+    p->part[part] += t - p->last;
+    p->last = t;
+}
+
+static void profile_step(struct step_profile *p, int32_t n_tok, int32_t n_picks)
+{
+    if (!p) return;
+    p->steps++;
+    p->decode_steps += n_tok == n_picks;
+    p->tokens += n_tok;
+    p->picks += n_picks;
+    if (p->steps < PROFILE_STEPS) return;
+    const double k = 1e3 / p->steps;
+    fprintf(stderr,
+            "scheduler profile: %d steps (%d decode only), %.1f tokens and %.1f picks a step; "
+            "ms a step: plan %.3f, forward %.3f, sample %.3f, report %.3f\n",
+            p->steps, p->decode_steps, (double)p->tokens / p->steps, (double)p->picks / p->steps,
+            p->part[PROF_PLAN] * k, p->part[PROF_FORWARD] * k, p->part[PROF_SAMPLE] * k,
+            p->part[PROF_REPORT] * k);
+    *p = (struct step_profile){.last = p->last};
+}
 
 struct rf_sched_params rf_sched_default_params(void)
 {
@@ -550,8 +597,11 @@ static void unstall(struct rf_sched *s)
 
 static void run_step(struct rf_sched *s)
 {
+    struct step_profile *prof = s->prof;
+    if (prof) prof->last = now_s();
     int32_t n_tok = 0;
     const int32_t n_plan = plan_step(s, &n_tok);
+    profile_mark(prof, PROF_PLAN);
     if (n_plan < 0) {
         fail_running(s, rf_last_error());
         return;
@@ -572,6 +622,7 @@ static void run_step(struct rf_sched *s)
         fail_running(s, rf_last_error());
         return;
     }
+    profile_mark(prof, PROF_FORWARD);
     for (int32_t i = 0; i < n_plan; i++) {
         const struct plan *pl = &s->plans[i];
         rf_kv_blocks_commit(s->kb, pl->q->slot, pl->q->tokens, pl->start + pl->n, pl->q->n_prompt);
@@ -584,10 +635,13 @@ static void run_step(struct rf_sched *s)
         n_picks++;
     }
     sample_picks(s, n_picks);
+    profile_mark(prof, PROF_SAMPLE);
     for (int32_t i = 0; i < n_picks; i++) take_token(s, &s->picks[i]);
     pthread_mutex_lock(&s->mu);
     publish_blocks(s);
     pthread_mutex_unlock(&s->mu);
+    profile_mark(prof, PROF_REPORT);
+    profile_step(prof, n_tok, n_picks);
 }
 
 static void *sched_main(void *arg)
@@ -693,6 +747,7 @@ static void destroy(struct rf_sched *s)
     free(s->order);
     free(s->running);
     free(s->copies);
+    free(s->prof);
     free(s);
 }
 
@@ -709,6 +764,8 @@ rf_status rf_sched_new(struct rf_model *m, const struct rf_sched_params *params,
     s->p = p;
     s->n_vocab = m->hp.n_vocab;
     s->max_blocks = (p.n_ctx + p.block_size - 1) / p.block_size;
+    const char *prof = getenv("RF_SCHED_PROFILE");
+    if (prof && *prof && *prof != '0') s->prof = calloc(1, sizeof *s->prof);
     rf_status st = alloc_state(s);
     if (st != RF_OK) {
         destroy(s);
