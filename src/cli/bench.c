@@ -1,6 +1,7 @@
 /* rocmforge bench: prompt processing (ppN: N random tokens in one call, chunked by
  * the context's batch size) and generation (tgN: N single-token calls), each from an
- * empty cache, after one untimed warm-up run; a markdown table like llama-bench's. */
+ * empty cache, after one untimed warm-up run; a markdown table like llama-bench's.
+ * With -b, sequences decoding together through the scheduler (bench_batch.c). */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -29,6 +30,18 @@ static const char bench_usage[] =
     "  -ngl, --n-gpu-layers N  layers on the GPU (default -1: all; 0: CPU only); with a\n"
     "                        GPU, generation's GB/s is also given as a share of the\n"
     "                        device's measured device-to-device copy bandwidth\n"
+    "  -b, --batch LIST      batched decoding instead, as llama-batched-bench: for each\n"
+    "                        N of LIST (comma-separated, 1..4096), N requests of a\n"
+    "                        different random prompt of -p tokens (default 128 here) are\n"
+    "                        submitted at once to the scheduler `serve` runs (n_parallel\n"
+    "                        N, default batch size, no prefix cache), each generating -n\n"
+    "                        tokens (at least 2) greedily, end-of-generation ignored.\n"
+    "                        T_PP: from the submission until every sequence has its first\n"
+    "                        token; T_TG: from then until the last one finishes. S_PP =\n"
+    "                        N*PP / T_PP; S_TG = tokens generated in T_TG / T_TG (the\n"
+    "                        figure beside llama-batched-bench's S_TG); total = N*TG /\n"
+    "                        (T_PP + T_TG). Before the timed runs of each N, one untimed\n"
+    "                        warm-up of the same N sequences generating 2 tokens each.\n"
     "  -h, --help            show this help\n";
 
 static const struct option bench_longopts[] = {
@@ -39,14 +52,37 @@ static const struct option bench_longopts[] = {
     {"threads", required_argument, NULL, 't'},
     {"n-gpu-layers", required_argument, NULL, 'g'},
     {"ngl", required_argument, NULL, 'g'},
+    {"batch", required_argument, NULL, 'b'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
+#define BENCH_MAX_BATCHES 64
+
 struct bench_opts {
     const char *model;
     int32_t n_prompt, n_gen, reps, n_threads;
+    bool n_prompt_given;
+    int32_t n_seq[BENCH_MAX_BATCHES]; /* -b: sequence counts */
+    int32_t n_batches;                /* 0: no -b */
 };
+
+/* "1,8,32": whole numbers in [1, 4096], at most BENCH_MAX_BATCHES of them. */
+static bool parse_batch_list(const char *v, struct bench_opts *o)
+{
+    char buf[1024];
+    if (strlen(v) >= sizeof buf) return false;
+    strcpy(buf, v);
+    o->n_batches = 0;
+    for (char *item = buf, *end; item; item = end) {
+        end = strchr(item, ',');
+        if (end) *end++ = '\0';
+        if (o->n_batches == BENCH_MAX_BATCHES ||
+            !cli_parse_i32(item, 1, 4096, &o->n_seq[o->n_batches++]))
+            return false;
+    }
+    return true;
+}
 
 static int parse_bench(int argc, char **argv, struct bench_opts *o)
 {
@@ -54,16 +90,20 @@ static int parse_bench(int argc, char **argv, struct bench_opts *o)
     opterr = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long_only(argc, argv, ":m:p:n:r:t:h", bench_longopts, NULL)) != -1) {
+    while ((c = getopt_long_only(argc, argv, ":m:p:n:r:t:b:h", bench_longopts, NULL)) != -1) {
         bool ok = true;
         switch (c) {
         case 'h': fputs(bench_usage, stdout); return 0;
         case 'm': o->model = optarg; break;
-        case 'p': ok = cli_parse_i32(optarg, 0, 1 << 20, &o->n_prompt); break;
+        case 'p':
+            ok = cli_parse_i32(optarg, 0, 1 << 20, &o->n_prompt);
+            o->n_prompt_given = true;
+            break;
         case 'n': ok = cli_parse_i32(optarg, 0, 1 << 20, &o->n_gen); break;
         case 'r': ok = cli_parse_i32(optarg, 1, 10000, &o->reps); break;
         case 't': ok = cli_parse_i32(optarg, 1, 4096, &o->n_threads); break;
         case 'g': ok = cli_parse_i32(optarg, -1, 1 << 20, &cli_n_gpu_layers); break;
+        case 'b': ok = parse_batch_list(optarg, o); break;
         default: return cli_bad_option("bench", c, argv);
         }
         if (!ok)
@@ -71,15 +111,20 @@ static int parse_bench(int argc, char **argv, struct bench_opts *o)
                                    cli_opt_name(c, bench_longopts));
     }
     if (optind < argc) return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
+    if (o->n_batches > 0) {
+        if (!o->n_prompt_given) o->n_prompt = 128;
+        if (o->n_prompt < 1) return cli_usage_error("bench", "-b needs -p of at least 1");
+        if (o->n_gen < 2) return cli_usage_error("bench", "-b needs -n of at least 2");
+        return -1;
+    }
     if (o->n_prompt == 0 && o->n_gen == 0)
         return cli_usage_error("bench", "nothing to run: -p 0 and -n 0");
     return -1;
 }
 
-/* Fixed-seed token ids in [0, n_vocab): the same workload on every run. */
-static void random_tokens(rf_token *t, int32_t n, int32_t n_vocab)
+void cli_random_tokens(rf_token *t, int32_t n, int32_t n_vocab, uint64_t seed)
 {
-    uint64_t x = 1234;
+    uint64_t x = seed;
     for (int32_t i = 0; i < n; i++) {
         uint64_t z = (x += 0x9e3779b97f4a7c15ull);
         z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -180,7 +225,7 @@ static int bench_loaded(const struct bench_opts *o, const struct bench_env *e,
     const int32_t n = o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen;
     rf_token *t = malloc((size_t)n * sizeof *t);
     if (!t) return cli_fail("bench", "out of memory");
-    random_tokens(t, n, rf_model_n_vocab(e->m));
+    cli_random_tokens(t, n, rf_model_n_vocab(e->m), 1234);
     print_header();
     struct bench_row row;
     char test[32];
@@ -219,21 +264,35 @@ int cmd_bench(int argc, char **argv)
     if (!cli_model_path("bench", o.model, path, sizeof path)) return CLI_EXIT_FAIL;
     struct rf_model *m = cli_load_model("bench", path, o.n_threads);
     if (!m) return CLI_EXIT_FAIL;
+    const char *slash = strrchr(path, '/');
+    const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    struct bench_env e = {
+        .model_name = slash ? slash + 1 : path,
+        .m = m,
+        .n_threads = o.n_threads > 0 ? o.n_threads : (int32_t)(cpus > 0 ? cpus : 1),
+        .backend = "CPU",
+    };
+    if (o.n_batches > 0) {
+        bench_gpu_info(m, &e);
+        const struct cli_bench_batch b = {.model_name = e.model_name,
+                                          .backend = e.backend,
+                                          .n_threads = e.n_threads,
+                                          .n_seq = o.n_seq,
+                                          .n_list = o.n_batches,
+                                          .n_prompt = o.n_prompt,
+                                          .n_gen = o.n_gen,
+                                          .reps = o.reps};
+        rc = cli_bench_batch(m, &b);
+        rf_model_free(m);
+        return rc;
+    }
     struct rf_context_params cp = rf_context_default_params();
     cp.n_ctx = o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen;
     struct rf_context *ctx = NULL;
     if (rf_context_init(m, &cp, &ctx) != RF_OK) {
         rc = cli_fail("bench", "cannot create a context: %s", rf_last_error());
     } else {
-        const char *slash = strrchr(path, '/');
-        const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        struct bench_env e = {
-            .model_name = slash ? slash + 1 : path,
-            .m = m,
-            .n_threads = o.n_threads > 0 ? o.n_threads : (int32_t)(cpus > 0 ? cpus : 1),
-            .kv_bytes_per_pos = rf_context_kv_bytes_per_pos(ctx),
-            .backend = "CPU",
-        };
+        e.kv_bytes_per_pos = rf_context_kv_bytes_per_pos(ctx);
         bench_gpu_info(m, &e);
         rc = bench_loaded(&o, &e, ctx);
     }

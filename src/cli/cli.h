@@ -64,6 +64,23 @@ char *cli_read_file(const char *path, size_t *len);
 int32_t cli_tokenize(const char *cmd, const struct rf_model *m, const char *text, size_t len,
                      bool add_bos, bool parse_special, rf_token **out);
 
+/* ---- bench ---- */
+/* Fixed-seed token ids in [0, n_vocab): the same workload on every run (bench.c). */
+void cli_random_tokens(rf_token *t, int32_t n, int32_t n_vocab, uint64_t seed);
+/* bench -b (bench_batch.c): sequences decoding together through the scheduler. */
+struct cli_bench_batch {
+    const char *model_name; /* file name */
+    const char *backend;    /* "CPU", or the GPU's name */
+    int32_t n_threads;
+    const int32_t *n_seq; /* (n_list) sequence counts, each in [1, 4096] */
+    int32_t n_list;
+    int32_t n_prompt; /* tokens of each prompt, >= 1 */
+    int32_t n_gen;    /* tokens each sequence generates, >= 2 */
+    int32_t reps;
+};
+/* Prints the table; returns 0, or CLI_EXIT_FAIL with the error printed. */
+int cli_bench_batch(struct rf_model *m, const struct cli_bench_batch *b);
+
 double cli_now(void); /* monotonic seconds */
 uint64_t cli_fnv1a64(const void *data, size_t n);
 

@@ -29,6 +29,7 @@ struct seq {
     int32_t max_tokens;   /* <= 0: until the context is full */
     int32_t top_logprobs; /* entries wanted in each event */
     bool logprobs;
+    bool ignore_eos;
     rf_token *tokens; /* (n_ctx + 1) the prompt, then the generated tokens */
     int32_t n_tok;
     int32_t n_prompt;
@@ -548,7 +549,7 @@ static void take_token(struct rf_sched *s, struct pick *pk)
         finish(s, q, RF_FINISH_ERROR, "scheduler: sampling failed", NULL);
         return;
     }
-    if (rf_model_is_eog(s->m, t)) {
+    if (!q->ignore_eos && rf_model_is_eog(s->m, t)) {
         finish(s, q, RF_FINISH_STOP, NULL, NULL);
         return;
     }
@@ -841,6 +842,7 @@ static rf_status new_seq(const struct rf_sched *s, const struct rf_sched_request
     q->max_tokens = r->max_tokens;
     q->top_logprobs = r->top_logprobs;
     q->logprobs = r->logprobs;
+    q->ignore_eos = r->ignore_eos;
     q->slot = -1;
     *out = q;
     return RF_OK;

@@ -80,6 +80,7 @@ struct rf_sched_request {
     struct rf_sampler_params sampling;
     int32_t top_logprobs;   /* 0: none; at most RF_SCHED_MAX_TOP_LOGPROBS */
     bool logprobs;
+    bool ignore_eos;        /* an end-of-generation token is reported and fed like any other */
     rf_sched_cb cb;
     void *user;
 };

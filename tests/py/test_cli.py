@@ -1,6 +1,7 @@
 """Black-box tests of the rocmforge binary ($RF_BIN) and examples/simple ($RF_SIMPLE)
 with the default model in $RF_MODELS."""
 import json
+import math
 import os
 import re
 import subprocess
@@ -68,6 +69,11 @@ def test_top_level_help():
     (["tokenize"], "-p TEXT"),
     (["info"], "one FILE"),
     (["bench", "-r", "0"], "'0' for -r"),
+    (["bench", "-b", "0"], "'0' for -b"),
+    (["bench", "-b", "x"], "'x' for -b"),
+    (["bench", "-b", "1,,8"], "'1,,8' for -b"),
+    (["bench", "--batch", "4097"], "'4097' for -b"),
+    (["bench", "-b", "8", "-n", "1"], "-b needs -n of at least 2"),
     (["chatter"], "unknown subcommand 'chatter'"),
     (["serve", "--port", "x"], "'x' for --port"),
 ])
@@ -250,6 +256,34 @@ def test_bench_gpu_layers_without_gpu():
     assert code == 0, err
     assert "running on the CPU" in err
     assert "| CPU |" in out
+
+
+def test_bench_batch():
+    """-b: N sequences at once through the scheduler, one row per N; the rates agree with
+    the times and token counts printed beside them."""
+    code, out, err = rf("bench", "-m", MODEL, "-b", "1,3", "-p", 8, "-n", 4, "-r", 1, "-t", 2)
+    assert code == 0, err
+    assert out.startswith("device: CPU, 2 threads\n")
+    rows = [line for line in out.splitlines() if line.startswith("|")]
+    assert [c.strip() for c in rows[0].split("|")[1:-1]] == [
+        "model", "backend", "N", "PP", "TG", "T_PP s", "S_PP t/s", "T_TG s", "S_TG t/s",
+        "total t/s"]
+    cells = [[c.strip() for c in r.split("|")[1:-1]] for r in rows[2:]]
+    assert [c[2] for c in cells] == ["1", "3"]
+    for c in cells:
+        n = int(c[2])
+        assert c[0].startswith("llama SmolLM2") and c[1] == "CPU" and c[3:5] == ["8", "4"]
+        t_pp, t_tg = float(c[5]), float(c[7])
+        (s_pp, sd_pp), (s_tg, sd_tg), (total, sd_total) = (
+            tuple(float(x) for x in c[i].split(" ± ")) for i in (6, 8, 9))
+        for v in (t_pp, t_tg, s_pp, s_tg, total):
+            assert math.isfinite(v) and v > 0, c
+        assert sd_pp == sd_tg == sd_total == 0  # one repetition
+        assert s_pp == pytest.approx(n * 8 / t_pp, rel=0.05)
+        assert total == pytest.approx(n * 4 / (t_pp + t_tg), rel=0.05)
+        # Generated while every sequence runs: the last one's 3 after its first at least,
+        # every sequence's 3 at most.
+        assert 3 * 0.95 <= s_tg * t_tg <= n * 3 * 1.05
 
 
 # ---- examples/simple ----
