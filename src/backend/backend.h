@@ -122,6 +122,10 @@ struct rf_backend_i {
                        int n_head_kv, int head_dim, const int32_t *pos,
                        const struct rf_rope_params *p, const int32_t *slot, uint16_t *k_pool,
                        uint16_t *v_pool);
+    /* Host memory that copy_out fills fastest (page-locked), or NULL when there is
+     * none to give (the caller then uses malloc); freed by host_free. */
+    void *(*host_alloc)(void *ctx, size_t bytes);
+    void (*host_free)(void *ctx, void *p);
     /* Whether the products and row gathers take weights of type t (NULL: all types). */
     bool (*supports_type)(void *ctx, enum rf_type t);
     /* Step capture: the forward pass calls step_begin with a key naming the step's

@@ -80,6 +80,7 @@ struct rf_sched {
     int32_t *b_pos, *b_seq;    /* (n_batch) */
     bool *b_want;              /* (n_batch) */
     float *logits;             /* (n_parallel, n_vocab) */
+    const struct rf_backend *logits_be; /* gave logits (host_alloc); NULL: malloc */
     struct plan *plans;        /* (n_parallel) */
     struct pick *picks;        /* (n_parallel) */
     struct rf_pool *pool;      /* samples the picks in parallel; NULL: on the thread */
@@ -697,6 +698,22 @@ static rf_status resolve_params(const struct rf_model *m, struct rf_sched_params
     return RF_OK;
 }
 
+/* Every step's logits are copied here from the output head's backend: in memory that
+ * backend copies to fastest where it has such (a GPU: page-locked, which its copy
+ * engine writes directly instead of through a staging buffer). */
+static void alloc_logits(struct rf_sched *s, size_t bytes)
+{
+    const struct rf_backend *be = rf_model_layer_backend(s->m, s->m->hp.n_layer);
+    if (be->iface->host_alloc && be->iface->host_free) {
+        s->logits = be->iface->host_alloc(be->ctx, bytes);
+        if (s->logits) {
+            s->logits_be = be;
+            return;
+        }
+    }
+    s->logits = malloc(bytes);
+}
+
 static rf_status alloc_state(struct rf_sched *s)
 {
     const struct rf_sched_params *p = &s->p;
@@ -709,7 +726,7 @@ static rf_status alloc_state(struct rf_sched *s)
     s->b_pos = malloc(nb * sizeof *s->b_pos);
     s->b_seq = malloc(nb * sizeof *s->b_seq);
     s->b_want = malloc(nb * sizeof *s->b_want);
-    s->logits = malloc(np * (size_t)s->n_vocab * sizeof *s->logits);
+    alloc_logits(s, np * (size_t)s->n_vocab * sizeof *s->logits);
     s->plans = malloc(np * sizeof *s->plans);
     s->picks = malloc(np * sizeof *s->picks);
     s->order = malloc(np * sizeof *s->order);
@@ -741,7 +758,8 @@ static void destroy(struct rf_sched *s)
     free(s->b_pos);
     free(s->b_seq);
     free(s->b_want);
-    free(s->logits);
+    if (s->logits_be) s->logits_be->iface->host_free(s->logits_be->ctx, s->logits);
+    else free(s->logits);
     free(s->plans);
     free(s->picks);
     rf_pool_free(s->pool);

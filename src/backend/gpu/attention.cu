@@ -623,6 +623,8 @@ template <int HGM, int R, int D, bool VEC>
 __global__ void __launch_bounds__(ATT_THREADS, DEC_MIN_BLOCKS(HGM)) attn_dec(struct attn_args a)
 {
     extern __shared__ __align__(16) float dsm[];
+    rf_pdl_launch_next();
+    rf_pdl_wait();
     const struct dec_smem s = dec_layout<HGM, D>(dsm);
     const int lane = threadIdx.x & (a.lpr - 1), d0 = lane * D;
     const int units = a.n_kv * a.nhc, nslot = ATT_THREADS / a.lpr;
@@ -1029,8 +1031,8 @@ template <int HGM, bool VEC> static int dec_occupancy(void)
 template <int HGM, bool VEC>
 static rf_status dec_launch(cudaStream_t st, const struct attn_args *a, int grid)
 {
-    attn_dec<HGM, DEC_R(HGM), DEC_DIMS(HGM), VEC>
-        <<<grid, ATT_THREADS, dec_smem_bytes(HGM), st>>>(*a);
+    void (*kernel)(struct attn_args) = attn_dec<HGM, DEC_R(HGM), DEC_DIMS(HGM), VEC>;
+    RF_LAUNCH_PDL(kernel, RF_PDL_ATTN, grid, ATT_THREADS, dec_smem_bytes(HGM), st, *a);
     return launched("attn_dec");
 }
 

@@ -86,6 +86,12 @@
 #define rf_graph_instantiate(exec, graph) cudaGraphInstantiate((exec), (graph), 0)
 #endif
 
+/* The kernel classes of RF_LAUNCH_PDL, bits of rf_gpu_pdl. */
+#define RF_PDL_MMV 1  /* matrix-vector products */
+#define RF_PDL_MMQ 2  /* int8 tensor-core products */
+#define RF_PDL_ATTN 4 /* decode attention */
+#define RF_PDL_EW 8   /* norms, rope + KV store, GLUs, the activation quantizer */
+
 /* ---- device code ---- */
 #if defined(__CUDACC__) || defined(__HIPCC__)
 
@@ -119,6 +125,55 @@ static __device__ __forceinline__ int rf_dp4a(int a, int b, int c)
 #define rf_syncwarp() __syncwarp()
 #define rf_all(p) __all_sync(RF_FULL_MASK, (p))
 #define rf_dp4a(a, b, c) __dp4a((a), (b), (c))
+#endif
+
+/* Programmatic dependent launch (sm_90): a kernel launched by RF_LAUNCH_PDL may start
+ * while the kernel before it in the stream finishes, once every block of that one has
+ * called rf_pdl_launch_next (or exited). It may read what no kernel writes (weights)
+ * at once, and calls rf_pdl_wait, which returns when the kernel before has completed
+ * and its writes are visible, before it touches any other memory. Both are no-ops
+ * on HIP, before sm_90, and in kernels not launched that way. */
+static __device__ __forceinline__ void rf_pdl_wait(void)
+{
+#if !defined(RF_HIP) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+static __device__ __forceinline__ void rf_pdl_launch_next(void)
+{
+#if !defined(RF_HIP) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
+#if defined(RF_HIP)
+#define RF_LAUNCH_PDL(kernel, cls, grid, block, smem, stream, ...)                                \
+    kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#else
+extern "C" int rf_gpu_pdl; /* the RF_PDL_* classes that overlap (0 before sm_90) */
+static inline cudaLaunchConfig_t rf_pdl_config(int cls, dim3 grid, dim3 block, size_t smem,
+                                               cudaStream_t stream, cudaLaunchAttribute *attr)
+{
+    cudaLaunchConfig_t c = {};
+    c.gridDim = grid;
+    c.blockDim = block;
+    c.dynamicSmemBytes = smem;
+    c.stream = stream;
+    attr->id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr->val.programmaticStreamSerializationAllowed = (rf_gpu_pdl & cls) != 0;
+    c.attrs = attr;
+    c.numAttrs = 1;
+    return c;
+}
+/* A launch error is left for cudaGetLastError, as with <<< >>>. */
+#define RF_LAUNCH_PDL(kernel, cls, grid, block, smem, stream, ...)                                \
+    do {                                                                                          \
+        cudaLaunchAttribute rf_attr_;                                                             \
+        const cudaLaunchConfig_t rf_cfg_ =                                                        \
+            rf_pdl_config((cls), (grid), (block), (smem), (stream), &rf_attr_);                   \
+        (void)cudaLaunchKernelEx(&rf_cfg_, kernel, __VA_ARGS__);                                  \
+    } while (0)
 #endif
 
 #endif /* device code */

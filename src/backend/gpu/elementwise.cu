@@ -55,6 +55,8 @@ __global__ void __launch_bounds__(RMS_THREADS)
                int8_t *xq, float *xd)
 {
     __shared__ float red[RMS_THREADS / 32];
+    rf_pdl_launch_next();
+    rf_pdl_wait();
     const float *xr = x + blockIdx.x * n;
     float *yr = y + blockIdx.x * n;
     float ss = 0.0f;
@@ -110,8 +112,8 @@ extern "C" rf_status rf_gpu_rms_norm(void *stream, const float *x, const float *
                        (long long)n);
     const int64_t items = vec ? n / 4 : n;
     const unsigned threads = items >= RMS_THREADS ? RMS_THREADS : (unsigned)((items + 31) / 32 * 32);
-    k_rms_norm<<<(unsigned)rows, threads, 0, (cudaStream_t)stream>>>(
-        x, w, y, n, eps, vec, xbuf ? xq_of(xbuf) : NULL, xbuf ? xd_of(xbuf, n * rows) : NULL);
+    RF_LAUNCH_PDL(k_rms_norm, RF_PDL_EW, (unsigned)rows, threads, 0, (cudaStream_t)stream, x, w, y, n, eps,
+                  vec, xbuf ? xq_of(xbuf) : NULL, xbuf ? xd_of(xbuf, n * rows) : NULL);
     return launched("rms_norm");
 }
 
@@ -165,6 +167,8 @@ __global__ void __launch_bounds__(EW_THREADS)
                  int head_dim, int n_rot, float theta_scale, float freq_scale, int neox,
                  const int32_t *slot, uint16_t *k_pool, uint16_t *v_pool)
 {
+    rf_pdl_launch_next();
+    rf_pdl_wait();
     const int half = n_rot / 2, tail = head_dim - n_rot;
     const int64_t t = blockIdx.y, width = (int64_t)n_kv * head_dim;
     const int32_t s = slot[t];
@@ -236,9 +240,9 @@ extern "C" rf_status rf_gpu_rope_store(void *stream, float *q, float *k, const f
     if (n_tok > 65535)
         return rf_fail(RF_STATUS_SHAPE, "gpu rope_store: %lld tokens", (long long)n_tok);
     const dim3 grid((unsigned)((items + EW_THREADS - 1) / EW_THREADS), (unsigned)n_tok);
-    k_rope_store<<<grid, EW_THREADS, 0, (cudaStream_t)stream>>>(
-        q, k, v, pos, n_head, n_kv, head_dim, n_rot > 0 ? n_rot : 0, theta_scale, p->freq_scale,
-        p->neox, slot, k_pool, v_pool);
+    RF_LAUNCH_PDL(k_rope_store, RF_PDL_EW, grid, EW_THREADS, 0, (cudaStream_t)stream, q, k, v, pos, n_head,
+                  n_kv, head_dim, n_rot > 0 ? n_rot : 0, theta_scale, p->freq_scale, p->neox, slot,
+                  k_pool, v_pool);
     return launched("rope_store");
 }
 
@@ -351,6 +355,8 @@ static rf_status ew_run(void *stream, const char *name, int op, float *out, cons
 __global__ void __launch_bounds__(EW_THREADS)
     k_glu_q(int op, float *out, const float *a, const float *b, int64_t n, int8_t *xq, float *xd)
 {
+    rf_pdl_launch_next();
+    rf_pdl_wait();
     const int64_t step = (int64_t)gridDim.x * blockDim.x;
     /* every lane of a warp takes each round (the quantizer's shuffles) */
     for (int64_t i0 = (int64_t)blockIdx.x * blockDim.x; i0 < n / 4; i0 += step) {
@@ -377,8 +383,8 @@ extern "C" rf_status rf_gpu_glu(void *stream, bool gelu, const float *gate, cons
     if (n % 32 != 0 || !aligned16(out) || !aligned16(gate) || !aligned16(up))
         return rf_fail(RF_STATUS_INVALID_ARG, "gpu %s: %lld elements cannot be quantized", name,
                        (long long)n);
-    k_glu_q<<<ew_blocks(n / 4), EW_THREADS, 0, (cudaStream_t)stream>>>(op, out, gate, up, n,
-                                                                     xq_of(xbuf), xd_of(xbuf, n));
+    RF_LAUNCH_PDL(k_glu_q, RF_PDL_EW, ew_blocks(n / 4), EW_THREADS, 0, (cudaStream_t)stream, op, out, gate,
+                  up, n, xq_of(xbuf), xd_of(xbuf, n));
     return launched(name);
 }
 

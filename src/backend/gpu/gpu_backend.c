@@ -212,6 +212,8 @@ static const struct rf_backend_i gpu_iface = {
     .copy_in = rf_gpu_copy_in,
     .copy_out = rf_gpu_copy_out,
     .copy = rf_gpu_copy,
+    .host_alloc = rf_gpu_host_alloc,
+    .host_free = rf_gpu_host_free,
     .load_tensor = rf_gpu_load_tensor,
     .free_tensor = rf_gpu_free_tensor,
     .step_begin = rf_gpu_step_begin,
@@ -221,10 +223,31 @@ static const struct rf_backend_i gpu_iface = {
     .supports_type = op_supports_type,
 };
 
+int rf_gpu_pdl;
+
+/* Kernels may overlap their start with the end of the kernel before (compat.h,
+ * RF_LAUNCH_PDL) from sm_90 on: the classes in RF_PDL_DEFAULT, or those of the bits
+ * of RF_GPU_PDL (for comparisons; 0: none). */
+#define RF_PDL_DEFAULT (RF_PDL_MMV | RF_PDL_ATTN | RF_PDL_EW)
+static rf_status pdl_init(int device)
+{
+#ifdef RF_HIP
+    (void)device;
+    rf_gpu_pdl = 0;
+#else
+    int major = 0;
+    RF_GPU_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    const char *env = getenv("RF_GPU_PDL");
+    rf_gpu_pdl = major < 9 ? 0 : env && *env ? atoi(env) : RF_PDL_DEFAULT;
+#endif
+    return RF_OK;
+}
+
 static rf_status ctx_open(struct rf_gpu_ctx *c)
 {
     RF_GPU_TRY(cudaSetDevice(c->device));
     RF_GPU_TRY(cudaDeviceGetAttribute(&c->n_sm, cudaDevAttrMultiProcessorCount, c->device));
+    RF_TRY(pdl_init(c->device));
     RF_GPU_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     RF_GPU_TRY(cudaStreamCreateWithFlags(&c->upload, cudaStreamNonBlocking));
     RF_TRY(rf_gpu_malloc(&c->xbuf, RF_GPU_XBUF_BYTES, "activation scratch"));

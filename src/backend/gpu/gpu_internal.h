@@ -105,6 +105,9 @@ struct rf_gpu_ctx {
     int force_path;          /* tests: 0 auto, 1 matrix-vector, 2 dequantize + GEMM */
 };
 
+/* Whether kernels launch with RF_LAUNCH_PDL's overlap (compat.h; set at init). */
+extern int rf_gpu_pdl;
+
 /* Records a failure of a void op; the first one is kept. */
 void rf_gpu_note(struct rf_gpu_ctx *c, rf_status s);
 /* Returns and clears the sticky failure, RF_OK when none. */
@@ -119,6 +122,8 @@ void rf_gpu_release(void *ctx, void *buf);
 rf_status rf_gpu_copy_in(void *ctx, void *dst, const void *src, size_t bytes);
 rf_status rf_gpu_copy_out(void *ctx, void *dst, const void *src, size_t bytes);
 rf_status rf_gpu_copy(void *ctx, void *dst, const void *src, size_t bytes);
+void *rf_gpu_host_alloc(void *ctx, size_t bytes);
+void rf_gpu_host_free(void *ctx, void *p);
 rf_status rf_gpu_load_tensor(void *ctx, struct rf_tensor *t);
 void rf_gpu_free_tensor(void *ctx, struct rf_tensor *t);
 void rf_gpu_arena_init(struct rf_gpu_ctx *c);

@@ -76,6 +76,23 @@ rf_status rf_gpu_copy_out(void *ctx, void *dst, const void *src, size_t bytes)
     return RF_OK;
 }
 
+void *rf_gpu_host_alloc(void *ctx, size_t bytes)
+{
+    (void)ctx;
+    void *p = NULL;
+    if (cudaMallocHost(&p, bytes) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+void rf_gpu_host_free(void *ctx, void *p)
+{
+    (void)ctx;
+    if (p) cudaFreeHost(p);
+}
+
 rf_status rf_gpu_copy(void *ctx, void *dst, const void *src, size_t bytes)
 {
     struct rf_gpu_ctx *c = ctx;

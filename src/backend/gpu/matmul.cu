@@ -257,6 +257,8 @@ static __device__ __forceinline__ void decode_unit(int tt, const uint8_t *bp, fl
 __global__ void k_quantize_x(const float *__restrict__ x, int8_t *__restrict__ xq,
                              float *__restrict__ xd, int64_t nblocks)
 {
+    rf_pdl_launch_next();
+    rf_pdl_wait();
     const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t b = gid >> 5;
     const int l = threadIdx.x & 31;
@@ -278,7 +280,8 @@ extern "C" rf_status rf_gpu_quantize_x(void *stream, const float *x, int64_t n_t
     const int64_t n = n_tok * k;
     int8_t *xq = (int8_t *)xbuf;
     float *xsc = (float *)((uint8_t *)xbuf + (((size_t)n + 15) & ~(size_t)15));
-    k_quantize_x<<<(unsigned)((n + 255) / 256), 256, 0, (cudaStream_t)stream>>>(x, xq, xsc, n / 32);
+    RF_LAUNCH_PDL(k_quantize_x, RF_PDL_EW, (unsigned)((n + 255) / 256), 256, 0, (cudaStream_t)stream, x, xq,
+                  xsc, n / 32);
     RF_GPU_LAUNCHED("quantize_x");
     return RF_OK;
 }
@@ -521,6 +524,7 @@ static __device__ __forceinline__ void mmv_body(int tt, int NT, int f16, const s
                                                 int nt, __half *__restrict__ out)
 {
     __shared__ uint4 stage[MMV_WARPS][MMV_STAGES][MMV_ROWS][MMV_VEC];
+    rf_pdl_launch_next();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t groups = (int64_t)gridDim.x * MMV_WARPS;
     const int64_t pairs = sg->pair0[sg->n];
@@ -549,6 +553,8 @@ static __device__ __forceinline__ void mmv_body(int tt, int NT, int f16, const s
         }
         mmv_commit();
     }
+    /* The first weights are on their way; x and y belong to the kernels before. */
+    rf_pdl_wait();
     int buf = 0, lbuf = MMV_STAGES - 1;
     for (;;) {
         mmv_wait();
@@ -754,7 +760,7 @@ extern "C" rf_status rf_gpu_mmv_multi(void *stream, enum rf_type t, const struct
         xs = (const float *)((const uint8_t *)xbuf + (((size_t)n + 15) & ~(size_t)15));
     }
     const unsigned grid = mmv_grid((const void *)mmv_table[tt][v], sg.pair0[n_out], 0);
-    mmv_table[tt][v]<<<grid, MMV_WARPS * 32, 0, s>>>(sg, k, row_bytes, xv, xs, nt);
+    RF_LAUNCH_PDL(mmv_table[tt][v], RF_PDL_MMV, grid, MMV_WARPS * 32, 0, s, sg, k, row_bytes, xv, xs, nt);
     RF_GPU_LAUNCHED(mmv_names[tt]);
     return RF_OK;
 }

@@ -521,6 +521,8 @@ static __device__ __forceinline__ void mq_body(int tt, int BM, int BN, int WM, i
 {
     extern __shared__ __align__(16) uint8_t mq_dyn[];
     uint8_t *const smem = mq_dyn;
+    rf_pdl_launch_next();
+    rf_pdl_wait();
     const int nth = WM * WN * KS * 32, MT = BM / WM / 16, NT = BN / WN / 8, CPW = 8 / KS;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
     const int wm = warp % WM, wn = (warp / WM) % WN, kw = warp / (WM * WN);
@@ -816,8 +818,8 @@ extern "C" rf_status rf_gpu_mmq(void *stream, enum rf_type t, const void *w, int
     const float *xd =
         (const float *)((const uint8_t *)xbuf + (((size_t)(n_tok * k) + 15) & ~(size_t)15));
     const dim3 grid((unsigned)gx, (unsigned)gy);
-    mq_table[tt][ci]<<<grid, c->wm * c->wn * c->ks * 32, smem, (cudaStream_t)stream>>>(
-        (const uint8_t *)w, rows, k, row_bytes, xq, xd, n_tok, y, add ? 1 : 0, nstage);
+    RF_LAUNCH_PDL(mq_table[tt][ci], RF_PDL_MMQ, grid, c->wm * c->wn * c->ks * 32, smem, (cudaStream_t)stream,
+                  (const uint8_t *)w, rows, k, row_bytes, xq, xd, n_tok, y, add ? 1 : 0, nstage);
     RF_GPU_LAUNCHED("mmq");
     return RF_OK;
 }
