@@ -258,7 +258,7 @@ static void perf_type(struct rf_backend *g, enum rf_type type, int64_t rows, int
             return;
         }
     }
-    const int64_t toks[] = {1, 2, 4, 8, 16, 32, 128, 512};
+    const int64_t toks[] = {1, 2, 4, 8, 16, 32, 64, 128, 512};
     const int64_t max_tok = 512;
     float *x = be->alloc(g->ctx, (size_t)(max_tok * k) * 4), *y = be->alloc(g->ctx, (size_t)(max_tok * rows) * 4);
     float *hx = malloc((size_t)(max_tok * k) * 4);

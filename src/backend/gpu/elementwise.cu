@@ -56,6 +56,11 @@ __global__ void __launch_bounds__(RMS_THREADS)
 {
     __shared__ float red[RMS_THREADS / 32];
     rf_pdl_launch_next();
+    /* The weights of the first float4 this thread scales (no kernel writes weights):
+     * fetched while the kernel before finishes, not after the sum. */
+    const float4 *w4 = (const float4 *)w;
+    float4 g0 = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+    if (vec && w && threadIdx.x < n / 4) g0 = w4[threadIdx.x];
     rf_pdl_wait();
     const float *xr = x + blockIdx.x * n;
     float *yr = y + blockIdx.x * n;
@@ -72,7 +77,6 @@ __global__ void __launch_bounds__(RMS_THREADS)
     const float s = rsqrtf(block_sum(ss, red) / (float)n + eps);
     if (vec) {
         const float4 *x4 = (const float4 *)xr;
-        const float4 *w4 = (const float4 *)w;
         float4 *y4 = (float4 *)yr;
         /* every lane of a warp takes each round (the quantizer's shuffles) */
         for (int64_t i0 = 0; i0 < n / 4; i0 += blockDim.x) {
@@ -81,7 +85,7 @@ __global__ void __launch_bounds__(RMS_THREADS)
             float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             if (on) {
                 v = x4[i];
-                const float4 g = w ? w4[i] : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+                const float4 g = i0 == 0 ? g0 : w ? w4[i] : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
                 v.x = v.x * s * g.x, v.y = v.y * s * g.y, v.z = v.z * s * g.z, v.w = v.w * s * g.w;
                 y4[i] = v;
             }
@@ -168,21 +172,24 @@ __global__ void __launch_bounds__(EW_THREADS)
                  const int32_t *slot, uint16_t *k_pool, uint16_t *v_pool)
 {
     rf_pdl_launch_next();
-    rf_pdl_wait();
     const int half = n_rot / 2, tail = head_dim - n_rot;
     const int64_t t = blockIdx.y, width = (int64_t)n_kv * head_dim;
+    /* pos and slot are copied in before the step's first kernel, and the angle depends
+     * on nothing else: both before waiting for the product that wrote q, k and v. */
     const int32_t s = slot[t];
     const int64_t row = (int64_t)s * width;
     int64_t it = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t nq = (int64_t)n_head * half, nk = (int64_t)n_kv * half;
     const int64_t nt = (int64_t)n_kv * tail;
+    float sn = 0.0f, cs = 1.0f;
+    if (it < nq + nk) rope_angle(pos[t], (int)((it < nq ? it : it - nq) % half), theta_scale,
+                                 freq_scale, &sn, &cs);
+    rf_pdl_wait();
     float *kt = k + t * width;
     if (it < nq + nk) {
         const bool is_q = it < nq;
         const int64_t j = is_q ? it : it - nq;
         const int h = (int)(j / half), i = (int)(j % half);
-        float sn, cs;
-        rope_angle(pos[t], i, theta_scale, freq_scale, &sn, &cs);
         float *xt = is_q ? q + t * n_head * head_dim : kt;
         rope_pair(xt, h, i, head_dim, half, neox, sn, cs);
         if (is_q || s < 0) return;

@@ -23,6 +23,8 @@
  * of the mma with 0x4B400000 as its accumulator, so its bits are the float 1.5 * 2^23 +
  * S, and S = that - 1.5 * 2^23 exactly (no int -> float conversion); then
  * acc += a_w * (d_x * S) [+ b_w * d_x * sum_x], in the same order every run. */
+#include <stdlib.h>
+
 #include "backend/gpu/blocks_dev.h"
 #include "backend/gpu/gpu_internal.h"
 #include "quant/blocks.h"
@@ -743,6 +745,12 @@ static int mq_stages(int tt, int ci, int64_t blocks, int64_t n_stage)
     if (budget > mq_dev.smem_block) budget = mq_dev.smem_block;
     int64_t n = (budget - mq_smem(tt, c->bm, c->bn, 0)) / mq_stage_bytes(tt, c->bm, c->bn);
     if (n > c->max_stages) n = c->max_stages;
+    static int env_stages = -1; /* RF_GPU_MMQ_STAGES: a cap, for measurements */
+    if (env_stages < 0) {
+        const char *e = getenv("RF_GPU_MMQ_STAGES");
+        env_stages = e && *e ? atoi(e) : 0;
+    }
+    if (env_stages >= 2 && n > env_stages) n = env_stages;
     if (n > n_stage + 1) n = n_stage + 1;
     return n < 2 ? 2 : (int)n;
 }
@@ -754,6 +762,12 @@ static int mq_stages(int tt, int ci, int64_t blocks, int64_t n_stage)
 static int mq_pick(int64_t rows, int64_t n_tok)
 {
     if (mq_forced >= 0) return mq_forced;
+    static int env_tile = -2; /* RF_GPU_MMQ_TILE: one tile for every shape, for measurements */
+    if (env_tile == -2) {
+        const char *e = getenv("RF_GPU_MMQ_TILE");
+        env_tile = e && *e && atoi(e) >= 0 && atoi(e) < MQ_NCFG ? atoi(e) : -1;
+    }
+    if (env_tile >= 0) return env_tile;
     if (n_tok <= 16) return 0;
     if (n_tok <= 32) return mq_blocks(1, rows, n_tok) >= mq_dev.n_sm ? 1 : 5;
     if (n_tok <= 64) return 1;
