@@ -149,6 +149,21 @@ static bool run_once(struct rf_context *ctx, const rf_token *t, int32_t n, bool 
     return true;
 }
 
+void cli_stat_add(struct cli_stat *s, double v)
+{
+    s->sum += v;
+    s->sq += v * v;
+    s->n++;
+}
+
+double cli_stat_mean(const struct cli_stat *s) { return s->n > 0 ? s->sum / s->n : 0; }
+
+double cli_stat_sd(const struct cli_stat *s)
+{
+    const double var = s->n > 1 ? (s->sq - s->sum * s->sum / s->n) / (s->n - 1) : 0;
+    return var > 0 ? sqrt(var) : 0;
+}
+
 struct bench_row {
     double mean, sd; /* tokens per second */
 };
@@ -156,17 +171,15 @@ struct bench_row {
 static bool run_test(struct rf_context *ctx, const rf_token *t, int32_t n, bool tg, int32_t reps,
                      struct bench_row *row)
 {
-    double secs, sum = 0, sq = 0;
+    double secs;
+    struct cli_stat tps = {0};
     if (!run_once(ctx, t, n, tg, &secs)) return false; /* warm-up */
     for (int32_t r = 0; r < reps; r++) {
         if (!run_once(ctx, t, n, tg, &secs)) return false;
-        const double tps = secs > 0 ? n / secs : 0;
-        sum += tps;
-        sq += tps * tps;
+        cli_stat_add(&tps, secs > 0 ? n / secs : 0);
     }
-    row->mean = sum / reps;
-    const double var = reps > 1 ? (sq - sum * sum / reps) / (reps - 1) : 0;
-    row->sd = var > 0 ? sqrt(var) : 0;
+    row->mean = cli_stat_mean(&tps);
+    row->sd = cli_stat_sd(&tps);
     return true;
 }
 

@@ -1,7 +1,6 @@
 /* rocmforge bench -b: N sequences decoding together through the continuous-batching
  * scheduler that `rocmforge serve` runs, without HTTP; the figures of
  * llama-batched-bench (T_PP, S_PP, T_TG, S_TG) per N. */
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,28 +101,8 @@ static bool run_batch(struct rf_sched *s, struct batch_run *r, const rf_token *p
     return ok;
 }
 
-struct acc {
-    double sum, sq;
-    int32_t n;
-};
-
-static void acc_add(struct acc *s, double v)
-{
-    s->sum += v;
-    s->sq += v * v;
-    s->n++;
-}
-
-static double acc_mean(const struct acc *s) { return s->n > 0 ? s->sum / s->n : 0; }
-
-static double acc_sd(const struct acc *s)
-{
-    const double var = s->n > 1 ? (s->sq - s->sum * s->sum / s->n) / (s->n - 1) : 0;
-    return var > 0 ? sqrt(var) : 0;
-}
-
 struct batch_row {
-    struct acc t_pp, t_tg, s_pp, s_tg, total; /* seconds; tokens per second */
+    struct cli_stat t_pp, t_tg, s_pp, s_tg, total; /* seconds; tokens per second */
 };
 
 /* The figures of one timed run; false (with r->msg) when it did not generate every
@@ -137,11 +116,11 @@ static bool add_run(struct batch_run *r, const struct cli_bench_batch *b, struct
         return false;
     }
     const double t_pp = r->t_pp - r->t0, t_tg = r->t_end - r->t_pp;
-    acc_add(&row->t_pp, t_pp);
-    acc_add(&row->t_tg, t_tg);
-    acc_add(&row->s_pp, t_pp > 0 ? (double)r->n_seq * b->n_prompt / t_pp : 0);
-    acc_add(&row->s_tg, (double)r->n_tg / t_tg);
-    acc_add(&row->total, (double)r->n_tokens / (t_pp + t_tg));
+    cli_stat_add(&row->t_pp, t_pp);
+    cli_stat_add(&row->t_tg, t_tg);
+    cli_stat_add(&row->s_pp, t_pp > 0 ? (double)r->n_seq * b->n_prompt / t_pp : 0);
+    cli_stat_add(&row->s_tg, (double)r->n_tg / t_tg);
+    cli_stat_add(&row->total, (double)r->n_tokens / (t_pp + t_tg));
     return true;
 }
 
@@ -151,8 +130,9 @@ static void print_row(const struct rf_model *m, const struct cli_bench_batch *b,
     printf(
         "| %s %s | %s | %d | %d | %d | %.4f | %.2f ± %.2f | %.4f | %.2f ± %.2f | %.2f ± %.2f |\n",
         rf_model_arch(m), b->model_name, b->backend, n_seq, b->n_prompt, b->n_gen,
-        acc_mean(&row->t_pp), acc_mean(&row->s_pp), acc_sd(&row->s_pp), acc_mean(&row->t_tg),
-        acc_mean(&row->s_tg), acc_sd(&row->s_tg), acc_mean(&row->total), acc_sd(&row->total));
+        cli_stat_mean(&row->t_pp), cli_stat_mean(&row->s_pp), cli_stat_sd(&row->s_pp),
+        cli_stat_mean(&row->t_tg), cli_stat_mean(&row->s_tg), cli_stat_sd(&row->s_tg),
+        cli_stat_mean(&row->total), cli_stat_sd(&row->total));
     fflush(stdout);
 }
 

@@ -67,6 +67,14 @@ int32_t cli_tokenize(const char *cmd, const struct rf_model *m, const char *text
 /* ---- bench ---- */
 /* Fixed-seed token ids in [0, n_vocab): the same workload on every run (bench.c). */
 void cli_random_tokens(rf_token *t, int32_t n, int32_t n_vocab, uint64_t seed);
+/* Mean and sample standard deviation of repeated measurements (bench.c). */
+struct cli_stat {
+    double sum, sq;
+    int32_t n;
+};
+void cli_stat_add(struct cli_stat *s, double v);
+double cli_stat_mean(const struct cli_stat *s);
+double cli_stat_sd(const struct cli_stat *s);
 /* bench -b (bench_batch.c): sequences decoding together through the scheduler. */
 struct cli_bench_batch {
     const char *model_name; /* file name */

@@ -116,8 +116,9 @@ extern "C" rf_status rf_gpu_rms_norm(void *stream, const float *x, const float *
                        (long long)n);
     const int64_t items = vec ? n / 4 : n;
     const unsigned threads = items >= RMS_THREADS ? RMS_THREADS : (unsigned)((items + 31) / 32 * 32);
-    RF_LAUNCH_PDL(k_rms_norm, RF_PDL_EW, (unsigned)rows, threads, 0, (cudaStream_t)stream, x, w, y, n, eps,
-                  vec, xbuf ? xq_of(xbuf) : NULL, xbuf ? xd_of(xbuf, n * rows) : NULL);
+    RF_LAUNCH_PDL(k_rms_norm, RF_PDL_EW, (unsigned)rows, threads, 0, (cudaStream_t)stream, x, w,
+                  y, n, eps, vec, xbuf ? xq_of(xbuf) : NULL,
+                  xbuf ? xd_of(xbuf, n * rows) : NULL);
     return launched("rms_norm");
 }
 
@@ -181,15 +182,14 @@ __global__ void __launch_bounds__(EW_THREADS)
     int64_t it = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int64_t nq = (int64_t)n_head * half, nk = (int64_t)n_kv * half;
     const int64_t nt = (int64_t)n_kv * tail;
+    const bool rotated = it < nq + nk, is_q = it < nq;
+    const int64_t j = is_q ? it : it - nq;
+    const int h = rotated ? (int)(j / half) : 0, i = rotated ? (int)(j % half) : 0;
     float sn = 0.0f, cs = 1.0f;
-    if (it < nq + nk) rope_angle(pos[t], (int)((it < nq ? it : it - nq) % half), theta_scale,
-                                 freq_scale, &sn, &cs);
+    if (rotated) rope_angle(pos[t], i, theta_scale, freq_scale, &sn, &cs);
     rf_pdl_wait();
     float *kt = k + t * width;
-    if (it < nq + nk) {
-        const bool is_q = it < nq;
-        const int64_t j = is_q ? it : it - nq;
-        const int h = (int)(j / half), i = (int)(j % half);
+    if (rotated) {
         float *xt = is_q ? q + t * n_head * head_dim : kt;
         rope_pair(xt, h, i, head_dim, half, neox, sn, cs);
         if (is_q || s < 0) return;
@@ -247,9 +247,9 @@ extern "C" rf_status rf_gpu_rope_store(void *stream, float *q, float *k, const f
     if (n_tok > 65535)
         return rf_fail(RF_STATUS_SHAPE, "gpu rope_store: %lld tokens", (long long)n_tok);
     const dim3 grid((unsigned)((items + EW_THREADS - 1) / EW_THREADS), (unsigned)n_tok);
-    RF_LAUNCH_PDL(k_rope_store, RF_PDL_EW, grid, EW_THREADS, 0, (cudaStream_t)stream, q, k, v, pos, n_head,
-                  n_kv, head_dim, n_rot > 0 ? n_rot : 0, theta_scale, p->freq_scale, p->neox, slot,
-                  k_pool, v_pool);
+    RF_LAUNCH_PDL(k_rope_store, RF_PDL_EW, grid, EW_THREADS, 0, (cudaStream_t)stream, q, k, v,
+                  pos, n_head, n_kv, head_dim, n_rot > 0 ? n_rot : 0, theta_scale, p->freq_scale,
+                  p->neox, slot, k_pool, v_pool);
     return launched("rope_store");
 }
 
@@ -390,8 +390,8 @@ extern "C" rf_status rf_gpu_glu(void *stream, bool gelu, const float *gate, cons
     if (n % 32 != 0 || !aligned16(out) || !aligned16(gate) || !aligned16(up))
         return rf_fail(RF_STATUS_INVALID_ARG, "gpu %s: %lld elements cannot be quantized", name,
                        (long long)n);
-    RF_LAUNCH_PDL(k_glu_q, RF_PDL_EW, ew_blocks(n / 4), EW_THREADS, 0, (cudaStream_t)stream, op, out, gate,
-                  up, n, xq_of(xbuf), xd_of(xbuf, n));
+    RF_LAUNCH_PDL(k_glu_q, RF_PDL_EW, ew_blocks(n / 4), EW_THREADS, 0, (cudaStream_t)stream, op,
+                  out, gate, up, n, xq_of(xbuf), xd_of(xbuf, n));
     return launched(name);
 }
 

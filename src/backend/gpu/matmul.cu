@@ -1,13 +1,13 @@
 /* Products of weights in their GGUF block format with f32 activations, and the row
  * gather of the embedding.
  *
- * Decode (a few tokens; gpu_matmul.c picks): one warp per pair of weight rows. The warp streams
- * its rows through a ring of shared-memory windows of whole blocks with 16-byte
+ * Decode (a few tokens; gpu_matmul.c picks): one warp per pair of weight rows. The warp
+ * streams its rows through a ring of shared-memory windows of whole blocks with 16-byte
  * asynchronous copies (cp.async; the next window's copies in flight while this one
- * decodes), then each lane decodes whole blocks from shared
- * memory and dots them with the activations, which were quantized to int8 per 32
- * (scale and the two 16-element sums kept, so offsets and mins cost one multiply):
- * each weight byte is read once for all tokens of the batch.
+ * decodes), then each lane decodes whole blocks from shared memory and dots them with
+ * the activations, which were quantized to int8 per 32 (scale and the two 16-element
+ * sums kept, so offsets and mins cost one multiply): each weight byte is read once for
+ * all tokens of the batch.
  *
  * Batches of RF_GPU_MMQ_MIN_TOK..128 tokens go to the int8 tensor cores (mmq.cu). Long
  * prompts: weight rows are dequantized to f16 and multiplied by cuBLAS (host side) or,
@@ -100,15 +100,12 @@ static __device__ __forceinline__ float h2f(uint32_t h)
 
 static __device__ __forceinline__ float bf2f(uint32_t h) { return __uint_as_float(h << 16); }
 
-
 /* 32 elements of a quantized block: value = a * q + b, (a0, b0) for the first 16
  * and (a1, b1) for the last 16; q holds them as signed bytes, in order. */
 struct qchunk {
     int q[8];
     float a0, a1, b0, b1;
 };
-
-
 
 static __device__ __forceinline__ void set_ab(struct qchunk *o, float a, float b)
 {
@@ -280,8 +277,8 @@ extern "C" rf_status rf_gpu_quantize_x(void *stream, const float *x, int64_t n_t
     const int64_t n = n_tok * k;
     int8_t *xq = (int8_t *)xbuf;
     float *xsc = (float *)((uint8_t *)xbuf + (((size_t)n + 15) & ~(size_t)15));
-    RF_LAUNCH_PDL(k_quantize_x, RF_PDL_EW, (unsigned)((n + 255) / 256), 256, 0, (cudaStream_t)stream, x, xq,
-                  xsc, n / 32);
+    RF_LAUNCH_PDL(k_quantize_x, RF_PDL_EW, (unsigned)((n + 255) / 256), 256, 0,
+                  (cudaStream_t)stream, x, xq, xsc, n / 32);
     RF_GPU_LAUNCHED("quantize_x");
     return RF_OK;
 }
@@ -760,7 +757,8 @@ extern "C" rf_status rf_gpu_mmv_multi(void *stream, enum rf_type t, const struct
         xs = (const float *)((const uint8_t *)xbuf + (((size_t)n + 15) & ~(size_t)15));
     }
     const unsigned grid = mmv_grid((const void *)mmv_table[tt][v], sg.pair0[n_out], 0);
-    RF_LAUNCH_PDL(mmv_table[tt][v], RF_PDL_MMV, grid, MMV_WARPS * 32, 0, s, sg, k, row_bytes, xv, xs, nt);
+    RF_LAUNCH_PDL(mmv_table[tt][v], RF_PDL_MMV, grid, MMV_WARPS * 32, 0, s, sg, k, row_bytes, xv,
+                  xs, nt);
     RF_GPU_LAUNCHED(mmv_names[tt]);
     return RF_OK;
 }

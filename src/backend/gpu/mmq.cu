@@ -248,8 +248,6 @@ struct wfrag {
     float a0, a1, b0, b1;
 };
 
-
-
 /* Chunk c (0..7) of the stage whose bytes start at base (legacy types: block c; K-quants:
  * chunk c of the one super-block). t: the lane's index in its group of 4. */
 static __device__ __forceinline__ void wdecode(int tt, const uint8_t *base, int c, int t, struct wfrag *o)
@@ -690,11 +688,22 @@ extern "C" int rf_gpu_mmq_force_tile(int cfg)
  * block may take). */
 static struct {
     int n_sm, smem_sm, smem_block;
+    int tile, max_stages; /* measurements: RF_GPU_MMQ_TILE (one tile for every shape; -1:
+                             chosen per shape), RF_GPU_MMQ_STAGES (a cap; 0: none) */
 } mq_dev;
+
+static int env_int(const char *name, int lo, int hi, int fallback)
+{
+    const char *e = getenv(name);
+    const int v = e && *e ? atoi(e) : fallback;
+    return v >= lo && v <= hi ? v : fallback;
+}
 
 static void mq_device(void)
 {
     if (mq_dev.n_sm) return;
+    mq_dev.tile = env_int("RF_GPU_MMQ_TILE", 0, MQ_NCFG - 1, -1);
+    mq_dev.max_stages = env_int("RF_GPU_MMQ_STAGES", 2, MQ_MAX_STAGES, 0);
     int dev = 0, n = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
     const int n_sm =
@@ -745,12 +754,7 @@ static int mq_stages(int tt, int ci, int64_t blocks, int64_t n_stage)
     if (budget > mq_dev.smem_block) budget = mq_dev.smem_block;
     int64_t n = (budget - mq_smem(tt, c->bm, c->bn, 0)) / mq_stage_bytes(tt, c->bm, c->bn);
     if (n > c->max_stages) n = c->max_stages;
-    static int env_stages = -1; /* RF_GPU_MMQ_STAGES: a cap, for measurements */
-    if (env_stages < 0) {
-        const char *e = getenv("RF_GPU_MMQ_STAGES");
-        env_stages = e && *e ? atoi(e) : 0;
-    }
-    if (env_stages >= 2 && n > env_stages) n = env_stages;
+    if (mq_dev.max_stages && n > mq_dev.max_stages) n = mq_dev.max_stages;
     if (n > n_stage + 1) n = n_stage + 1;
     return n < 2 ? 2 : (int)n;
 }
@@ -762,12 +766,7 @@ static int mq_stages(int tt, int ci, int64_t blocks, int64_t n_stage)
 static int mq_pick(int64_t rows, int64_t n_tok)
 {
     if (mq_forced >= 0) return mq_forced;
-    static int env_tile = -2; /* RF_GPU_MMQ_TILE: one tile for every shape, for measurements */
-    if (env_tile == -2) {
-        const char *e = getenv("RF_GPU_MMQ_TILE");
-        env_tile = e && *e && atoi(e) >= 0 && atoi(e) < MQ_NCFG ? atoi(e) : -1;
-    }
-    if (env_tile >= 0) return env_tile;
+    if (mq_dev.tile >= 0) return mq_dev.tile;
     if (n_tok <= 16) return 0;
     if (n_tok <= 32) return mq_blocks(1, rows, n_tok) >= mq_dev.n_sm ? 1 : 5;
     if (n_tok <= 64) return 1;
@@ -832,8 +831,9 @@ extern "C" rf_status rf_gpu_mmq(void *stream, enum rf_type t, const void *w, int
     const float *xd =
         (const float *)((const uint8_t *)xbuf + (((size_t)(n_tok * k) + 15) & ~(size_t)15));
     const dim3 grid((unsigned)gx, (unsigned)gy);
-    RF_LAUNCH_PDL(mq_table[tt][ci], RF_PDL_MMQ, grid, c->wm * c->wn * c->ks * 32, smem, (cudaStream_t)stream,
-                  (const uint8_t *)w, rows, k, row_bytes, xq, xd, n_tok, y, add ? 1 : 0, nstage);
+    RF_LAUNCH_PDL(mq_table[tt][ci], RF_PDL_MMQ, grid, c->wm * c->wn * c->ks * 32, smem,
+                  (cudaStream_t)stream, (const uint8_t *)w, rows, k, row_bytes, xq, xd, n_tok, y,
+                  add ? 1 : 0, nstage);
     RF_GPU_LAUNCHED("mmq");
     return RF_OK;
 }
