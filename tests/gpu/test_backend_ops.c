@@ -785,6 +785,8 @@ static void test_matmul_all(struct env *e)
 /* mmq.cu, for tests and benchmarks: -1 lets rf_gpu_mmq choose its tile, 0.. forces one;
  * returns the number of tiles. */
 int rf_gpu_mmq_force_tile(int tile);
+/* 0 lets rf_gpu_mmq choose how many blocks split k per tile, 1.. forces that many. */
+void rf_gpu_mmq_force_split(int n);
 
 /* Against the CPU backend. Legacy types: the activations are rounded as the CPU path's
  * Q8_0/Q8_1 and the block dots are exact integers on both, so only the f32 sums' order
@@ -809,14 +811,22 @@ static double mmq_thr(enum rf_type t, int64_t n_out)
     return n_out < 64 ? -1.0 : THR_MMQ_KQUANT;
 }
 
-/* The product as the int8 kernels define it, in double, on a sample of outputs (up to
- * 32 rows x 16 tokens, the first and last of each included): activations quantized by
- * the CPU's Q8_0 quantizer (the GPU quantizer's rounding), weights dequantized by the
- * reference. Only f32 rounding separates the GPU from it. */
+/* The product as the tensor-core kernels define it, in double, on a sample of outputs
+ * (up to 32 rows x 16 tokens, the first and last of each included). Int8 tiles:
+ * activations quantized by the CPU's Q8_0 quantizer (the GPU quantizer's rounding),
+ * weights dequantized by the reference; only f32 rounding separates the GPU from it.
+ * F16 tiles: activations and dequantized weights rounded to f16; the types with one
+ * scale and no min give the same f16 weights, the others round their scale and min to
+ * f16 first (a relative 2^-11 of each weight at most, ~1e-7 on the sum). */
 #define THR_MMQ_SAME_ROUNDING 1e-8
+#define THR_MMQ_F16_ROUNDING 1e-6
+#define THR_MMQ_F16_ROUNDING_FEW 1e-4 /* seen on one output: Q6_K 1 x 256, 2.8e-6 */
+
+static float round_f16(float v) { return rf_fp16_to_fp32(rf_fp32_to_fp16(v)); }
 
 static void check_mmq_exact(struct env *e, const char *shape, enum rf_type t, const void *w,
-                            int64_t rows, int64_t k, const float *x, int64_t n, const float *dy)
+                            int64_t rows, int64_t k, const float *x, int64_t n, const float *dy,
+                            bool f16)
 {
     const int64_t nr = rows < 32 ? rows : 32, nt = n < 16 ? n : 16;
     float *got = xmalloc((size_t)(n * rows) * 4), *wr = xmalloc((size_t)k * 4);
@@ -825,6 +835,10 @@ static void check_mmq_exact(struct env *e, const char *shape, enum rf_type t, co
     gpu_read(e, got, dy, (size_t)(n * rows) * 4);
     for (int64_t j = 0; j < nt; j++) {
         const int64_t tk = nt > 1 ? j * (n - 1) / (nt - 1) : 0;
+        if (f16) {
+            for (int64_t i = 0; i < k; i++) xr[j * k + i] = round_f16(x[tk * k + i]);
+            continue;
+        }
         rf_type_traits(RF_TYPE_Q8_0)->from_float(x + tk * k, qb, k);
         for (int64_t i = 0; i < k; i++)
             xr[j * k + i] = (double)rf_fp16_to_fp32(qb[i / 32].d) * qb[i / 32].qs[i % 32];
@@ -833,6 +847,8 @@ static void check_mmq_exact(struct env *e, const char *shape, enum rf_type t, co
     for (int64_t i = 0; i < nr; i++) {
         const int64_t r = nr > 1 ? i * (rows - 1) / (nr - 1) : 0;
         rf_type_traits_ref(t)->to_float((const uint8_t *)w + (size_t)r * rf_row_size(t, k), wr, k);
+        if (f16)
+            for (int64_t c = 0; c < k; c++) wr[c] = round_f16(wr[c]);
         for (int64_t j = 0; j < nt; j++) {
             const int64_t tk = nt > 1 ? j * (n - 1) / (nt - 1) : 0;
             double ref = 0;
@@ -843,18 +859,23 @@ static void check_mmq_exact(struct env *e, const char *shape, enum rf_type t, co
         }
     }
     const double nmse = den > 0 ? num / den : num;
-    const bool ok = nmse <= THR_MMQ_SAME_ROUNDING;
+    const bool same_f16 = t == RF_TYPE_Q4_0 || t == RF_TYPE_Q5_0 || t == RF_TYPE_Q8_0;
+    const double thr = !f16 || same_f16 ? THR_MMQ_SAME_ROUNDING
+                       : nr * nt < 64     ? THR_MMQ_F16_ROUNDING_FEW
+                                          : THR_MMQ_F16_ROUNDING;
+    const bool ok = nmse <= thr;
     e->checks++;
     e->failures += !ok;
-    printf("%s %-10s %-58s nmse %.2e (max %.0e)\n", ok ? "ok  " : "FAIL", "mmq_exact", shape, nmse,
-           THR_MMQ_SAME_ROUNDING);
+    printf("%s %-10s %-58s nmse %.2e (max %.0e)\n", ok ? "ok  " : "FAIL",
+           f16 ? "mmq_f16" : "mmq_exact", shape, nmse, thr);
     free(got), free(wr), free(xr), free(qb);
 }
 
 /* rows x k weights of type t on n tokens for each of toks, through the MMQ path (tile:
- * forced, or -1 for the automatic choice), against the CPU backend. */
+ * forced, or -1 for the automatic choice; split: k split over that many blocks, or 0
+ * for the automatic choice), against the CPU backend. */
 static void test_mmq_shape(struct env *e, enum rf_type t, int64_t rows, int64_t k,
-                           const int64_t *toks, int n_toks, int tile)
+                           const int64_t *toks, int n_toks, int tile, int split)
 {
     size_t bytes;
     void *w = make_weights(t, rows, k, &bytes);
@@ -867,31 +888,36 @@ static void test_mmq_shape(struct env *e, enum rf_type t, int64_t rows, int64_t 
     }
     rf_backend_gpu_set_matmul_path(&e->gpu, RF_GPU_MATMUL_MMQ);
     rf_gpu_mmq_force_tile(tile);
+    rf_gpu_mmq_force_split(split);
     for (int i = 0; i < n_toks; i++) {
         const int64_t n = toks[i];
         float *x = rand_floats(n * k, 1.0f), *ref = xmalloc((size_t)(n * rows) * 4);
         float *dx = gpu_dup(e, x, (size_t)(n * k) * 4), *dy = gpu_poisoned(e, n * rows);
         MUST(e->cpu.iface->matmul(e->cpu.ctx, &tc, x, k, ref, n));
         const char *shape =
-            fmt("%s %lld x %lld, %lld tok%s", rf_type_name(t), (long long)rows, (long long)k,
-                (long long)n, tile >= 0 ? fmt(", tile %d", tile) : "");
+            fmt("%s %lld x %lld, %lld tok%s%s", rf_type_name(t), (long long)rows, (long long)k,
+                (long long)n, tile >= 0 ? fmt(", tile %d", tile) : "",
+                split > 0 ? fmt(", split %d", split) : "");
         if (status_ok(e, "mmq", shape, e->gpu.iface->matmul(e->gpu.ctx, &tg, dx, k, dy, n))) {
-            const double thr = mmq_thr(t, n * rows);
+            const bool f16 = rf_gpu_mmq_tile_f16(rf_gpu_mmq_tile(t, rows, n));
+            const double thr = f16 ? (n * rows < 64 ? -1.0 : THR_MM_QUANT) : mmq_thr(t, n * rows);
             if (thr >= 0) check_floats(e, "mmq", shape, ref, dy, n * rows, thr);
-            check_mmq_exact(e, shape, t, w, rows, k, x, n, dy);
+            check_mmq_exact(e, shape, t, w, rows, k, x, n, dy, f16);
         }
         gpu_free(e, dx), gpu_free(e, dy);
         free(x), free(ref);
     }
     rf_gpu_mmq_force_tile(-1);
+    rf_gpu_mmq_force_split(0);
     rf_backend_gpu_set_matmul_path(&e->gpu, RF_GPU_MATMUL_AUTO);
     e->gpu.iface->free_tensor(e->gpu.ctx, &tg);
     free(w);
 }
 
-/* rf_gpu_mmq with add: y starts as random values and must come back as them plus the
- * product. */
-static void test_mmq_add(struct env *e, enum rf_type t, int64_t rows, int64_t k, int64_t n)
+/* rf_gpu_mmq with add by a tile: y starts as random values and must come back as them
+ * plus the product. */
+static void test_mmq_add(struct env *e, enum rf_type t, int64_t rows, int64_t k, int64_t n,
+                         int tile, int split)
 {
     size_t bytes;
     void *w = make_weights(t, rows, k, &bytes);
@@ -904,15 +930,24 @@ static void test_mmq_add(struct env *e, enum rf_type t, int64_t rows, int64_t k,
     MUST(e->cpu.iface->matmul(e->cpu.ctx, &tc, x, k, ref, n));
     for (int64_t i = 0; i < n * rows; i++) ref[i] += y0[i];
     float *dx = gpu_dup(e, x, (size_t)(n * k) * 4), *dy = gpu_dup(e, y0, (size_t)(n * rows) * 4);
-    void *xbuf = gpu_alloc(e, rf_gpu_xq_bytes(n, k));
-    const char *shape = fmt("%s %lld x %lld, %lld tok, add", rf_type_name(t), (long long)rows,
-                            (long long)k, (long long)n);
-    rf_status s = rf_gpu_quantize_x(e->gc->stream, dx, n, k, xbuf);
+    void *xbuf = gpu_alloc(e, (size_t)(n * k) * 2 > rf_gpu_xq_bytes(n, k) ? (size_t)(n * k) * 2
+                                                                          : rf_gpu_xq_bytes(n, k));
+    const char *shape = fmt("%s %lld x %lld, %lld tok, add, tile %d, split %d", rf_type_name(t),
+                            (long long)rows, (long long)k, (long long)n, tile, split);
+    const struct rf_gpu_mmq_scratch sc = {e->gc->wbuf, RF_GPU_WBUF_BYTES, e->gc->mmq_cnt,
+                                          RF_GPU_MMQ_COUNTERS};
+    rf_gpu_mmq_force_split(split);
+    rf_status s = rf_gpu_mmq_tile_f16(tile) ? rf_gpu_f32_to_f16(e->gc->stream, dx, xbuf, n * k)
+                                            : rf_gpu_quantize_x(e->gc->stream, dx, n, k, xbuf);
     if (s == RF_OK)
-        s = rf_gpu_mmq(e->gc->stream, t, tg.data, rows, k, rf_row_size(t, k), xbuf, n, dy, true);
+        s = rf_gpu_mmq(e->gc->stream, t, tg.data, rows, k, rf_row_size(t, k), xbuf, n, dy, true,
+                       tile, &sc);
     if (status_ok(e, "mmq_add", shape, s))
         check_floats(e, "mmq_add", shape, ref, dy, n * rows,
-                     mmq_thr(t, n * rows) >= 0 ? mmq_thr(t, n * rows) : THR_MMQ_FEW);
+                     rf_gpu_mmq_tile_f16(tile)   ? THR_MM_QUANT
+                     : mmq_thr(t, n * rows) >= 0 ? mmq_thr(t, n * rows)
+                                                 : THR_MMQ_FEW);
+    rf_gpu_mmq_force_split(0);
     gpu_free(e, dx), gpu_free(e, dy), gpu_free(e, xbuf);
     e->gpu.iface->free_tensor(e->gpu.ctx, &tg);
     free(w), free(x), free(y0), free(ref);
@@ -936,13 +971,24 @@ static void test_mmq_all(struct env *e)
                 if (quick && (rows[r] > 1000 || ks[j] > 4096)) continue;
                 const bool big = rows[r] * ks[j] > 4096 * 4096;
                 test_mmq_shape(e, t, rows[r], ks[j], big ? few : toks, big ? 3 : (quick ? 4 : 8),
-                               -1);
+                               -1, 0);
             }
         /* every tile on a ragged shape (rows and tokens not multiples of any tile) */
         static const int64_t tile_toks[] = {5, 67, 130};
         for (int tile = 0; tile < rf_gpu_mmq_force_tile(-1); tile++)
-            test_mmq_shape(e, t, 333, kq ? 512 : 32 * 13, tile_toks, 3, tile);
-        test_mmq_add(e, t, 77, kq ? 512 : 32 * 13, 33);
+            test_mmq_shape(e, t, 333, kq ? 512 : 32 * 13, tile_toks, 3, tile, 0);
+        /* k split over blocks (16 stages: uneven splits too), both flavours */
+        static const int64_t split_toks[] = {5, 67};
+        static const int splits[] = {2, 3, 7};
+        for (int sp = 0; sp < 3; sp++) {
+            test_mmq_shape(e, t, 333, 4096, split_toks, 2, 0, splits[sp]);
+            test_mmq_shape(e, t, 333, 4096, split_toks, 2, 9, splits[sp]);
+        }
+        for (int tile = 0; tile < rf_gpu_mmq_force_tile(-1); tile++)
+            if (tile == 0 || rf_gpu_mmq_tile_f16(tile))
+                test_mmq_add(e, t, 77, kq ? 512 : 32 * 13, 33, tile, 0);
+        test_mmq_add(e, t, 77, 4096, 33, 0, 3);
+        test_mmq_add(e, t, 77, 4096, 33, 9, 3);
     }
     e->checks++;
     if (n_types < 7) e->failures++;

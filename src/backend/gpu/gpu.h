@@ -13,7 +13,7 @@ extern "C" {
 #endif
 
 /* Which product kernel matmul uses: AUTO picks matrix-vector for a few tokens (in
- * passes of RF_GPU_MMV_MAX_TOK), int8 tensor cores where rf_gpu_mmq_wanted says so,
+ * passes of RF_GPU_MMV_MAX_TOK), tensor cores (mmq.cu) where rf_gpu_mmq_wanted says so,
  * dequantize + GEMM otherwise. MMQ falls back to AUTO for types it does not take. */
 enum rf_gpu_matmul_path {
     RF_GPU_MATMUL_AUTO = 0,

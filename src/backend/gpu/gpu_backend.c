@@ -176,7 +176,7 @@ static void gpu_free(void *ctx)
     rf_gpu_blas_free(c);
     rf_gpu_stage_free(c);
     rf_gpu_arena_free(c);
-    void *bufs[] = {c->xbuf, c->wbuf, c->sample_ws, c->attn_work};
+    void *bufs[] = {c->xbuf, c->wbuf, c->mmq_cnt, c->sample_ws, c->attn_work};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         if (bufs[i]) cudaFree(bufs[i]);
     if (c->sample_host) cudaFreeHost(c->sample_host);
@@ -252,6 +252,9 @@ static rf_status ctx_open(struct rf_gpu_ctx *c)
     RF_GPU_TRY(cudaStreamCreateWithFlags(&c->upload, cudaStreamNonBlocking));
     RF_TRY(rf_gpu_malloc(&c->xbuf, RF_GPU_XBUF_BYTES, "activation scratch"));
     RF_TRY(rf_gpu_malloc(&c->wbuf, RF_GPU_WBUF_BYTES, "weight scratch"));
+    RF_TRY(rf_gpu_malloc((void **)&c->mmq_cnt, RF_GPU_MMQ_COUNTERS * sizeof(unsigned),
+                         "product counters"));
+    RF_GPU_TRY(cudaMemset(c->mmq_cnt, 0, RF_GPU_MMQ_COUNTERS * sizeof(unsigned)));
     RF_TRY(rf_gpu_malloc(&c->sample_ws, RF_GPU_SAMPLE_WS * 8 + 16, "sampling scratch"));
     RF_GPU_TRY(cudaMallocHost((void **)&c->sample_host, sizeof *c->sample_host));
     RF_TRY(rf_gpu_blas_init(c));

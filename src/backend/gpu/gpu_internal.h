@@ -81,9 +81,11 @@ struct rf_gpu_ctx {
     /* Scratch, sized once so that captured steps never see it move. */
     void *xbuf;              /* RF_GPU_XBUF_BYTES */
     const float *xq_src;     /* activations xbuf holds quantized (NULL: none) */
+    bool xq_f16;             /* ... as f16 (else int8 with their scales) */
     int64_t xq_n;            /* their element count */
     unsigned long long xq_stamp; /* rf_gpu_launch_stamp() right after they were used */
-    void *wbuf;              /* RF_GPU_WBUF_BYTES */
+    void *wbuf;              /* RF_GPU_WBUF_BYTES; also the split products' partial tiles */
+    unsigned *mmq_cnt;       /* RF_GPU_MMQ_COUNTERS, zero between products */
     void *sample_ws;         /* RF_GPU_SAMPLE_WS (value, index) pairs + the result */
     int32_t *sample_host;    /* pinned: the sampled id */
 
@@ -216,7 +218,7 @@ rf_status rf_gpu_rope_store(void *stream, float *q, float *k, const float *v, in
                             const struct rf_rope_params *p, const int32_t *slot,
                             uint16_t *k_pool, uint16_t *v_pool);
 
-/* ---- batched products on int8 tensor cores (mmq.cu) ---- */
+/* ---- batched products on tensor cores, int8 or f16 activations (mmq.cu) ---- */
 
 /* Whether rf_gpu_mmq takes weights of type t. */
 bool rf_gpu_mmq_supports(enum rf_type t);
@@ -228,10 +230,26 @@ bool rf_gpu_mmq_supports(enum rf_type t);
  * RF_GPU_MMQ_MIN_TOK, for types it does not take and where another path measures
  * faster. */
 bool rf_gpu_mmq_wanted(enum rf_type t, int64_t n_tok);
-/* y (n_tok, rows) = x . w^T (add: y += x . w^T), x given in xbuf as rf_gpu_quantize_x
- * writes it for n_tok rows of k. */
+/* The tile rf_gpu_mmq takes for n_tok tokens of a rows-row weight of type t (forced by
+ * rf_gpu_mmq_force_tile or RF_GPU_MMQ_TILE, else chosen by shape), and whether a tile
+ * takes f16 activations (else rf_gpu_quantize_x's int8 ones). */
+int rf_gpu_mmq_tile(enum rf_type t, int64_t rows, int64_t n_tok);
+bool rf_gpu_mmq_tile_f16(int tile);
+/* Scratch for products whose k is split over several blocks per tile: the partial
+ * tiles (ws) and one counter per tile, zero between launches (cnt, n_cnt of them). */
+struct rf_gpu_mmq_scratch {
+    float *ws;
+    size_t ws_bytes;
+    unsigned *cnt;
+    int64_t n_cnt;
+};
+#define RF_GPU_MMQ_COUNTERS 8192
+/* y (n_tok, rows) = x . w^T (add: y += x . w^T) by the given tile, x given in xbuf for
+ * n_tok rows of k: as rf_gpu_quantize_x writes it, or as f16 for an f16 tile. With sc
+ * (may be NULL), k may be split where the tiles alone leave the device idle. */
 rf_status rf_gpu_mmq(void *stream, enum rf_type t, const void *w, int64_t rows, int64_t k,
-                     size_t row_bytes, const void *xbuf, int64_t n_tok, float *y, bool add);
+                     size_t row_bytes, const void *xbuf, int64_t n_tok, float *y, bool add,
+                     int tile, const struct rf_gpu_mmq_scratch *sc);
 
 /* As rf_gpu_mmv (add: y +=), and float rows of any length (a slower kernel when
  * k % 8 != 0). */

@@ -130,13 +130,19 @@ static rf_status check_matmul(const struct rf_tensor *w, int64_t x_cols, int64_t
  * decisions its replays repeat. */
 static bool xq_ready(const struct rf_gpu_ctx *c, const float *x, int64_t n)
 {
-    return c->xq_src == x && c->xq_n == n && c->xq_stamp == rf_gpu_launch_stamp();
+    return c->xq_src == x && c->xq_n == n && !c->xq_f16 && c->xq_stamp == rf_gpu_launch_stamp();
+}
+
+static bool xh_ready(const struct rf_gpu_ctx *c, const float *x, int64_t n)
+{
+    return c->xq_src == x && c->xq_n == n && c->xq_f16 && c->xq_stamp == rf_gpu_launch_stamp();
 }
 
 void rf_gpu_xq_hold(struct rf_gpu_ctx *c, const float *x, int64_t n)
 {
     c->xq_src = x;
     c->xq_n = n;
+    c->xq_f16 = false;
     c->xq_stamp = rf_gpu_launch_stamp();
 }
 
@@ -178,26 +184,37 @@ static rf_status matmul_mmv(struct rf_gpu_ctx *c, const struct rf_tensor *w, siz
     return RF_OK;
 }
 
-/* Int8 tensor cores: the activations quantized in chunks that fit xbuf (one chunk,
- * and then shared with the next product of the same input, for any batch a step
- * takes). */
+/* Int8 or f16 tensor cores (the tile decides): the activations converted in chunks
+ * that fit xbuf in either form (one chunk, and then shared with the next product of
+ * the same input, for any batch a step takes). */
 static rf_status matmul_mmq(struct rf_gpu_ctx *c, const struct rf_tensor *w, size_t row_bytes,
                             const float *x, float *y, int64_t n_tok, bool add)
 {
     const int64_t k = w->ne[0], rows = w->ne[1];
-    int64_t chunk = n_tok;
-    while (chunk > 1 && rf_gpu_xq_bytes(chunk, k) > RF_GPU_XBUF_BYTES) chunk = (chunk + 1) / 2;
-    if (rf_gpu_xq_bytes(chunk, k) > RF_GPU_XBUF_BYTES)
+    int64_t chunk = n_tok; /* f16 takes 2 bytes an element, int8 with its scales 1.125 */
+    while (chunk > 1 && (size_t)(chunk * k) * 2 > RF_GPU_XBUF_BYTES) chunk = (chunk + 1) / 2;
+    if ((size_t)(chunk * k) * 2 > RF_GPU_XBUF_BYTES)
         return rf_fail(RF_STATUS_UNSUPPORTED, "gpu matmul: rows of %lld are too long",
                        (long long)k);
     for (int64_t t0 = 0; t0 < n_tok; t0 += chunk) {
         const int64_t nt = n_tok - t0 < chunk ? n_tok - t0 : chunk;
         const float *xc = x + t0 * k;
-        if (!xq_ready(c, xc, nt * k)) RF_TRY(rf_gpu_quantize_x(c->stream, xc, nt, k, c->xbuf));
+        const int tile = rf_gpu_mmq_tile(w->type, rows, nt);
+        const bool th = rf_gpu_mmq_tile_f16(tile);
+        if (th && !xh_ready(c, xc, nt * k))
+            RF_TRY(rf_gpu_f32_to_f16(c->stream, xc, c->xbuf, nt * k));
+        else if (!th && !xq_ready(c, xc, nt * k))
+            RF_TRY(rf_gpu_quantize_x(c->stream, xc, nt, k, c->xbuf));
+        const struct rf_gpu_mmq_scratch sc = {c->wbuf, RF_GPU_WBUF_BYTES, c->mmq_cnt,
+                                              RF_GPU_MMQ_COUNTERS};
         RF_TRY(rf_gpu_mmq(c->stream, w->type, w->data, rows, k, row_bytes, c->xbuf, nt,
-                          y + t0 * rows, add));
-        if (nt == n_tok) rf_gpu_xq_hold(c, xc, nt * k);
-        else c->xq_src = NULL;
+                          y + t0 * rows, add, tile, &sc));
+        if (nt == n_tok) {
+            rf_gpu_xq_hold(c, xc, nt * k);
+            c->xq_f16 = th;
+        } else {
+            c->xq_src = NULL;
+        }
     }
     return RF_OK;
 }

@@ -1,6 +1,10 @@
-/* Batched products on int8 tensor cores: y (n_tok, rows) = x . w^T with the weights
- * read in their GGUF blocks (each weight byte once per token tile) and the activations
- * as rf_gpu_quantize_x leaves them (int8 per element, one f32 scale per 32).
+/* Batched products on tensor cores: y (n_tok, rows) = x . w^T with the weights read in
+ * their GGUF blocks (each weight byte once per token tile). Two flavours share the
+ * staging and the decoding: int8 (the activations as rf_gpu_quantize_x leaves them, int8
+ * per element and one f32 scale per 32; the CPU path's rounding) and f16 (the
+ * activations as f16, the decoded weights turned into f16 with their scale and min
+ * applied, m16n8k16 products accumulated in f32 over the whole row: no per-block work
+ * after each product, so fewer instructions per weight at 16..128 tokens).
  *
  * A block of threads owns a tile of BM weight rows x BN tokens and walks k in stages of
  * 256 elements (8 legacy blocks or one K-quant super-block): the stage's raw weight
@@ -9,8 +13,11 @@
  * blocks and multiplies them with the activation fragments by mma.sync m16n8k32
  * (m16n8k16 twice for the types whose scales change every 16 elements). The warps of a
  * block split the 8 chunks of a stage in KS groups whose sums are added at the end in a
- * fixed order. Where mma.sync is missing (HIP, pre-sm_80) the same fragments are
- * multiplied by shuffles and dp4a: a correctness path, not a fast one.
+ * fixed order. Where the tiles are fewer than the device's block slots (4096 rows at 8
+ * tokens: 128 tiles), k is split over blocks too: each stores its partial tile and the
+ * last of a tile's blocks to finish adds them in split order (mq_finish). Where
+ * mma.sync is missing (HIP, pre-sm_80) the same fragments are multiplied by shuffles
+ * and dp4a (f16: float products): a correctness path, not a fast one.
  *
  * Decoding: the weight quants become signed bytes q' = q * 2^s with the offset folded in
  * where the format has one (Q4_0: the nibble n sits in the top half, xor 0x80, giving
@@ -22,7 +29,14 @@
  * Folding: each 32-element (16) block's int32 dot |S| <= 32 * 128 * 127 < 2^22 comes out
  * of the mma with 0x4B400000 as its accumulator, so its bits are the float 1.5 * 2^23 +
  * S, and S = that - 1.5 * 2^23 exactly (no int -> float conversion); then
- * acc += a_w * (d_x * S) [+ b_w * d_x * sum_x], in the same order every run. */
+ * acc += a_w * (d_x * S) [+ b_w * d_x * sum_x], in the same order every run.
+ *
+ * The f16 flavour: byte u = q' ^ 0x80 placed under the exponent byte 0x64 - 4s is the
+ * half 2^(10 - s) + u / 2^s, so subtracting the half of u = 0x80 leaves q' / 2^s = q
+ * exactly; then w = a q + b in one f16 fma (a and b rounded to f16). A lane's four k
+ * positions of a k16 step are the elements 4t..4t+3 of the chunk's first (or second)
+ * 16, for the weights and the activations alike, so the activation fragments are one
+ * 8-byte load each. */
 #include <stdlib.h>
 
 #include "backend/gpu/blocks_dev.h"
@@ -85,36 +99,47 @@ static __host__ __device__ __forceinline__ bool mq_min(int tt)
  * bytes of a row, copied from its 16-byte aligned start; an odd number of 16-byte
  * units, so that the 8 rows of a fragment fall in different banks), BN activation rows
  * of MQ_XSTR bytes, then 8 x BN scales ([chunk][token]). After the stages: the
- * activation sums of the min types, 16 x BN floats. */
+ * activation sums of the min types, 16 x BN floats (f16: 16 bytes); its first word
+ * holds the split products' flag at the end. */
 #define MQ_XSTR 272
+/* The f16 flavour: BN rows of MQ_HSTR bytes (256 halves and 16 bytes that spread the 8
+ * token rows of a fragment load over the banks), no scales, no sums. */
+#define MQ_HSTR 528
 static __host__ __device__ __forceinline__ int mq_vmax(int tt) { return (mq_bps(tt) * mq_bytes(tt) + 29) / 16; }
 static __host__ __device__ __forceinline__ int mq_slot(int tt) { return (mq_vmax(tt) | 1) * 16; }
-static __host__ __device__ __forceinline__ int mq_stage_bytes(int tt, int bm, int bn)
+static __host__ __device__ __forceinline__ int mq_stage_bytes(int tt, int bm, int bn, bool fh)
 {
-    return bm * mq_slot(tt) + bn * MQ_XSTR + 8 * bn * (int)sizeof(float);
+    return bm * mq_slot(tt) + (fh ? bn * MQ_HSTR : bn * MQ_XSTR + 8 * bn * (int)sizeof(float));
 }
-static __host__ __device__ __forceinline__ int mq_smem(int tt, int bm, int bn, int stages)
+static __host__ __device__ __forceinline__ int mq_smem(int tt, int bm, int bn, bool fh, int stages)
 {
-    return stages * mq_stage_bytes(tt, bm, bn) + 16 * bn * (int)sizeof(float);
+    return stages * mq_stage_bytes(tt, bm, bn, fh) + (fh ? 16 : 16 * bn * (int)sizeof(float));
 }
 
 /* ---- tiles: BM rows x BN tokens, WM x WN warps, KS groups of them splitting each
  * stage's chunks; the stages in flight are chosen per launch (mq_stages) ---- */
 struct mq_cfg {
     int bm, bn, wm, wn, ks;
+    bool fh; /* the f16 flavour */
     int max_stages; /* measured best (H200): deeper rings made the small tiles slower
                        (Q4_0 11008 x 4096, 16 tokens: 32 us with 10 stages, 28 with 4)
                        and the 64 x 64 tile faster (128 tokens: 92 us against 108) */
 };
-#define MQ_NCFG 6
+#define MQ_NCFG 11
 #define MQ_MAX_STAGES 12
+#define MQ_MAX_SPLIT 16
 static const struct mq_cfg mq_cfgs[MQ_NCFG] = {
-    {32, 16, 2, 1, 4, 4},               /* warp tile 16 x 16, 8 warps */
-    {64, 32, 4, 1, 2, 3},               /* 16 x 32, 8 warps */
-    {64, 64, 2, 2, 2, MQ_MAX_STAGES},   /* 32 x 32, 8 warps */
-    {128, 128, 2, 4, 1, 2},             /* 64 x 32, 8 warps */
-    {16, 16, 1, 1, 8, 4},               /* 16 x 16, 8 warps, one chunk each */
-    {32, 32, 2, 1, 4, 4},               /* 16 x 32, 8 warps */
+    {32, 16, 2, 1, 4, false, 4},             /* warp tile 16 x 16, 8 warps */
+    {64, 32, 4, 1, 2, false, 3},             /* 16 x 32, 8 warps */
+    {64, 64, 2, 2, 2, false, MQ_MAX_STAGES}, /* 32 x 32, 8 warps */
+    {128, 128, 2, 4, 1, false, 2},           /* 64 x 32, 8 warps */
+    {16, 16, 1, 1, 8, false, 4},             /* 16 x 16, 8 warps, one chunk each */
+    {32, 32, 2, 1, 4, false, 4},             /* 16 x 32, 8 warps */
+    {32, 16, 2, 1, 4, true, 4},              /* f16: 16 x 16, 8 warps */
+    {64, 32, 4, 1, 2, true, 4},              /* f16: 16 x 32 */
+    {32, 64, 2, 1, 4, true, 3},              /* f16: 16 x 64 */
+    {64, 64, 4, 1, 2, true, 3},              /* f16: 16 x 64 */
+    {128, 64, 4, 1, 2, true, 3},             /* f16: 32 x 64 */
 };
 
 /* ---- copies to shared memory (cp.async on sm_80+, plain loads elsewhere) ---- */
@@ -177,7 +202,68 @@ static __device__ __forceinline__ int mq_lane(int l)
 {
     return (int)((threadIdx.x & (RF_WARP_SIZE - 1)) & ~31u) + l;
 }
+
+/* p and q (rows g and g + 8, token n, this lane's k) summed over the lane's group of 4,
+ * into the outputs lane 4g + t holds (tokens 2t, 2t + 1). A macro: the int8 products
+ * add ints, the f16 ones floats. */
+#define MQ_GROUP_ADD(d, n, t, p, q)                                                                \
+    do {                                                                                           \
+        (p) += rf_shfl_xor((p), 1);                                                                \
+        (p) += rf_shfl_xor((p), 2);                                                                \
+        (q) += rf_shfl_xor((q), 1);                                                                \
+        (q) += rf_shfl_xor((q), 2);                                                                \
+        if ((n) == 2 * (t)) (d)[0] += (p), (d)[2] += (q);                                          \
+        if ((n) == 2 * (t) + 1) (d)[1] += (p), (d)[3] += (q);                                      \
+    } while (0)
 #endif
+
+/* ---- f16 pairs held in 32-bit words (low half first) ---- */
+
+static __device__ __forceinline__ uint32_t h_pack(float lo, float hi)
+{
+    return (uint32_t)__half_as_ushort(__float2half_rn(lo)) |
+           (uint32_t)__half_as_ushort(__float2half_rn(hi)) << 16;
+}
+static __device__ __forceinline__ uint32_t h2_splat(float v) { return h_pack(v, v); }
+
+#if !(defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
+static __device__ __forceinline__ float h_lo(uint32_t v)
+{
+    return __half2float(__ushort_as_half((unsigned short)(v & 0xFFFFu)));
+}
+static __device__ __forceinline__ float h_hi(uint32_t v)
+{
+    return __half2float(__ushort_as_half((unsigned short)(v >> 16)));
+}
+
+static __device__ __forceinline__ float h2_dot(uint32_t a, uint32_t b)
+{
+    return h_lo(a) * h_lo(b) + h_hi(a) * h_hi(b);
+}
+#endif
+
+/* a - b and a * b + c, per half (rounded once on sm_53+; through f32 elsewhere). */
+static __device__ __forceinline__ uint32_t h2_sub(uint32_t a, uint32_t b)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 530
+    uint32_t d;
+    asm("sub.rn.f16x2 %0, %1, %2;\n" : "=r"(d) : "r"(a), "r"(b));
+    return d;
+#else
+    return h_pack(h_lo(a) - h_lo(b), h_hi(a) - h_hi(b));
+#endif
+}
+
+static __device__ __forceinline__ uint32_t h2_fma(uint32_t a, uint32_t b, uint32_t c)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 530
+    uint32_t d;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+#else
+    return h_pack(fmaf(h_lo(a), h_lo(b), h_lo(c)), fmaf(h_hi(a), h_hi(b), h_hi(c)));
+#endif
+}
 
 /* d[0..3] = c + A (16 x 32) . B (32 x 8) with the fragment layout of
  * mma.m16n8k32.s8: a = {row g k 4t.., row g+8 k 4t.., row g k 16+4t.., row g+8 k 16+4t..},
@@ -197,12 +283,7 @@ static __device__ __forceinline__ void mma_k32(int *d, const uint32_t *a, const 
         const int b0 = rf_shfl((int)b[0], mq_lane(4 * n + t)), b1 = rf_shfl((int)b[1], mq_lane(4 * n + t));
         int p = rf_dp4a((int)a[0], b0, rf_dp4a((int)a[2], b1, 0));
         int q = rf_dp4a((int)a[1], b0, rf_dp4a((int)a[3], b1, 0));
-        p += rf_shfl_xor(p, 1);
-        p += rf_shfl_xor(p, 2);
-        q += rf_shfl_xor(q, 1);
-        q += rf_shfl_xor(q, 2);
-        if (n == 2 * t) d[0] += p, d[2] += q;
-        if (n == 2 * t + 1) d[1] += p, d[3] += q;
+        MQ_GROUP_ADD(d, n, t, p, q);
     }
 #endif
 }
@@ -221,17 +302,35 @@ static __device__ __forceinline__ void mma_k16(int *d, uint32_t a0, uint32_t a1,
     for (int n = 0; n < 8; n++) {
         const int bn = rf_shfl((int)b, mq_lane(4 * n + t));
         int p = rf_dp4a((int)a0, bn, 0), q = rf_dp4a((int)a1, bn, 0);
-        p += rf_shfl_xor(p, 1);
-        p += rf_shfl_xor(p, 2);
-        q += rf_shfl_xor(q, 1);
-        q += rf_shfl_xor(q, 2);
-        if (n == 2 * t) d[0] += p, d[2] += q;
-        if (n == 2 * t + 1) d[1] += p, d[3] += q;
+        MQ_GROUP_ADD(d, n, t, p, q);
     }
 #endif
 }
 
 static __device__ __forceinline__ float unbias(int d) { return __int_as_float(d) - 12582912.0f; }
+
+/* d[0..3] += A (16 x 16) . B (16 x 8), f16 in, f32 accumulation, the fragment layout of
+ * mma.m16n8k16.f16: a = {row g k 2t.., row g+8 k 2t.., row g k 8+2t.., row g+8 k 8+2t..}
+ * (two halves each), b = {token g k 2t.., token g k 8+2t..}, d as mma_k32's. */
+static __device__ __forceinline__ void mma_h16(float *d, const uint32_t *a, uint32_t b0,
+                                               uint32_t b1)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+    const int lane = threadIdx.x & 31, t = lane & 3;
+#pragma unroll 1 /* rolled: the tiles unroll their 16..32 calls of this per chunk */
+    for (int n = 0; n < 8; n++) {
+        const uint32_t c0 = (uint32_t)rf_shfl((int)b0, mq_lane(4 * n + t));
+        const uint32_t c1 = (uint32_t)rf_shfl((int)b1, mq_lane(4 * n + t));
+        float p = h2_dot(a[0], c0) + h2_dot(a[2], c1), q = h2_dot(a[1], c0) + h2_dot(a[3], c1);
+        MQ_GROUP_ADD(d, n, t, p, q);
+    }
+#endif
+}
 
 /* ---- weight fragments from the raw blocks in shared memory ---- */
 
@@ -366,12 +465,12 @@ static __device__ __forceinline__ const uint8_t *w_start(int tt, const uint8_t *
 
 /* Issues the copies of stage ks into st. A last stage of fewer blocks (legacy types,
  * k not a multiple of 256) is padded with zero weights, activations and scales, so
- * every stage is 8 whole chunks. */
-static __device__ __forceinline__ void mq_load(int tt, int BM, int BN, int nth, uint8_t *st,
-                                               const uint8_t *w, int64_t rows, size_t row_bytes,
-                                               int64_t nblk, const int8_t *xq, const float *xd,
-                                               int64_t n_tok, int64_t k, int64_t m0, int64_t n0,
-                                               int ks)
+ * every stage is 8 whole chunks. fh: x holds f16 activations (xd is not read). */
+static __device__ __forceinline__ void mq_load(int tt, int BM, int BN, bool fh, int nth,
+                                               uint8_t *st, const uint8_t *w, int64_t rows,
+                                               size_t row_bytes, int64_t nblk, const void *x,
+                                               const float *xd, int64_t n_tok, int64_t k,
+                                               int64_t m0, int64_t n0, int ks)
 {
     const int bps = mq_bps(tt), bsz = mq_bytes(tt), qk = mq_qk(tt), vmax = mq_vmax(tt);
     const int slot = mq_slot(tt);
@@ -387,12 +486,22 @@ static __device__ __forceinline__ void mq_load(int tt, int BM, int BN, int nth, 
         cp16(st + r * slot + 16 * v, in ? a + 16 * v : a, in);
     }
     uint8_t *sx = st + BM * slot;
-    const int nv = nb * qk / 16; /* 16-byte pieces of each token's stage */
     const int64_t e0 = b0 * qk;
+    if (fh) {
+        const int nv = nb * qk / 8; /* 16-byte pieces (8 halves) of each token's stage */
+        for (int i = threadIdx.x; i < BN * 32; i += nth) {
+            const int t = i >> 5, v = i & 31;
+            const int64_t tok = n0 + t < n_tok ? n0 + t : n_tok - 1;
+            const uint16_t *src = (const uint16_t *)x + tok * k + e0;
+            cp16(sx + t * MQ_HSTR + 16 * v, v < nv ? src + 8 * v : src, v < nv);
+        }
+        return;
+    }
+    const int nv = nb * qk / 16; /* 16-byte pieces of each token's stage */
     for (int i = threadIdx.x; i < BN * 16; i += nth) {
         const int t = i >> 4, v = i & 15;
         const int64_t tok = n0 + t < n_tok ? n0 + t : n_tok - 1;
-        const int8_t *src = xq + tok * k + e0;
+        const int8_t *src = (const int8_t *)x + tok * k + e0;
         cp16(sx + t * MQ_XSTR + 16 * v, v < nv ? src + 16 * v : src, v < nv);
     }
     float *ss = (float *)(sx + BN * MQ_XSTR);
@@ -429,7 +538,21 @@ static __device__ __forceinline__ void mq_sums(int tt, int BM, int BN, int nth, 
 }
 
 #define MQ_MT_MAX 4
-#define MQ_NT_MAX 4
+#define MQ_NT_MAX 8
+
+/* Chunk c of the two rows (g, g + 8) of an m-tile whose stage bytes start at wr[0],
+ * wr[1]; nc: the chunks of the row in this stage. */
+static __device__ __forceinline__ void mq_wpair(int tt, const uint8_t *const *wr, int c, int nc,
+                                                int t, struct wfrag *f0, struct wfrag *f1)
+{
+    wdecode(tt, wr[0], c, t, f0);
+    wdecode(tt, wr[1], c, t, f1);
+    if (c >= nc) { /* past the row's last block: its activations are zeros, and so are
+                      the scales (the bytes there are the next row's) */
+        f0->a0 = f0->a1 = f0->b0 = f0->b1 = 0.0f;
+        f1->a0 = f1->a1 = f1->b0 = f1->b1 = 0.0f;
+    }
+}
 
 /* One chunk (32 elements) of the stage for this warp's MT x NT fragments. */
 static __device__ __forceinline__ void mq_chunk(int tt, int BN, int MT, int NT, int c, int nc, int t,
@@ -462,13 +585,7 @@ static __device__ __forceinline__ void mq_chunk(int tt, int BN, int MT, int NT, 
     for (int i = 0; i < MQ_MT_MAX; i++) {
         if (i >= MT) continue;
         struct wfrag f0, f1; /* rows g, g + 8 */
-        wdecode(tt, wr[i][0], c, t, &f0);
-        wdecode(tt, wr[i][1], c, t, &f1);
-        if (c >= nc) { /* past the row's last block: its activations are zeros, and so
-                          are the scales (the bytes there are the next row's) */
-            f0.a0 = f0.a1 = f0.b0 = f0.b1 = 0.0f;
-            f1.a0 = f1.a1 = f1.b0 = f1.b1 = 0.0f;
-        }
+        mq_wpair(tt, wr[i], c, nc, t, &f0, &f1);
 #pragma unroll
         for (int j = 0; j < MQ_NT_MAX; j++) {
             if (j >= NT) continue;
@@ -510,14 +627,120 @@ static __device__ __forceinline__ void mq_chunk(int tt, int BN, int MT, int NT, 
     }
 }
 
+/* The f16 flavour. s: the power of two wdecode's bytes carry (q' = q * 2^s). */
+static __device__ __forceinline__ int mq_shift(int tt)
+{
+    return tt == MQ_Q4_0 ? 4 : tt == MQ_Q5_0 ? 3 : tt == MQ_Q3_K ? 5 : tt == MQ_Q6_K ? 2 : 0;
+}
+
+/* Four of wdecode's bytes as the f16 pairs a q + b of bytes (0, 1) and (2, 3); a2, b2: a
+ * and b in both halves. */
+static __device__ __forceinline__ void mq_halves(uint32_t q, int s, uint32_t a2, uint32_t b2,
+                                                 uint32_t *p01, uint32_t *p23)
+{
+    const uint32_t u = q ^ 0x80808080u, e = (uint32_t)(0x64 - 4 * s) * 0x01010101u;
+    const uint32_t z = __byte_perm(0x80u, e, 0x4040); /* the half of u = 0x80: q = 0 */
+    *p01 = h2_fma(h2_sub(__byte_perm(u, e, 0x4140), z), a2, b2);
+    *p23 = h2_fma(h2_sub(__byte_perm(u, e, 0x4342), z), a2, b2);
+}
+
+/* One chunk (32 elements) of the stage for this warp's MT x NT fragments, f16. */
+static __device__ __forceinline__ void mq_chunk_h(int tt, int MT, int NT, int c, int nc, int t,
+                                                  const uint8_t *const (*wr)[2], const uint8_t *xr,
+                                                  float (*acc)[MQ_NT_MAX][4])
+{
+    const int g = (threadIdx.x & 31) >> 2, s = mq_shift(tt);
+    const float up = (float)(1 << s);
+    uint2 b[MQ_NT_MAX][2]; /* the two k16 steps */
+#pragma unroll
+    for (int j = 0; j < MQ_NT_MAX; j++) {
+        if (j >= NT) continue;
+        const uint8_t *x = xr + (j * 8 + g) * MQ_HSTR + 64 * c + 8 * t;
+        b[j][0] = *(const uint2 *)x;
+        b[j][1] = *(const uint2 *)(x + 32);
+    }
+#pragma unroll
+    for (int i = 0; i < MQ_MT_MAX; i++) {
+        if (i >= MT) continue;
+        struct wfrag f0, f1; /* rows g, g + 8 */
+        mq_wpair(tt, wr[i], c, nc, t, &f0, &f1);
+        uint32_t lo[4], hi[4];
+        mq_halves(f0.lo, s, h2_splat(f0.a0 * up), h2_splat(f0.b0), &lo[0], &lo[2]);
+        mq_halves(f1.lo, s, h2_splat(f1.a0 * up), h2_splat(f1.b0), &lo[1], &lo[3]);
+        mq_halves(f0.hi, s, h2_splat(f0.a1 * up), h2_splat(f0.b1), &hi[0], &hi[2]);
+        mq_halves(f1.hi, s, h2_splat(f1.a1 * up), h2_splat(f1.b1), &hi[1], &hi[3]);
+#pragma unroll
+        for (int j = 0; j < MQ_NT_MAX; j++) {
+            if (j >= NT) continue;
+            mma_h16(acc[i][j], lo, b[j][0].x, b[j][0].y);
+            mma_h16(acc[i][j], hi, b[j][1].x, b[j][1].y);
+        }
+    }
+}
+
+/* The warp's sums to out (ld floats a token; the first nr rows and nt tokens of the
+ * tile), adding to what is there when add. */
+static __device__ __forceinline__ void mq_store(int BM, int BN, int WM, int WN, int MT, int NT,
+                                                bool lead, float (*acc)[MQ_NT_MAX][4], float *out,
+                                                int64_t nr, int64_t nt, int64_t ld, int add)
+{
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+    const int wm = warp % WM, wn = (warp / WM) % WN;
+#pragma unroll
+    for (int i = 0; i < MQ_MT_MAX; i++) {
+        if (i >= MT || !lead) continue;
+#pragma unroll
+        for (int j = 0; j < MQ_NT_MAX; j++) {
+            if (j >= NT) continue;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int r = wm * (BM / WM) + i * 16 + g + 8 * (e >> 1);
+                const int tk = wn * (BN / WN) + j * 8 + 2 * t + (e & 1);
+                if (r < nr && tk < nt) {
+                    float *o = out + tk * ld + r;
+                    *o = add ? *o + acc[i][j][e] : acc[i][j][e];
+                }
+            }
+        }
+    }
+}
+
+/* The end of a split product, once every block of this one has stored its partial
+ * tile (per_tile floats, token-major with bm a token) at part + z * per_tile: the last
+ * of the nsplit blocks of the tile to arrive adds them into y in split order (the same
+ * sums whatever the order of arrival), and clears the tile's counter for the next
+ * launch. Out of line: the products' registers stay as they are without splits. */
+static __device__ __noinline__ void mq_finish(const float *part, int nsplit, int per_tile, int bm,
+                                              unsigned *cnt, int *last, float *y, int64_t rows,
+                                              int64_t n_tok, int64_t m0, int64_t n0, int add)
+{
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) *last = atomicAdd(cnt, 1u) == (unsigned)(nsplit - 1);
+    __syncthreads();
+    if (!*last) return;
+    __threadfence();
+    for (int idx = threadIdx.x; idx < per_tile; idx += blockDim.x) {
+        const int64_t r = m0 + idx % bm, tk = n0 + idx / bm;
+        if (r >= rows || tk >= n_tok) continue;
+        const volatile float *p = part + idx;
+        float s = p[0];
+        for (int z = 1; z < nsplit; z++) s += p[(size_t)z * per_tile];
+        float *o = y + tk * rows + r;
+        *o = add ? *o + s : s;
+    }
+    if (threadIdx.x == 0) *cnt = 0;
+}
+
 /* WM x WN warps tile BM x BN; KS such groups split each stage's 8 chunks (warp group
  * kw takes chunks kw * 8/KS ..), their sums added in a fixed order at the end. */
 static __device__ __forceinline__ void mq_body(int tt, int BM, int BN, int WM, int WN, int KS,
-                                               int nstage, const uint8_t *__restrict__ w,
+                                               bool fh, int nstage, const uint8_t *__restrict__ w,
                                                int64_t rows, int64_t k, size_t row_bytes,
-                                               const int8_t *__restrict__ xq,
+                                               const void *__restrict__ x,
                                                const float *__restrict__ xd, int64_t n_tok,
-                                               float *__restrict__ y, int add)
+                                               float *__restrict__ y, int add, float *ws,
+                                               unsigned *cnt)
 {
     extern __shared__ __align__(16) uint8_t mq_dyn[];
     uint8_t *const smem = mq_dyn;
@@ -529,9 +752,13 @@ static __device__ __forceinline__ void mq_body(int tt, int BM, int BN, int WM, i
     const int64_t n0 = (int64_t)blockIdx.x * BN, m0 = (int64_t)blockIdx.y * BM;
     const int bps = mq_bps(tt), qk = mq_qk(tt), slot = mq_slot(tt);
     const int64_t nblk = k / qk;
-    const int nst = (int)((nblk + bps - 1) / bps);
-    const int stage_bytes = mq_stage_bytes(tt, BM, BN);
+    const int nst_all = (int)((nblk + bps - 1) / bps), nsplit = (int)gridDim.z;
+    /* this block's stages: split blockIdx.z of nsplit */
+    const int s0 = (int)((int64_t)nst_all * blockIdx.z / nsplit);
+    const int nst = (int)((int64_t)nst_all * (blockIdx.z + 1) / nsplit);
+    const int stage_bytes = mq_stage_bytes(tt, BM, BN, fh);
     float *sums = (float *)(smem + nstage * stage_bytes);
+    int *last = (int *)sums; /* at the end: whether this block finishes its tile */
 
     float acc[MQ_MT_MAX][MQ_NT_MAX][4];
 #pragma unroll
@@ -542,26 +769,26 @@ static __device__ __forceinline__ void mq_body(int tt, int BM, int BN, int WM, i
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
     for (int s = 0; s < nstage - 1; s++) {
-        if (s < nst)
-            mq_load(tt, BM, BN, nth, smem + s * stage_bytes, w, rows, row_bytes, nblk, xq, xd,
-                    n_tok, k, m0, n0, s);
+        if (s0 + s < nst)
+            mq_load(tt, BM, BN, fh, nth, smem + s * stage_bytes, w, rows, row_bytes, nblk, x,
+                    xd, n_tok, k, m0, n0, s0 + s);
         cp_commit();
     }
     int cur = 0, nxt = nstage - 1; /* ring slots of stages ks and ks + nstage - 1 */
-    for (int ks = 0; ks < nst; ks++) {
+    for (int ks = s0; ks < nst; ks++) {
         cp_wait(nstage - 2);
         __syncthreads(); /* stage ks is in; every thread is done with stage ks - 1 */
         {
             const int nx = ks + nstage - 1;
             if (nx < nst)
-                mq_load(tt, BM, BN, nth, smem + nxt * stage_bytes, w, rows, row_bytes, nblk, xq,
-                        xd, n_tok, k, m0, n0, nx);
+                mq_load(tt, BM, BN, fh, nth, smem + nxt * stage_bytes, w, rows, row_bytes, nblk,
+                        x, xd, n_tok, k, m0, n0, nx);
             cp_commit();
         }
         const uint8_t *st = smem + cur * stage_bytes;
         cur = cur + 1 == nstage ? 0 : cur + 1;
         nxt = nxt + 1 == nstage ? 0 : nxt + 1;
-        if (mq_min(tt)) {
+        if (!fh && mq_min(tt)) {
             mq_sums(tt, BM, BN, nth, st, sums);
             __syncthreads();
         }
@@ -579,17 +806,21 @@ static __device__ __forceinline__ void mq_body(int tt, int BM, int BN, int WM, i
             }
         const uint8_t *sx = st + BM * slot;
         const float *ss = (const float *)(sx + BN * MQ_XSTR);
-        const int tok0 = wn * (BN / WN);
+        const int tok0 = wn * (BN / WN), xstr = fh ? MQ_HSTR : MQ_XSTR;
         const int64_t left = (nblk - (int64_t)ks * bps) * qk / 32;
         const int nc = left < 8 ? (int)left : 8; /* chunks of the row in this stage */
 #pragma unroll
         for (int cc = 0; cc < 8; cc++) {
             if (cc >= CPW) continue;
-            mq_chunk(tt, BN, MT, NT, kw * CPW + cc, nc, t, wr, sx + tok0 * MQ_XSTR, ss, sums, tok0,
-                     acc);
+            if (fh)
+                mq_chunk_h(tt, MT, NT, kw * CPW + cc, nc, t, wr, sx + tok0 * xstr, acc);
+            else
+                mq_chunk(tt, BN, MT, NT, kw * CPW + cc, nc, t, wr, sx + tok0 * xstr, ss, sums,
+                         tok0, acc);
         }
     }
     cp_wait(0);
+    const bool lead = kw == 0; /* the warps that hold the block's sums at the end */
     if (KS > 1) { /* the other groups' sums, in order, through the stage memory */
         float *red = (float *)smem;
         const int per_warp = MT * NT * 4 * 32, wt = wm + WM * wn;
@@ -605,8 +836,7 @@ static __device__ __forceinline__ void mq_body(int tt, int BM, int BN, int WM, i
                         if (i < MT && j < NT) o[((i * NT + j) * 4 + e) * 32] = acc[i][j][e];
         }
         __syncthreads();
-        if (kw > 0) return;
-        for (int q = 1; q < KS; q++) {
+        for (int q = 1; q < KS && lead; q++) {
             const float *o = red + ((q - 1) * WM * WN + wt) * per_warp + lane;
 #pragma unroll
             for (int i = 0; i < MQ_MT_MAX; i++)
@@ -617,42 +847,41 @@ static __device__ __forceinline__ void mq_body(int tt, int BM, int BN, int WM, i
                         if (i < MT && j < NT) acc[i][j][e] += o[((i * NT + j) * 4 + e) * 32];
         }
     }
-#pragma unroll
-    for (int i = 0; i < MQ_MT_MAX; i++) {
-        if (i >= MT) continue;
-#pragma unroll
-        for (int j = 0; j < MQ_NT_MAX; j++) {
-            if (j >= NT) continue;
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int64_t r = m0 + wm * (BM / WM) + i * 16 + g + 8 * (e >> 1);
-                const int64_t tk = n0 + wn * (BN / WN) + j * 8 + 2 * t + (e & 1);
-                if (r < rows && tk < n_tok) {
-                    float *o = y + tk * rows + r;
-                    *o = add ? *o + acc[i][j][e] : acc[i][j][e];
-                }
-            }
-        }
+    if (nsplit > 1) { /* this block's partial tile (token-major, BM a token) to the scratch */
+        const size_t tile = (size_t)blockIdx.y * gridDim.x + blockIdx.x;
+        float *const part = ws + tile * nsplit * (size_t)(BM * BN);
+        mq_store(BM, BN, WM, WN, MT, NT, lead, acc, part + (size_t)blockIdx.z * (BM * BN), BM,
+                 BN, BM, 0);
+        mq_finish(part, nsplit, BM * BN, BM, cnt + tile, last, y, rows, n_tok, m0, n0, add);
+        return;
     }
+    mq_store(BM, BN, WM, WN, MT, NT, lead, acc, y + n0 * rows + m0, rows - m0, n_tok - n0, rows,
+             add);
 }
 
 #define MQ_ARGS                                                                                    \
     const uint8_t *__restrict__ w, int64_t rows, int64_t k, size_t row_bytes,                      \
-        const int8_t *__restrict__ xq, const float *__restrict__ xd, int64_t n_tok,                \
-        float *__restrict__ y, int add, int nstage
-#define MQ_KERNEL(name, tt, ci, BM, BN, WM, WN, KS)                                                \
+        const void *__restrict__ x, const float *__restrict__ xd, int64_t n_tok,                   \
+        float *__restrict__ y, int add, int nstage, float *ws, unsigned *cnt
+#define MQ_KERNEL(name, tt, ci, BM, BN, WM, WN, KS, FH)                                            \
     __global__ void __launch_bounds__(WM * WN * KS * 32) k_mmq_##name##_##ci(MQ_ARGS)             \
     {                                                                                              \
-        mq_body(tt, BM, BN, WM, WN, KS, nstage, w, rows, k, row_bytes, xq, xd, n_tok, y, add);    \
+        mq_body(tt, BM, BN, WM, WN, KS, FH, nstage, w, rows, k, row_bytes, x, xd, n_tok, y, add,  \
+                ws, cnt);                                                                          \
     }
 /* The same numbers as mq_cfgs. */
 #define MQ_KERNELS(name, tt)                                                                       \
-    MQ_KERNEL(name, tt, 0, 32, 16, 2, 1, 4)                                                        \
-    MQ_KERNEL(name, tt, 1, 64, 32, 4, 1, 2)                                                        \
-    MQ_KERNEL(name, tt, 2, 64, 64, 2, 2, 2)                                                        \
-    MQ_KERNEL(name, tt, 3, 128, 128, 2, 4, 1)                                                      \
-    MQ_KERNEL(name, tt, 4, 16, 16, 1, 1, 8)                                                        \
-    MQ_KERNEL(name, tt, 5, 32, 32, 2, 1, 4)
+    MQ_KERNEL(name, tt, 0, 32, 16, 2, 1, 4, false)                                                 \
+    MQ_KERNEL(name, tt, 1, 64, 32, 4, 1, 2, false)                                                 \
+    MQ_KERNEL(name, tt, 2, 64, 64, 2, 2, 2, false)                                                 \
+    MQ_KERNEL(name, tt, 3, 128, 128, 2, 4, 1, false)                                               \
+    MQ_KERNEL(name, tt, 4, 16, 16, 1, 1, 8, false)                                                 \
+    MQ_KERNEL(name, tt, 5, 32, 32, 2, 1, 4, false)                                                 \
+    MQ_KERNEL(name, tt, 6, 32, 16, 2, 1, 4, true)                                                  \
+    MQ_KERNEL(name, tt, 7, 64, 32, 4, 1, 2, true)                                                  \
+    MQ_KERNEL(name, tt, 8, 32, 64, 2, 1, 4, true)                                                  \
+    MQ_KERNEL(name, tt, 9, 64, 64, 4, 1, 2, true)                                                  \
+    MQ_KERNEL(name, tt, 10, 128, 64, 4, 1, 2, true)
 
 MQ_KERNELS(q4_0, MQ_Q4_0)
 MQ_KERNELS(q4_1, MQ_Q4_1)
@@ -668,7 +897,8 @@ MQ_KERNELS(q6_K, MQ_Q6_K)
 typedef void (*mq_fn)(MQ_ARGS);
 #define MQ_ROW(name)                                                                               \
     {k_mmq_##name##_0, k_mmq_##name##_1, k_mmq_##name##_2, k_mmq_##name##_3, k_mmq_##name##_4,     \
-     k_mmq_##name##_5}
+     k_mmq_##name##_5, k_mmq_##name##_6, k_mmq_##name##_7, k_mmq_##name##_8, k_mmq_##name##_9,     \
+     k_mmq_##name##_10}
 static const mq_fn mq_table[MQ_COUNT][MQ_NCFG] = {
     MQ_ROW(q4_0), MQ_ROW(q4_1), MQ_ROW(q5_0), MQ_ROW(q5_1), MQ_ROW(q8_0),
     MQ_ROW(q2_K), MQ_ROW(q3_K), MQ_ROW(q4_K), MQ_ROW(q5_K), MQ_ROW(q6_K)};
@@ -690,6 +920,9 @@ static struct {
     int n_sm, smem_sm, smem_block;
     int tile, max_stages; /* measurements: RF_GPU_MMQ_TILE (one tile for every shape; -1:
                              chosen per shape), RF_GPU_MMQ_STAGES (a cap; 0: none) */
+    int f16;              /* RF_GPU_MMQ_F16: one flavour for every shape (0 int8, 1 f16;
+                             -1: chosen per shape) */
+    int split;            /* RF_GPU_MMQ_SPLIT: splits of k per tile (0: chosen per shape) */
 } mq_dev;
 
 static int env_int(const char *name, int lo, int hi, int fallback)
@@ -704,6 +937,8 @@ static void mq_device(void)
     if (mq_dev.n_sm) return;
     mq_dev.tile = env_int("RF_GPU_MMQ_TILE", 0, MQ_NCFG - 1, -1);
     mq_dev.max_stages = env_int("RF_GPU_MMQ_STAGES", 2, MQ_MAX_STAGES, 0);
+    mq_dev.f16 = env_int("RF_GPU_MMQ_F16", -1, 1, -1);
+    mq_dev.split = env_int("RF_GPU_MMQ_SPLIT", 0, MQ_MAX_SPLIT, 0);
     int dev = 0, n = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
     const int n_sm =
@@ -731,13 +966,10 @@ static int64_t mq_blocks(int cfg, int64_t rows, int64_t n_tok)
 static int mq_occ[MQ_COUNT][MQ_NCFG];
 static bool mq_raised[MQ_COUNT][MQ_NCFG];
 
-/* Stages in the ring of a launch of `blocks` blocks: as deep as the tile's measured best
- * and the shared memory of the blocks that share a multiprocessor allow (no deeper than
- * the row's stages + 1). */
-static int mq_stages(int tt, int ci, int64_t blocks, int64_t n_stage)
+static int mq_occupancy(int tt, int ci)
 {
-    const struct mq_cfg *c = &mq_cfgs[ci];
     if (!mq_occ[tt][ci]) {
+        const struct mq_cfg *c = &mq_cfgs[ci];
         int n = 0;
         if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, (const void *)mq_table[tt][ci],
                                                           c->wm * c->wn * c->ks * 32, 0) != cudaSuccess ||
@@ -747,31 +979,88 @@ static int mq_stages(int tt, int ci, int64_t blocks, int64_t n_stage)
         }
         mq_occ[tt][ci] = n;
     }
+    return mq_occ[tt][ci];
+}
+
+/* Stages in the ring of a launch of `blocks` blocks: as deep as the tile's measured best
+ * and the shared memory of the blocks that share a multiprocessor allow (no deeper than
+ * the row's stages + 1). */
+static int mq_stages(int tt, int ci, int64_t blocks, int64_t n_stage)
+{
+    const struct mq_cfg *c = &mq_cfgs[ci];
     int64_t per_sm = (blocks + mq_dev.n_sm - 1) / mq_dev.n_sm;
-    if (per_sm > mq_occ[tt][ci]) per_sm = mq_occ[tt][ci];
+    if (per_sm > mq_occupancy(tt, ci)) per_sm = mq_occupancy(tt, ci);
     if (per_sm < 1) per_sm = 1;
     int64_t budget = mq_dev.smem_sm / per_sm - 1024; /* the runtime keeps 1 KB per block */
     if (budget > mq_dev.smem_block) budget = mq_dev.smem_block;
-    int64_t n = (budget - mq_smem(tt, c->bm, c->bn, 0)) / mq_stage_bytes(tt, c->bm, c->bn);
+    int64_t n = (budget - mq_smem(tt, c->bm, c->bn, c->fh, 0)) /
+                mq_stage_bytes(tt, c->bm, c->bn, c->fh);
     if (n > c->max_stages) n = c->max_stages;
     if (mq_dev.max_stages && n > mq_dev.max_stages) n = mq_dev.max_stages;
     if (n > n_stage + 1) n = n_stage + 1;
     return n < 2 ? 2 : (int)n;
 }
 
-/* The tile for a shape, from the times of every tile on an H200 (Q4_0, Q8_0, Q4_K, Q6_K;
- * 11008 x 4096 and 4096 x 11008): the 16-token tile up to 16 tokens; 32 tokens in one
- * tile where that still gives every multiprocessor a block (else the 32 x 32 tile); the
- * 64 x 32 tile up to 64, the 64 x 64 tile up to 256, above that 128 x 128. */
-static int mq_pick(int64_t rows, int64_t n_tok)
+/* Splits of k per tile, up to 32 tokens: where the tiles alone leave multiprocessor
+ * slots (blocks the registers and threads allow) empty, the most (a power of two) that
+ * still fit them in one wave, each split keeping at least two stages, their partial
+ * tiles within the scratch. H100, Llama-2-7B Q4_0, `bench -b` S_TG unsplit / split: 8
+ * streams 1039 / 1121 t/s, 32 streams 3493 / 3613; but 64 streams 4574 / 4399, so
+ * larger batches stay unsplit. */
+#define MQ_SPLIT_MAX_TOK 32
+static int mq_forced_split = 0;
+
+extern "C" void rf_gpu_mmq_force_split(int n)
 {
-    if (mq_forced >= 0) return mq_forced;
-    if (mq_dev.tile >= 0) return mq_dev.tile;
+    mq_forced_split = n > 0 && n <= MQ_MAX_SPLIT ? n : 0;
+}
+
+static int mq_split(int tt, int ci, int64_t tiles, int64_t n_tok, int64_t n_stage,
+                    const struct rf_gpu_mmq_scratch *sc)
+{
+    const struct mq_cfg *c = &mq_cfgs[ci];
+    if (!sc || !sc->ws || !sc->cnt || tiles > sc->n_cnt) return 1;
+    const int64_t slots = (int64_t)mq_dev.n_sm * mq_occupancy(tt, ci);
+    int n = mq_forced_split ? mq_forced_split : mq_dev.split;
+    if (!n && n_tok > MQ_SPLIT_MAX_TOK) n = 1;
+    if (!n)
+        for (n = 1; n < MQ_MAX_SPLIT && tiles * n * 2 <= slots;) n *= 2;
+    const size_t per = (size_t)c->bm * (size_t)c->bn * sizeof(float) * (size_t)tiles;
+    while (n > 1 && (n_stage < 2 * n || per * (size_t)n > sc->ws_bytes)) n--;
+    return n;
+}
+
+/* The int8 tile for a shape, from the times of every tile on an H200 (Q4_0, Q8_0, Q4_K,
+ * Q6_K; 11008 x 4096 and 4096 x 11008): the 16-token tile up to 16 tokens; 32 tokens in
+ * one tile where that still gives every multiprocessor a block (else the 32 x 32 tile);
+ * the 64 x 32 tile up to 64, the 64 x 64 tile up to 256, above that 128 x 128. */
+static int mq_pick_int8(int64_t rows, int64_t n_tok)
+{
     if (n_tok <= 16) return 0;
     if (n_tok <= 32) return mq_blocks(1, rows, n_tok) >= mq_dev.n_sm ? 1 : 5;
     if (n_tok <= 64) return 1;
     if (n_tok <= 256) return 2;
     return 3;
+}
+
+/* The f16 tile of the same token counts (for measurements: RF_GPU_MMQ_F16=1). */
+static int mq_pick_f16(int64_t n_tok)
+{
+    return n_tok <= 16 ? 6 : n_tok <= 32 ? 7 : 10;
+}
+
+/* Both flavours by shape, from ncu times on an H200 (Q4_0, 64 tokens, 4096 x 4096 /
+ * 11008 x 4096, k in two or four): the int8 64 x 32 tile 32 / 74 us, the f16 128 x 64
+ * tile 33 / 60 us; the f16 tile also at 128 tokens (11008 x 4096: 99 against 103 us;
+ * 4096 x 11008: 75 against 89). Up to 32 tokens the two are within a few percent and
+ * int8 (the CPU path's rounding) stays. */
+static int mq_pick(int64_t rows, int64_t n_tok)
+{
+    if (mq_forced >= 0) return mq_forced;
+    if (mq_dev.tile >= 0) return mq_dev.tile;
+    if (mq_dev.f16 >= 0) return mq_dev.f16 ? mq_pick_f16(n_tok) : mq_pick_int8(rows, n_tok);
+    if (n_tok <= 32 || n_tok > 128) return mq_pick_int8(rows, n_tok);
+    return n_tok > 64 || rows >= 8192 ? 10 : 1;
 }
 
 extern "C" bool rf_gpu_mmq_supports(enum rf_type t) { return mq_code(t) >= 0; }
@@ -796,24 +1085,39 @@ extern "C" bool rf_gpu_mmq_wanted(enum rf_type t, int64_t n_tok)
 #endif
 }
 
+extern "C" int rf_gpu_mmq_tile(enum rf_type t, int64_t rows, int64_t n_tok)
+{
+    mq_device();
+    int ci = mq_pick(rows, n_tok);
+    const int tt = mq_code(t);
+    const struct mq_cfg *c = &mq_cfgs[ci];
+    if (tt >= 0 && mq_smem(tt, c->bm, c->bn, c->fh, 2) > mq_dev.smem_block && mq_forced < 0)
+        ci = c->fh ? 6 : 4; /* the smallest tile of the flavour */
+    return ci;
+}
+
+extern "C" bool rf_gpu_mmq_tile_f16(int tile)
+{
+    return tile >= 0 && tile < MQ_NCFG && mq_cfgs[tile].fh;
+}
+
 extern "C" rf_status rf_gpu_mmq(void *stream, enum rf_type t, const void *w, int64_t rows,
                                 int64_t k, size_t row_bytes, const void *xbuf, int64_t n_tok,
-                                float *y, bool add)
+                                float *y, bool add, int tile, const struct rf_gpu_mmq_scratch *sc)
 {
     const int tt = mq_code(t);
     if (tt < 0) return rf_fail(RF_STATUS_UNSUPPORTED, "gpu mmq: type %s", rf_type_name(t));
     if (rows < 1 || n_tok < 1 || k < mq_qk(tt) || k % mq_qk(tt) != 0)
         return rf_fail(RF_STATUS_INVALID_ARG, "gpu mmq: bad shape (%lld tokens, %lld x %lld %s)",
                        (long long)n_tok, (long long)rows, (long long)k, rf_type_name(t));
+    if (tile < 0 || tile >= MQ_NCFG)
+        return rf_fail(RF_STATUS_INVALID_ARG, "gpu mmq: no tile %d", tile);
     mq_device();
-    int ci = mq_pick(rows, n_tok);
-    if (mq_smem(tt, mq_cfgs[ci].bm, mq_cfgs[ci].bn, 2) > mq_dev.smem_block) {
-        if (mq_forced >= 0)
-            return rf_fail(RF_STATUS_UNSUPPORTED, "gpu mmq: tile %d of %s needs more shared memory "
-                           "than a block may take", ci, rf_type_name(t));
-        ci = 4; /* the smallest tile */
-    }
+    const int ci = tile;
     const struct mq_cfg *c = &mq_cfgs[ci];
+    if (mq_smem(tt, c->bm, c->bn, c->fh, 2) > mq_dev.smem_block)
+        return rf_fail(RF_STATUS_UNSUPPORTED, "gpu mmq: tile %d of %s needs more shared memory "
+                       "than a block may take", ci, rf_type_name(t));
     const int64_t gy = (rows + c->bm - 1) / c->bm, gx = (n_tok + c->bn - 1) / c->bn;
     if (gy > 65535 || gx > 0x7fffffff)
         return rf_fail(RF_STATUS_INVALID_ARG, "gpu mmq: %lld rows, %lld tokens: too many",
@@ -825,15 +1129,16 @@ extern "C" rf_status rf_gpu_mmq(void *stream, enum rf_type t, const void *w, int
         mq_raised[tt][ci] = true;
     }
     const int64_t n_stage = (k / mq_qk(tt) + mq_bps(tt) - 1) / mq_bps(tt);
-    const int nstage = mq_stages(tt, ci, gx * gy, n_stage);
-    const int smem = mq_smem(tt, c->bm, c->bn, nstage);
-    const int8_t *xq = (const int8_t *)xbuf;
-    const float *xd =
-        (const float *)((const uint8_t *)xbuf + (((size_t)(n_tok * k) + 15) & ~(size_t)15));
-    const dim3 grid((unsigned)gx, (unsigned)gy);
+    const int split = mq_split(tt, ci, gx * gy, n_tok, n_stage, sc);
+    const int nstage = mq_stages(tt, ci, gx * gy * split, (n_stage + split - 1) / split);
+    const int smem = mq_smem(tt, c->bm, c->bn, c->fh, nstage);
+    const float *xd = c->fh ? NULL
+                            : (const float *)((const uint8_t *)xbuf +
+                                              (((size_t)(n_tok * k) + 15) & ~(size_t)15));
+    const dim3 grid((unsigned)gx, (unsigned)gy, (unsigned)split);
     RF_LAUNCH_PDL(mq_table[tt][ci], RF_PDL_MMQ, grid, c->wm * c->wn * c->ks * 32, smem,
-                  (cudaStream_t)stream, (const uint8_t *)w, rows, k, row_bytes, xq, xd, n_tok, y,
-                  add ? 1 : 0, nstage);
+                  (cudaStream_t)stream, (const uint8_t *)w, rows, k, row_bytes, xbuf, xd, n_tok, y,
+                  add ? 1 : 0, nstage, split > 1 ? sc->ws : NULL, split > 1 ? sc->cnt : NULL);
     RF_GPU_LAUNCHED("mmq");
     return RF_OK;
 }
