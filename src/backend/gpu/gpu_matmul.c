@@ -128,14 +128,10 @@ static rf_status check_matmul(const struct rf_tensor *w, int64_t x_cols, int64_t
  * quantized type reuses xbuf when it holds the same activations and nothing has been
  * launched or copied since (the stamps match). Recording a step makes the same
  * decisions its replays repeat. */
-static bool xq_ready(const struct rf_gpu_ctx *c, const float *x, int64_t n)
+static bool xq_ready(const struct rf_gpu_ctx *c, const float *x, int64_t n, bool f16)
 {
-    return c->xq_src == x && c->xq_n == n && !c->xq_f16 && c->xq_stamp == rf_gpu_launch_stamp();
-}
-
-static bool xh_ready(const struct rf_gpu_ctx *c, const float *x, int64_t n)
-{
-    return c->xq_src == x && c->xq_n == n && c->xq_f16 && c->xq_stamp == rf_gpu_launch_stamp();
+    return c->xq_src == x && c->xq_n == n && c->xq_f16 == f16 &&
+           c->xq_stamp == rf_gpu_launch_stamp();
 }
 
 void rf_gpu_xq_hold(struct rf_gpu_ctx *c, const float *x, int64_t n)
@@ -162,7 +158,7 @@ static rf_status mmv_launch(struct rf_gpu_ctx *c, const struct rf_matmul_out *ou
     for (int i = 0; i < n; i++)
         o[i] = (struct rf_gpu_mmv_out){outs[i].w->data, outs[i].w->ne[1], outs[i].y, outs[i].add};
     RF_TRY(rf_gpu_mmv_multi(c->stream, w->type, o, n, k, rf_row_size(w->type, k), x, n_tok,
-                            c->xbuf, xq_ready(c, x, n_tok * k)));
+                            c->xbuf, xq_ready(c, x, n_tok * k, false)));
     rf_gpu_xq_hold(c, x, n_tok * k);
     return RF_OK;
 }
@@ -196,17 +192,16 @@ static rf_status matmul_mmq(struct rf_gpu_ctx *c, const struct rf_tensor *w, siz
     if ((size_t)(chunk * k) * 2 > RF_GPU_XBUF_BYTES)
         return rf_fail(RF_STATUS_UNSUPPORTED, "gpu matmul: rows of %lld are too long",
                        (long long)k);
+    const struct rf_gpu_mmq_scratch sc = {c->wbuf, RF_GPU_WBUF_BYTES, c->mmq_cnt,
+                                          RF_GPU_MMQ_COUNTERS};
     for (int64_t t0 = 0; t0 < n_tok; t0 += chunk) {
         const int64_t nt = n_tok - t0 < chunk ? n_tok - t0 : chunk;
         const float *xc = x + t0 * k;
         const int tile = rf_gpu_mmq_tile(w->type, rows, nt);
         const bool th = rf_gpu_mmq_tile_f16(tile);
-        if (th && !xh_ready(c, xc, nt * k))
-            RF_TRY(rf_gpu_f32_to_f16(c->stream, xc, c->xbuf, nt * k));
-        else if (!th && !xq_ready(c, xc, nt * k))
-            RF_TRY(rf_gpu_quantize_x(c->stream, xc, nt, k, c->xbuf));
-        const struct rf_gpu_mmq_scratch sc = {c->wbuf, RF_GPU_WBUF_BYTES, c->mmq_cnt,
-                                              RF_GPU_MMQ_COUNTERS};
+        if (!xq_ready(c, xc, nt * k, th))
+            RF_TRY(th ? rf_gpu_f32_to_f16(c->stream, xc, c->xbuf, nt * k)
+                      : rf_gpu_quantize_x(c->stream, xc, nt, k, c->xbuf));
         RF_TRY(rf_gpu_mmq(c->stream, w->type, w->data, rows, k, row_bytes, c->xbuf, nt,
                           y + t0 * rows, add, tile, &sc));
         if (nt == n_tok) {
